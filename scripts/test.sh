@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The README's test command: installs what is needed, builds everything, runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/build.sh
+cd "${BUILD_DIR:-build}"
+ctest --output-on-failure -j 2 --timeout 1500
