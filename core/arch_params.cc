@@ -300,6 +300,16 @@ absl::StatusOr<ArchUpdateStats> ArchUpdate(ArchParams& ap, ArchAdam& adam,
     return absl::InvalidArgumentError(absl::StrCat("arch update: expected ", n,
                                                    " pairs, gate gradients and flags"));
   }
+  if (latency != nullptr) {
+    bool fits = static_cast<int>(latency->edge_ms().size()) == n;
+    for (int e = 0; fits && e < n; ++e) {
+      fits = static_cast<int>(latency->edge_ms()[e].size()) == ap.num_candidates(e);
+    }
+    if (!fits) {
+      return absl::InvalidArgumentError(
+          "arch update: the latency model's edges and candidates do not match alpha");
+    }
+  }
   ArchUpdateStats stats;
   HardwareLossValue hw;
   hw.loss = ce;
@@ -308,8 +318,14 @@ absl::StatusOr<ArchUpdateStats> ArchUpdate(ArchParams& ap, ArchAdam& adam,
     NAS_ASSIGN_OR_RETURN(hw, EvaluateHardwareLoss(loss, ce, stats.expected_ms));
   }
   stats.loss = hw.loss;
+  // Validate every edge before changing any, so an error leaves alpha and Adam untouched.
   for (int e = 0; e < n; ++e) {
     const PairSample& pr = pairs[e];
+    int nc = ap.num_candidates(e);
+    if (pr.active < 0 || pr.active >= nc || pr.other < 0 || pr.other >= nc) {
+      return absl::InvalidArgumentError(absl::StrCat("pairs[", e, "]: candidate index outside [0, ",
+                                                     nc, ")"));
+    }
     if (active_is_zero[e] || pr.active == pr.other) continue;
     if (gate_grads[e].size() != 2) {
       return absl::InvalidArgumentError(
@@ -318,6 +334,10 @@ absl::StatusOr<ArchUpdateStats> ArchUpdate(ArchParams& ap, ArchAdam& adam,
     if (!std::isfinite(gate_grads[e][0]) || !std::isfinite(gate_grads[e][1])) {
       return absl::InvalidArgumentError(absl::StrCat("gate_grads[", e, "]: not finite"));
     }
+  }
+  for (int e = 0; e < n; ++e) {
+    const PairSample& pr = pairs[e];
+    if (active_is_zero[e] || pr.active == pr.other) continue;
     std::vector<int> involved = {pr.active, pr.other};
     std::vector<double> g = GateGradToAlphaGrad(
         ap.alpha(e), involved,

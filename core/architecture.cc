@@ -76,6 +76,37 @@ absl::StatusOr<Architecture> Architecture::FromReferenceConfig(const std::string
                                                    net.stem_channels, " but the space has ",
                                                    skeleton.stem_channels));
   }
+  if (net.input_channels != skeleton.input_channels || net.stem_kernel != skeleton.stem_kernel ||
+      net.stem_stride != skeleton.stem_stride) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "first_conv: in_channels ", net.input_channels, ", kernel ", net.stem_kernel,
+        ", stride ", net.stem_stride, " but the space has ", skeleton.input_channels, ", ",
+        skeleton.stem_kernel, ", ", skeleton.stem_stride));
+  }
+  // The fixed blocks are not choices, so they must be the space's exactly.
+  for (size_t i = 0; i < fixed; ++i) {
+    const BlockConfig& b = net.blocks[i];
+    const BlockConfig& s = skeleton.blocks[i];
+    if (b.zero || b.in_channels != s.in_channels || b.out_channels != s.out_channels ||
+        b.kernel != s.kernel || b.expand != s.expand || b.stride != s.stride ||
+        b.shortcut != s.shortcut) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "blocks[", i, "]: does not match the fixed block of space ", space.name(), " (",
+          s.in_channels, "->", s.out_channels, " ", Candidate{s.kernel, s.expand, false}.Name(),
+          " stride ", s.stride, ")"));
+    }
+  }
+  if (net.feature_mix_channels != skeleton.feature_mix_channels) {
+    return absl::InvalidArgumentError(absl::StrCat("feature_mix_layer.out_channels: ",
+                                                   net.feature_mix_channels,
+                                                   " but the space has ",
+                                                   skeleton.feature_mix_channels));
+  }
+  if (net.num_classes != skeleton.num_classes) {
+    return absl::InvalidArgumentError(absl::StrCat("classifier.out_features: ", net.num_classes,
+                                                   " but the space has ",
+                                                   skeleton.num_classes));
+  }
   Architecture a;
   a.space = space.name();
   for (int i = 0; i < space.num_edges(); ++i) {

@@ -126,19 +126,24 @@ absl::StatusOr<LatencyTable> LatencyTable::ParseYaml(const std::string& text,
   LatencyTable t(info);
   std::vector<std::string> lines = absl::StrSplit(text, '\n');
   std::string current;
+  int entry_line = 0;  // line of `current`'s "KEY:"; errors about the entry point there
   LatencyEntry entry;
   int seen = 0;  // bitmask of count/mean/var
-  auto flush = [&](int line_no) -> absl::Status {
+  auto flush = [&]() -> absl::Status {
     if (current.empty()) return absl::OkStatus();
     if (seen != 7) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "line ", line_no, ": entry '", current, "' lacks ",
+          "line ", entry_line, ": entry '", current, "' lacks ",
           (seen & 1) ? "" : "count ", (seen & 2) ? "" : "mean ", (seen & 4) ? "" : "var"));
     }
     if (t.Contains(current)) {
-      return absl::InvalidArgumentError(absl::StrCat("key '", current, "' appears twice"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("line ", entry_line, ": key '", current, "' appears twice"));
     }
-    NAS_RETURN_IF_ERROR(t.Insert(current, entry));
+    absl::Status s = t.Insert(current, entry);
+    if (!s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("line ", entry_line, ": ", s.message()));
+    }
     current.clear();
     return absl::OkStatus();
   };
@@ -150,12 +155,13 @@ absl::StatusOr<LatencyTable> LatencyTable::ParseYaml(const std::string& text,
     if (stripped.empty() || stripped[0] == '#') continue;
     bool indented = line[0] == ' ' || line[0] == '\t';
     if (!indented) {
-      NAS_RETURN_IF_ERROR(flush(line_no));
+      NAS_RETURN_IF_ERROR(flush());
       if (stripped.back() != ':') {
         return absl::InvalidArgumentError(
             absl::StrCat("line ", line_no, ": expected 'KEY:' at the start of an entry"));
       }
       current = std::string(stripped.substr(0, stripped.size() - 1));
+      entry_line = line_no;
       entry = LatencyEntry();
       seen = 0;
       continue;
@@ -189,7 +195,7 @@ absl::StatusOr<LatencyTable> LatencyTable::ParseYaml(const std::string& text,
                                                      name, "\" (count, mean, var)"));
     }
   }
-  NAS_RETURN_IF_ERROR(flush(static_cast<int>(lines.size())));
+  NAS_RETURN_IF_ERROR(flush());
   if (t.size() == 0) return absl::InvalidArgumentError("latency table: no entries");
   return t;
 }

@@ -1,0 +1,204 @@
+// nas: the local command line of the NAS service.
+//
+//   nas search   [--space fashion-mnist] [--out results/search] ...   a full ProxylessNAS search
+//   nas train    --arch ARCH.json [--space ...] [--epochs 6]             train an architecture
+//   nas eval     --arch ARCH.json --weights W.pt                        evaluate saved weights
+//   nas profile  [--space ...] --table-out T.json                       profile layers here
+//   nas spaces                                                          list presets
+//
+// Flags only fill option structs; the work is in worker/search.h.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/search_space.h"
+#include "worker/search.h"
+
+ABSL_FLAG(std::string, space, "fashion-mnist", "search space: preset name or JSON file");
+ABSL_FLAG(std::string, dataset, "fashion-mnist", "data set: fashion-mnist, mnist or cifar10");
+ABSL_FLAG(std::string, data_dir, "", "data set directory (default: Debian's location)");
+ABSL_FLAG(std::string, out, "", "result directory");
+ABSL_FLAG(std::string, latency_table, "",
+          "latency table (ours .json or ProxylessNAS .yaml); default: profile this machine");
+ABSL_FLAG(std::string, cache_dir, "", "profiled-table cache (default $HOME/.cache/nas)");
+ABSL_FLAG(std::string, device, "local-cpu", "device name recorded in profiled tables");
+ABSL_FLAG(std::string, backend, "cpu", "where to profile: cpu or cuda");
+ABSL_FLAG(int, profile_batch, 1, "batch size of profiled layers");
+ABSL_FLAG(int, profile_repeats, 50, "timed runs per profiled layer");
+ABSL_FLAG(std::string, loss, "add#linear", "hardware loss: mul#log, add#linear or none");
+ABSL_FLAG(double, target_ms, 0, "target latency in ms (0: 0.8 x expected latency at start)");
+ABSL_FLAG(double, loss_alpha, 0.2, "mul#log alpha");
+ABSL_FLAG(double, loss_beta, 0.3, "mul#log beta");
+ABSL_FLAG(double, loss_lambda, 0.1, "add#linear lambda");
+ABSL_FLAG(int, warmup_epochs, 1, "warm-up epochs (weights only)");
+ABSL_FLAG(int, search_epochs, 3, "joint search epochs");
+ABSL_FLAG(int, train_epochs, 6, "epochs to train the derived network (and baseline)");
+ABSL_FLAG(int, epochs, 6, "train: epochs");
+ABSL_FLAG(int, batch_size, 128, "batch size");
+ABSL_FLAG(double, search_lr, 0.05, "weight learning rate during the search");
+ABSL_FLAG(double, lr, 0.1, "learning rate of final training");
+ABSL_FLAG(int, arch_every, 5, "an arch step after every k weight steps");
+ABSL_FLAG(std::string, arch_algo, "gradient", "gradient (binary gates) or rl (REINFORCE)");
+ABSL_FLAG(double, arch_lr, 1e-3, "Adam learning rate of alpha");
+ABSL_FLAG(int64_t, valid_size, 5000, "held-out validation images for arch steps");
+ABSL_FLAG(int64_t, train_subset, 0, "use only this many training images (0: all)");
+ABSL_FLAG(int64_t, test_subset, 0, "use only this many test images (0: all)");
+ABSL_FLAG(bool, baseline, true, "also train the largest network for comparison");
+ABSL_FLAG(int, threads, 0, "intra-op threads (0: all cores)");
+ABSL_FLAG(uint64_t, seed, 0, "random seed");
+ABSL_FLAG(bool, progress, true, "show a progress bar");
+ABSL_FLAG(std::string, arch, "", "train/eval: architecture JSON or reference network config");
+ABSL_FLAG(std::string, weights, "", "eval: weights file written by train or search");
+ABSL_FLAG(std::string, table_out, "", "profile: where to write the table");
+
+namespace {
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "nas: error: %s\n", std::string(s.message()).c_str());
+  return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+}
+
+nas::ProfileOptions ProfileFromFlags() {
+  nas::ProfileOptions p;
+  p.device = absl::GetFlag(FLAGS_device);
+  p.backend = absl::GetFlag(FLAGS_backend);
+  p.batch_size = absl::GetFlag(FLAGS_profile_batch);
+  p.repeats = absl::GetFlag(FLAGS_profile_repeats);
+  p.threads = absl::GetFlag(FLAGS_threads);
+  return p;
+}
+
+int Search() {
+  nas::SearchOptions o;
+  o.space = absl::GetFlag(FLAGS_space);
+  o.dataset = absl::GetFlag(FLAGS_dataset);
+  o.data_dir = absl::GetFlag(FLAGS_data_dir);
+  o.out_dir = absl::GetFlag(FLAGS_out).empty() ? "results/search" : absl::GetFlag(FLAGS_out);
+  o.latency_table = absl::GetFlag(FLAGS_latency_table);
+  o.cache_dir = absl::GetFlag(FLAGS_cache_dir);
+  o.profile = ProfileFromFlags();
+  auto type = nas::HardwareLossOptions::ParseType(absl::GetFlag(FLAGS_loss));
+  if (!type.ok()) return Fail(type.status());
+  o.loss.type = *type;
+  o.loss.target_ms = absl::GetFlag(FLAGS_target_ms);
+  o.loss.alpha = absl::GetFlag(FLAGS_loss_alpha);
+  o.loss.beta = absl::GetFlag(FLAGS_loss_beta);
+  o.loss.lambda = absl::GetFlag(FLAGS_loss_lambda);
+  o.warmup_epochs = absl::GetFlag(FLAGS_warmup_epochs);
+  o.search_epochs = absl::GetFlag(FLAGS_search_epochs);
+  o.train_epochs = absl::GetFlag(FLAGS_train_epochs);
+  o.batch_size = absl::GetFlag(FLAGS_batch_size);
+  o.search_lr = absl::GetFlag(FLAGS_search_lr);
+  o.train_lr = absl::GetFlag(FLAGS_lr);
+  o.arch_every = absl::GetFlag(FLAGS_arch_every);
+  o.arch_algo = absl::GetFlag(FLAGS_arch_algo);
+  o.arch_adam.lr = absl::GetFlag(FLAGS_arch_lr);
+  o.valid_size = absl::GetFlag(FLAGS_valid_size);
+  o.train_subset = absl::GetFlag(FLAGS_train_subset);
+  o.test_subset = absl::GetFlag(FLAGS_test_subset);
+  o.baseline = absl::GetFlag(FLAGS_baseline);
+  o.threads = absl::GetFlag(FLAGS_threads);
+  o.seed = absl::GetFlag(FLAGS_seed);
+  o.progress = absl::GetFlag(FLAGS_progress);
+  auto r = nas::RunSearch(o);
+  if (!r.ok()) return Fail(r.status());
+  std::printf("results in %s (report.md, architecture.json, derived.pt)\n", r->out_dir.c_str());
+  return 0;
+}
+
+void PrintNetwork(const nas::NetworkReport& r) {
+  std::printf("architecture: %s\ntest accuracy: %.2f%%  loss %.4f\nparameters: %lld  MACs: %lld\n",
+              r.architecture.c_str(), 100 * r.test_accuracy, r.test_loss,
+              static_cast<long long>(r.parameters), static_cast<long long>(r.macs));
+}
+
+int Train() {
+  nas::TrainCommandOptions o;
+  o.space = absl::GetFlag(FLAGS_space);
+  o.architecture = absl::GetFlag(FLAGS_arch);
+  if (o.architecture.empty()) return Fail(absl::InvalidArgumentError("--arch: required"));
+  o.dataset = absl::GetFlag(FLAGS_dataset);
+  o.data_dir = absl::GetFlag(FLAGS_data_dir);
+  o.out_dir = absl::GetFlag(FLAGS_out).empty() ? "results/train" : absl::GetFlag(FLAGS_out);
+  o.epochs = absl::GetFlag(FLAGS_epochs);
+  o.batch_size = absl::GetFlag(FLAGS_batch_size);
+  o.lr = absl::GetFlag(FLAGS_lr);
+  o.train_subset = absl::GetFlag(FLAGS_train_subset);
+  o.test_subset = absl::GetFlag(FLAGS_test_subset);
+  o.threads = absl::GetFlag(FLAGS_threads);
+  o.seed = absl::GetFlag(FLAGS_seed);
+  o.progress = absl::GetFlag(FLAGS_progress);
+  auto r = nas::RunTrain(o);
+  if (!r.ok()) return Fail(r.status());
+  PrintNetwork(*r);
+  std::printf("weights: %s/weights.pt\n", o.out_dir.c_str());
+  return 0;
+}
+
+int Eval() {
+  nas::EvalCommandOptions o;
+  o.space = absl::GetFlag(FLAGS_space);
+  o.architecture = absl::GetFlag(FLAGS_arch);
+  o.weights = absl::GetFlag(FLAGS_weights);
+  if (o.architecture.empty()) return Fail(absl::InvalidArgumentError("--arch: required"));
+  if (o.weights.empty()) return Fail(absl::InvalidArgumentError("--weights: required"));
+  o.dataset = absl::GetFlag(FLAGS_dataset);
+  o.data_dir = absl::GetFlag(FLAGS_data_dir);
+  o.test_subset = absl::GetFlag(FLAGS_test_subset);
+  o.threads = absl::GetFlag(FLAGS_threads);
+  auto r = nas::RunEval(o);
+  if (!r.ok()) return Fail(r.status());
+  PrintNetwork(*r);
+  return 0;
+}
+
+int Profile() {
+  std::string out = absl::GetFlag(FLAGS_table_out);
+  if (out.empty()) return Fail(absl::InvalidArgumentError("--table_out: required"));
+  auto r = nas::RunProfile(absl::GetFlag(FLAGS_space), ProfileFromFlags(), out);
+  if (!r.ok()) return Fail(r.status());
+  std::printf("table: %s\n", r->c_str());
+  return 0;
+}
+
+int Spaces() {
+  for (const std::string& name : nas::SearchSpace::PresetNames()) {
+    auto s = nas::SearchSpace::Preset(name);
+    if (!s.ok()) return Fail(s.status());
+    std::printf("%-20s %dx%dx%d, %d classes, %d edges, %zu layer keys\n", name.c_str(),
+                s->input_height(), s->input_width(), s->input_channels(), s->num_classes(),
+                s->num_edges(), s->AllLayerKeys().size());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "nas <search|train|eval|profile|spaces> [flags]\n"
+      "  search   profile, search, derive, train and report (the embedded default)\n"
+      "  train    train an architecture (--arch) from scratch\n"
+      "  eval     evaluate saved weights (--arch, --weights)\n"
+      "  profile  time every layer of --space and write --table_out\n"
+      "  spaces   list the preset search spaces");
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  if (args.size() != 2) {
+    std::fprintf(stderr, "%s\n", absl::ProgramUsageMessage().data());
+    return 2;
+  }
+  std::string cmd = args[1];
+  if (cmd == "search") return Search();
+  if (cmd == "train") return Train();
+  if (cmd == "eval") return Eval();
+  if (cmd == "profile") return Profile();
+  if (cmd == "spaces") return Spaces();
+  std::fprintf(stderr, "nas: unknown command \"%s\"\n%s\n", cmd.c_str(),
+               absl::ProgramUsageMessage().data());
+  return 2;
+}

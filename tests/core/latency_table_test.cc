@@ -1,0 +1,314 @@
+#include "core/latency_table.h"
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "core/json_fields.h"
+#include "gtest/gtest.h"
+
+namespace nas {
+namespace {
+
+const std::string kMobileTrim = std::string(NAS_DATA_DIR) + "/proxylessnas/mobile_trim.yaml";
+
+::testing::AssertionResult IsError(const absl::Status& s, absl::StatusCode code,
+                                   const std::vector<std::string>& parts) {
+  if (s.code() != code) {
+    return ::testing::AssertionFailure()
+           << "code " << absl::StatusCodeToString(s.code()) << ", want "
+           << absl::StatusCodeToString(code) << " (" << s.message() << ")";
+  }
+  for (const std::string& p : parts) {
+    if (std::string(s.message()).find(p) == std::string::npos) {
+      return ::testing::AssertionFailure() << "message '" << s.message() << "' lacks '" << p << "'";
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+const char kStem[] = "Conv-input:224x224x3-output:112x112x32";
+const char kMix[] = "Conv_1-input:7x7x320-output:7x7x1280";
+const char kLogits[] = "Logits-input:7x7x1280-output:1000";
+const char kBlock[] =
+    "expanded_conv-input:56x56x24-output:28x28x40-expand:6-kernel:5-stride:2-idskip:0";
+
+TEST(LatencyTableTest, ImportsTheReferenceYaml) {
+  auto t = LatencyTable::Load(kMobileTrim);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->size(), 72u);
+  EXPECT_EQ(t->info().device, "mobile_trim");
+  auto stem = t->Lookup(kStem);
+  ASSERT_TRUE(stem.ok()) << stem.status();
+  // Values as they appear in the file.
+  EXPECT_EQ(stem->count, 982);
+  EXPECT_DOUBLE_EQ(stem->mean_ms, 4.083755600814664);
+  EXPECT_DOUBLE_EQ(stem->var, 0.2502372872758427);
+  EXPECT_DOUBLE_EQ(t->Lookup(kMix)->mean_ms, 3.088623217922607);
+  EXPECT_DOUBLE_EQ(t->Lookup(kLogits)->mean_ms, 0.3096415478615071);
+  auto first = t->Lookup(
+      "expanded_conv-input:112x112x16-output:56x56x24-expand:3-kernel:3-stride:2-idskip:0");
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->count, 164);
+  EXPECT_DOUBLE_EQ(first->mean_ms, 6.240567073170731);
+  // Sum of all 72 means (python3 over the file: 388.3047854956828).
+  double sum = 0;
+  for (const auto& [k, e] : t->entries()) sum += e.mean_ms;
+  EXPECT_NEAR(sum, 388.3047854956828, 1e-10);
+  // Every key of the paper's table is in the grammar and prints back identically.
+  for (const auto& [k, e] : t->entries()) {
+    auto parsed = LayerKey::Parse(k);
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    EXPECT_EQ(parsed->ToString(), k);
+  }
+}
+
+TEST(LatencyTableTest, LookupOfMissingKeyIsNotFoundNamingKeyAndDevice) {
+  auto t = LatencyTable::Load(kMobileTrim);
+  ASSERT_TRUE(t.ok()) << t.status();
+  const std::string missing =
+      "expanded_conv-input:56x56x24-output:28x28x40-expand:9-kernel:5-stride:2-idskip:0";
+  EXPECT_FALSE(t->Contains(missing));
+  EXPECT_TRUE(
+      IsError(t->Lookup(missing).status(), absl::StatusCode::kNotFound, {missing, "mobile_trim"}));
+  auto sum = t->SumMeans({kStem, kMix});
+  ASSERT_TRUE(sum.ok());
+  EXPECT_DOUBLE_EQ(*sum, 4.083755600814664 + 3.088623217922607);
+  EXPECT_TRUE(IsError(t->SumMeans({kStem, missing, kMix}).status(), absl::StatusCode::kNotFound,
+                      {missing}));
+  EXPECT_DOUBLE_EQ(*t->SumMeans({}), 0.0);
+}
+
+TEST(LatencyTableTest, JsonSaveLoadRoundTripKeepsProvenance) {
+  LatencyTableInfo info;
+  info.device = "x86-2core";
+  info.runtime = "libtorch-cpu 1.13";
+  info.batch_size = 4;
+  info.threads = 2;
+  info.profiled_at = "2026-11-25T20:00:00Z";
+  info.method = "50 timed runs after 10 warm-up runs";
+  LatencyTable t(info);
+  ASSERT_TRUE(t.Insert(kStem, {50, 0.123456789012345, 1.5e-5}).ok());
+  ASSERT_TRUE(t.Insert(kBlock, {7, 1.0 / 3.0, 0.0}).ok());
+  ASSERT_TRUE(t.Insert(kLogits, {1, 1e-3, 2e-9}).ok());
+  const std::string path = ::testing::TempDir() + "/latency_table_test_roundtrip.json";
+  ASSERT_TRUE(t.Save(path).ok());
+
+  auto back = LatencyTable::Load(path);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->info().device, "x86-2core");
+  EXPECT_EQ(back->info().runtime, "libtorch-cpu 1.13");
+  EXPECT_EQ(back->info().batch_size, 4);
+  EXPECT_EQ(back->info().threads, 2);
+  EXPECT_EQ(back->info().profiled_at, "2026-11-25T20:00:00Z");
+  EXPECT_EQ(back->info().method, "50 timed runs after 10 warm-up runs");
+  ASSERT_EQ(back->size(), 3u);
+  for (const auto& [k, e] : t.entries()) {
+    auto got = back->Lookup(k);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(got->count, e.count);
+    EXPECT_EQ(got->mean_ms, e.mean_ms);  // exact: JSON doubles round-trip
+    EXPECT_EQ(got->var, e.var);
+  }
+  EXPECT_EQ(back->ToJson(), t.ToJson());
+
+  // The YAML import re-exported as JSON keeps every entry.
+  auto yaml = LatencyTable::Load(kMobileTrim);
+  ASSERT_TRUE(yaml.ok());
+  auto reparsed = LatencyTable::ParseJson(yaml->ToJson());
+  ASSERT_TRUE(reparsed.ok()) << reparsed.status();
+  EXPECT_EQ(reparsed->size(), 72u);
+  EXPECT_EQ(reparsed->info().device, "mobile_trim");
+  EXPECT_EQ(reparsed->ToJson(), yaml->ToJson());
+}
+
+TEST(LatencyTableTest, MalformedYamlErrorsCarryLineNumbers) {
+  const std::string stem = std::string(kStem) + ":\n";
+  // Missing mean (the entry starts on line 1).
+  EXPECT_TRUE(
+      IsError(LatencyTable::ParseYaml(stem + "  count: 3\n  var: 0.1\n" + std::string(kMix) +
+                                          ":\n  count: 1\n  mean: 1.0\n  var: 0.0\n",
+                                      "dev")
+                  .status(),
+              absl::StatusCode::kInvalidArgument, {"line 1:", kStem, "lacks", "mean"}));
+  // Missing var in the last entry (line 5).
+  EXPECT_TRUE(IsError(LatencyTable::ParseYaml(stem + "  count: 3\n  mean: 1\n  var: 0.1\n" +
+                                                  std::string(kMix) + ":\n  count: 1\n  mean: 2\n",
+                                              "dev")
+                          .status(),
+                      absl::StatusCode::kInvalidArgument, {"line 5:", kMix, "var"}));
+  // A value that is not a number (line 3).
+  EXPECT_TRUE(IsError(
+      LatencyTable::ParseYaml(stem + "  count: 3\n  mean: fast\n  var: 0.1\n", "dev").status(),
+      absl::StatusCode::kInvalidArgument, {"line 3:", "mean", "\"fast\"", "not a number"}));
+  // Unknown field (line 2).
+  EXPECT_TRUE(IsError(
+      LatencyTable::ParseYaml(stem + "  stddev: 3\n  mean: 1\n  var: 0.1\n", "dev").status(),
+      absl::StatusCode::kInvalidArgument, {"line 2:", "stddev"}));
+  // A field before any key (line 2, after a comment).
+  EXPECT_TRUE(IsError(LatencyTable::ParseYaml("# table\n  count: 3\n", "dev").status(),
+                      absl::StatusCode::kInvalidArgument, {"line 2:"}));
+  // A top-level line that is not "KEY:" (line 5).
+  EXPECT_TRUE(
+      IsError(LatencyTable::ParseYaml(stem + "  count: 3\n  mean: 1\n  var: 0.1\nnonsense\n", "dev")
+                  .status(),
+              absl::StatusCode::kInvalidArgument, {"line 5:"}));
+  // A key outside the grammar (line 1) and non-positive numbers.
+  EXPECT_TRUE(
+      IsError(LatencyTable::ParseYaml(
+                  "Deconv-input:1x1x1-output:1x1x1:\n  count: 1\n  mean: 1\n  var: 0\n", "dev")
+                  .status(),
+              absl::StatusCode::kInvalidArgument, {"line 1:", "Deconv", "unknown kind"}));
+  EXPECT_TRUE(
+      IsError(LatencyTable::ParseYaml(stem + "  count: 3\n  mean: 0\n  var: 0.1\n", "dev").status(),
+              absl::StatusCode::kInvalidArgument, {"line 1:", "mean"}));
+  // Duplicate keys (the second one starts on line 5).
+  const std::string entry = stem + "  count: 3\n  mean: 1\n  var: 0.1\n";
+  EXPECT_TRUE(IsError(LatencyTable::ParseYaml(entry + entry, "dev").status(),
+                      absl::StatusCode::kInvalidArgument, {"line 5:", "twice"}));
+  EXPECT_TRUE(IsError(LatencyTable::ParseYaml("# nothing\n\n", "dev").status(),
+                      absl::StatusCode::kInvalidArgument, {"no entries"}));
+  // Load names the file.
+  const std::string path = ::testing::TempDir() + "/latency_table_test_bad.yaml";
+  ASSERT_TRUE(WriteFile(path, stem + "  count: x\n").ok());
+  EXPECT_TRUE(IsError(LatencyTable::Load(path).status(), absl::StatusCode::kInvalidArgument,
+                      {path, "line 2:"}));
+  EXPECT_EQ(LatencyTable::Load(::testing::TempDir() + "/no_such_table.yaml").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST(LatencyTableTest, YamlToleratesCommentsBlankLinesAndCrlf) {
+  auto t = LatencyTable::ParseYaml(
+      "# a comment\r\n" + std::string(kStem) + ":\r\n  count: 3\r\n\r\n  mean: 1.5\r\n  var: 0\r\n",
+      "dev");
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->size(), 1u);
+  EXPECT_EQ(t->Lookup(kStem)->mean_ms, 1.5);
+  EXPECT_EQ(t->info().device, "dev");
+}
+
+TEST(LatencyTableTest, MalformedJsonErrorsNameTheField) {
+  EXPECT_TRUE(IsError(LatencyTable::ParseJson("{").status(), absl::StatusCode::kInvalidArgument,
+                      {"latency table", "not valid JSON"}));
+  EXPECT_TRUE(IsError(
+      LatencyTable::ParseJson(R"({"format": "other/2", "device": "d", "entries": {}})").status(),
+      absl::StatusCode::kInvalidArgument, {"format"}));
+  EXPECT_TRUE(IsError(
+      LatencyTable::ParseJson(R"({"format": "nas-latency-table/1", "entries": {}})").status(),
+      absl::StatusCode::kInvalidArgument, {"device: missing"}));
+  EXPECT_TRUE(IsError(
+      LatencyTable::ParseJson(R"({"format": "nas-latency-table/1", "device": "d"})").status(),
+      absl::StatusCode::kInvalidArgument, {"entries: missing"}));
+  EXPECT_TRUE(IsError(LatencyTable::ParseJson(
+                          R"({"format": "nas-latency-table/1", "device": "d", "threads": 0,
+                              "entries": {}})")
+                          .status(),
+                      absl::StatusCode::kInvalidArgument, {"threads"}));
+  const std::string bad_mean = std::string(R"({"format": "nas-latency-table/1", "device": "d",
+      "entries": {")") + kStem +
+                               R"(": {"count": 5, "mean": -1, "var": 0}}})";
+  EXPECT_TRUE(IsError(LatencyTable::ParseJson(bad_mean).status(),
+                      absl::StatusCode::kInvalidArgument, {kStem, "mean"}));
+  const std::string no_var = std::string(R"({"format": "nas-latency-table/1", "device": "d",
+      "entries": {")") + kStem +
+                             R"(": {"count": 5, "mean": 1}}})";
+  EXPECT_TRUE(IsError(LatencyTable::ParseJson(no_var).status(), absl::StatusCode::kInvalidArgument,
+                      {kStem, "var: missing"}));
+  const std::string str_count = std::string(R"({"format": "nas-latency-table/1", "device": "d",
+      "entries": {")") + kStem + R"(": {"count": "5", "mean": 1, "var": 0}}})";
+  EXPECT_TRUE(IsError(LatencyTable::ParseJson(str_count).status(),
+                      absl::StatusCode::kInvalidArgument, {"count", "expected an integer"}));
+}
+
+TEST(LatencyTableTest, InsertValidatesKeyAndNumbers) {
+  LatencyTable t;
+  EXPECT_TRUE(t.Insert(kStem, {1, 0.5, 0}).ok());
+  EXPECT_TRUE(IsError(t.Insert(kStem, {0, 0.5, 0}), absl::StatusCode::kInvalidArgument, {"count"}));
+  EXPECT_TRUE(IsError(t.Insert(kStem, {1, 0.0, 0}), absl::StatusCode::kInvalidArgument, {"mean"}));
+  EXPECT_TRUE(IsError(t.Insert(kStem, {1, NAN, 0}), absl::StatusCode::kInvalidArgument, {"mean"}));
+  EXPECT_TRUE(IsError(t.Insert(kStem, {1, 0.5, -1}), absl::StatusCode::kInvalidArgument, {"var"}));
+  EXPECT_TRUE(IsError(t.Insert("Conv-input:1x1x1", {1, 0.5, 0}), absl::StatusCode::kInvalidArgument,
+                      {"layer key"}));
+  EXPECT_EQ(t.size(), 1u);
+  EXPECT_EQ(t.Lookup(kStem)->mean_ms, 0.5);
+}
+
+TEST(LayerKeyTest, ParsesEveryKindAndRoundTrips) {
+  auto b = LayerKey::Parse(kBlock);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->kind, "expanded_conv");
+  EXPECT_EQ(b->in_h, 56);
+  EXPECT_EQ(b->in_w, 56);
+  EXPECT_EQ(b->in_c, 24);
+  EXPECT_EQ(b->out_h, 28);
+  EXPECT_EQ(b->out_w, 28);
+  EXPECT_EQ(b->out_c, 40);
+  EXPECT_EQ(b->expand, 6);
+  EXPECT_EQ(b->kernel, 5);
+  EXPECT_EQ(b->stride, 2);
+  EXPECT_EQ(b->idskip, 0);
+  EXPECT_EQ(b->ToString(), kBlock);
+
+  auto l = LayerKey::Parse(kLogits);
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_EQ(l->kind, "Logits");
+  EXPECT_EQ(l->in_c, 1280);
+  EXPECT_EQ(l->out_c, 1000);
+  EXPECT_EQ(l->ToString(), kLogits);
+
+  for (const char* k : {kStem, kMix,
+                        "expanded_conv-input:7x5x192-output:7x5x192-expand:3-kernel:7-stride:1-"
+                        "idskip:1"}) {
+    auto p = LayerKey::Parse(k);
+    ASSERT_TRUE(p.ok()) << p.status();
+    EXPECT_EQ(p->ToString(), k);
+  }
+  EXPECT_EQ(LayerKey::Parse(kMix)->kind, "Conv_1");
+  EXPECT_EQ(LayerKey::Parse(kStem)->out_c, 32);
+  // Field order does not matter for parsing; printing is canonical.
+  auto shuffled = LayerKey::Parse(
+      "expanded_conv-input:56x56x24-output:28x28x40-kernel:5-expand:6-idskip:0-stride:2");
+  ASSERT_TRUE(shuffled.ok()) << shuffled.status();
+  EXPECT_EQ(shuffled->ToString(), kBlock);
+}
+
+TEST(LayerKeyTest, RejectsMalformedKeys) {
+  struct Case {
+    std::string key;
+    std::string want;
+  };
+  const std::vector<Case> cases = {
+      {"Deconv-input:1x1x1-output:1x1x1", "unknown kind"},
+      {"Conv", "expected KIND-input"},
+      {"Conv-input:224x224x3-output:112x112", "output is not HxWxC"},
+      {"Conv-input:224x224-output:112x112x32", "input is not HxWxC"},
+      {"Conv-input:0x224x3-output:112x112x32", "input is not HxWxC"},
+      {"Conv-output:112x112x32-stride:2", "missing field \"input\""},
+      {"Conv-input:224x224x3-output:112x112x32-kernel:3", "unexpected field \"kernel\""},
+      {"Logits-input:7x7x1280-output:7x7x1000", "number of classes"},
+      {"expanded_conv-input:56x56x24-output:28x28x40-expand:6-stride:2-idskip:0",
+       "missing field \"kernel\""},
+      {"expanded_conv-input:56x56x24-output:28x28x40-expand:6-kernel:4-stride:2-idskip:0",
+       "kernel must be odd"},
+      {"expanded_conv-input:56x56x24-output:28x28x40-expand:0-kernel:3-stride:2-idskip:0",
+       "expand must be >= 1"},
+      {"expanded_conv-input:56x56x24-output:28x28x40-expand:x-kernel:3-stride:2-idskip:0",
+       "\"expand\" is not a non-negative integer"},
+      {"expanded_conv-input:56x56x24-output:28x28x40-expand:3-kernel:3-stride:0-idskip:0",
+       "stride must be >= 1"},
+      {"expanded_conv-input:56x56x24-output:28x28x40-expand:3-kernel:3-stride:2-idskip:2",
+       "idskip must be 0 or 1"},
+      {"expanded_conv-input:56x56x24-output:28x28x40-expand:3-kernel:3-kernel:5-stride:2-idskip:0",
+       "repeated"},
+      {"expanded_conv-input:56x56x24-output:28x28x40-expand3-kernel:3-stride:2-idskip:0",
+       "not name:value"},
+  };
+  for (const Case& c : cases) {
+    EXPECT_TRUE(IsError(LayerKey::Parse(c.key).status(), absl::StatusCode::kInvalidArgument,
+                        {c.key, c.want}))
+        << c.key;
+  }
+}
+
+}  // namespace
+}  // namespace nas

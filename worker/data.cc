@@ -1,0 +1,300 @@
+#include "worker/data.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+
+namespace nas {
+
+namespace {
+
+// Reads a whole file, gunzipping when it is gzip (gzread passes plain files through).
+absl::StatusOr<std::string> ReadMaybeGz(const std::string& path) {
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (f == nullptr) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::string out;
+  char buf[1 << 16];
+  while (true) {
+    int n = gzread(f, buf, sizeof(buf));
+    if (n < 0) {
+      int err = 0;
+      std::string msg = gzerror(f, &err);
+      gzclose(f);
+      return absl::DataLossError(absl::StrCat(path, ": corrupt gzip data: ", msg));
+    }
+    if (n == 0) break;
+    out.append(buf, n);
+  }
+  int rc = gzclose(f);
+  if (rc != Z_OK && rc != Z_BUF_ERROR) {
+    return absl::DataLossError(absl::StrCat(path, ": gzip stream did not close cleanly"));
+  }
+  return out;
+}
+
+uint32_t BigEndian32(const std::string& s, size_t off) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data() + off);
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+
+void ComputeStats(DataSet& d) {
+  torch::Tensor f = d.images.to(torch::kFloat32).div_(255.0);
+  d.mean.clear();
+  d.std.clear();
+  for (int c = 0; c < d.channels(); ++c) {
+    torch::Tensor ch = f.select(1, c);
+    d.mean.push_back(ch.mean().item<float>());
+    d.std.push_back(ch.std().item<float>());
+  }
+}
+
+}  // namespace
+
+DataSet DataSet::Subset(const torch::Tensor& index) const {
+  DataSet d = *this;
+  d.images = images.index_select(0, index).contiguous();
+  d.labels = labels.index_select(0, index).contiguous();
+  return d;
+}
+
+absl::StatusOr<DataSet> LoadIdx(const std::string& images_path, const std::string& labels_path) {
+  NAS_ASSIGN_OR_RETURN(std::string img, ReadMaybeGz(images_path));
+  NAS_ASSIGN_OR_RETURN(std::string lab, ReadMaybeGz(labels_path));
+  if (img.size() < 16) {
+    return absl::DataLossError(absl::StrCat(images_path, ": header: ", img.size(),
+                                            " bytes, an IDX image file needs at least 16"));
+  }
+  if (BigEndian32(img, 0) != 2051) {
+    return absl::DataLossError(absl::StrCat(images_path, ": magic: expected 2051 (IDX images), got ",
+                                            BigEndian32(img, 0)));
+  }
+  int64_t n = BigEndian32(img, 4), h = BigEndian32(img, 8), w = BigEndian32(img, 12);
+  if (n <= 0 || h <= 0 || w <= 0 || h > 4096 || w > 4096) {
+    return absl::DataLossError(absl::StrCat(images_path, ": dimensions ", n, "x", h, "x", w,
+                                            " are not plausible"));
+  }
+  if (static_cast<int64_t>(img.size()) != 16 + n * h * w) {
+    return absl::DataLossError(absl::StrCat(images_path, ": size: expected ", 16 + n * h * w,
+                                            " bytes for ", n, " images of ", h, "x", w, ", got ",
+                                            img.size(), " (truncated?)"));
+  }
+  if (lab.size() < 8 || BigEndian32(lab, 0) != 2049) {
+    return absl::DataLossError(
+        absl::StrCat(labels_path, ": magic: expected 2049 (IDX labels)"));
+  }
+  int64_t nl = BigEndian32(lab, 4);
+  if (nl != n) {
+    return absl::DataLossError(absl::StrCat(labels_path, ": count: ", nl, " labels for ", n,
+                                            " images in ", images_path));
+  }
+  if (static_cast<int64_t>(lab.size()) != 8 + n) {
+    return absl::DataLossError(absl::StrCat(labels_path, ": size: expected ", 8 + n,
+                                            " bytes, got ", lab.size(), " (truncated?)"));
+  }
+  DataSet d;
+  d.images = torch::empty({n, 1, h, w}, torch::kUInt8);
+  std::memcpy(d.images.data_ptr(), img.data() + 16, n * h * w);
+  torch::Tensor l8 = torch::empty({n}, torch::kUInt8);
+  std::memcpy(l8.data_ptr(), lab.data() + 8, n);
+  d.labels = l8.to(torch::kInt64);
+  int max_label = d.labels.max().item<int>();
+  if (max_label > 255 || max_label < 1) {
+    return absl::DataLossError(absl::StrCat(labels_path, ": labels: implausible range"));
+  }
+  d.num_classes = max_label + 1;
+  ComputeStats(d);
+  return d;
+}
+
+absl::StatusOr<DataSet> LoadCifar10(const std::string& dir, bool train) {
+  std::vector<std::string> files;
+  if (train) {
+    for (int i = 1; i <= 5; ++i) files.push_back(absl::StrCat(dir, "/data_batch_", i, ".bin"));
+  } else {
+    files.push_back(dir + "/test_batch.bin");
+  }
+  constexpr int64_t kRecord = 1 + 3 * 32 * 32;
+  std::vector<torch::Tensor> imgs, labs;
+  for (const std::string& f : files) {
+    NAS_ASSIGN_OR_RETURN(std::string raw, ReadMaybeGz(f));
+    if (raw.empty() || raw.size() % kRecord != 0) {
+      return absl::DataLossError(absl::StrCat(f, ": size: ", raw.size(),
+                                              " bytes is not a multiple of the ", kRecord,
+                                              "-byte CIFAR-10 record (truncated?)"));
+    }
+    int64_t n = raw.size() / kRecord;
+    torch::Tensor all = torch::from_blob(raw.data(), {n, kRecord}, torch::kUInt8).clone();
+    torch::Tensor lab = all.select(1, 0).to(torch::kInt64);
+    if (lab.max().item<int64_t>() > 9) {
+      return absl::DataLossError(absl::StrCat(f, ": label: values above 9"));
+    }
+    labs.push_back(lab);
+    imgs.push_back(all.narrow(1, 1, kRecord - 1).reshape({n, 3, 32, 32}));
+  }
+  DataSet d;
+  d.images = torch::cat(imgs).contiguous();
+  d.labels = torch::cat(labs).contiguous();
+  d.num_classes = 10;
+  ComputeStats(d);
+  return d;
+}
+
+std::string DefaultDataDir(const std::string& name) {
+  if (name == "fashion-mnist") return "/usr/share/datasets/fashion-mnist";
+  if (name == "mnist") return "/usr/share/datasets/mnist";
+  return "";
+}
+
+absl::StatusOr<DataSet> LoadDataSet(const std::string& name, const std::string& dir, bool train) {
+  std::string d = dir.empty() ? DefaultDataDir(name) : dir;
+  if (name == "fashion-mnist" || name == "mnist") {
+    std::string prefix = train ? "train" : "t10k";
+    std::string images = absl::StrCat(d, "/", prefix, "-images-idx3-ubyte");
+    std::string labels = absl::StrCat(d, "/", prefix, "-labels-idx1-ubyte");
+    auto gz_or_plain = [](const std::string& p) {
+      FILE* f = std::fopen((p + ".gz").c_str(), "rb");
+      if (f != nullptr) {
+        std::fclose(f);
+        return p + ".gz";
+      }
+      return p;
+    };
+    return LoadIdx(gz_or_plain(images), gz_or_plain(labels));
+  }
+  if (name == "cifar10") {
+    if (d.empty()) {
+      return absl::InvalidArgumentError(
+          "data_dir: cifar10 needs --data-dir with the binary batches (data_batch_1.bin ...)");
+    }
+    return LoadCifar10(d, train);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("dataset: \"", name, "\" is not one of fashion-mnist, mnist, cifar10"));
+}
+
+namespace {
+// Per-class index lists, each shuffled with `rng`.
+std::vector<std::vector<int64_t>> ShuffledByClass(const DataSet& data, Rng& rng) {
+  std::vector<std::vector<int64_t>> by_class(data.num_classes);
+  auto acc = data.labels.accessor<int64_t, 1>();
+  for (int64_t i = 0; i < data.size(); ++i) by_class[acc[i]].push_back(i);
+  for (auto& v : by_class) {
+    for (int64_t i = static_cast<int64_t>(v.size()) - 1; i > 0; --i) {
+      std::swap(v[i], v[rng.Below(i + 1)]);
+    }
+  }
+  return by_class;
+}
+
+torch::Tensor ToIndex(std::vector<int64_t> v) {
+  std::sort(v.begin(), v.end());
+  return torch::tensor(v, torch::kInt64);
+}
+}  // namespace
+
+absl::StatusOr<DataSplit> SplitValidation(const DataSet& data, int64_t valid_size,
+                                          uint64_t seed) {
+  if (valid_size <= 0 || valid_size >= data.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("valid_size: ", valid_size,
+                                                   " must be in (0, ", data.size(), ")"));
+  }
+  Rng rng(seed);
+  auto by_class = ShuffledByClass(data, rng);
+  int64_t per_class = valid_size / data.num_classes;
+  int64_t extra = valid_size % data.num_classes;
+  std::vector<int64_t> valid, train;
+  for (int c = 0; c < data.num_classes; ++c) {
+    int64_t take = per_class + (c < extra ? 1 : 0);
+    if (take > static_cast<int64_t>(by_class[c].size())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("valid_size: class ", c, " has only ", by_class[c].size(), " images"));
+    }
+    valid.insert(valid.end(), by_class[c].begin(), by_class[c].begin() + take);
+    train.insert(train.end(), by_class[c].begin() + take, by_class[c].end());
+  }
+  return DataSplit{data.Subset(ToIndex(train)), data.Subset(ToIndex(valid))};
+}
+
+DataSet BalancedSubset(const DataSet& data, int64_t n, uint64_t seed) {
+  if (n >= data.size()) return data;
+  Rng rng(seed);
+  auto by_class = ShuffledByClass(data, rng);
+  std::vector<int64_t> pick;
+  for (size_t k = 0; static_cast<int64_t>(pick.size()) < n; ++k) {
+    for (auto& v : by_class) {
+      if (k < v.size() && static_cast<int64_t>(pick.size()) < n) pick.push_back(v[k]);
+    }
+  }
+  return data.Subset(ToIndex(pick));
+}
+
+torch::Tensor Normalize(const torch::Tensor& images_u8, const std::vector<float>& mean,
+                        const std::vector<float>& std) {
+  torch::Tensor x = images_u8.to(torch::kFloat32).div_(255.0);
+  int64_t c = x.size(1);
+  torch::Tensor m = torch::tensor(mean).view({1, c, 1, 1});
+  torch::Tensor s = torch::tensor(std).view({1, c, 1, 1});
+  return x.sub_(m).div_(s).contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+Batcher::Batcher(const DataSet& data, int batch_size, uint64_t seed, Augment augment,
+                 bool shuffle, bool drop_last)
+    : data_(data),
+      batch_size_(batch_size),
+      rng_(seed),
+      augment_(augment),
+      shuffle_(shuffle),
+      drop_last_(drop_last) {
+  Reset();
+}
+
+int64_t Batcher::batches_per_epoch() const {
+  int64_t n = data_.size();
+  return drop_last_ ? n / batch_size_ : (n + batch_size_ - 1) / batch_size_;
+}
+
+void Batcher::Reset() {
+  int64_t n = data_.size();
+  std::vector<int64_t> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
+  if (shuffle_) {
+    for (int64_t i = n - 1; i > 0; --i) std::swap(idx[i], idx[rng_.Below(i + 1)]);
+  }
+  order_ = torch::tensor(idx, torch::kInt64);
+  pos_ = 0;
+}
+
+bool Batcher::Next(torch::Tensor* x, torch::Tensor* y) {
+  int64_t n = data_.size();
+  if (pos_ >= n || (drop_last_ && pos_ + batch_size_ > n)) return false;
+  int64_t b = std::min<int64_t>(batch_size_, n - pos_);
+  torch::Tensor idx = order_.narrow(0, pos_, b);
+  pos_ += b;
+  torch::Tensor img = data_.images.index_select(0, idx);
+  if (augment_.pad > 0 || augment_.hflip) {
+    int p = augment_.pad;
+    int64_t h = img.size(2), w = img.size(3);
+    torch::Tensor padded =
+        p > 0 ? torch::constant_pad_nd(img, {p, p, p, p}, 0) : img;
+    torch::Tensor out = torch::empty_like(img);
+    for (int64_t i = 0; i < b; ++i) {
+      int64_t dy = p > 0 ? static_cast<int64_t>(rng_.Below(2 * p + 1)) : 0;
+      int64_t dx = p > 0 ? static_cast<int64_t>(rng_.Below(2 * p + 1)) : 0;
+      torch::Tensor crop = padded[i].narrow(1, dy, h).narrow(2, dx, w);
+      if (augment_.hflip && rng_.Uniform() < 0.5) crop = crop.flip({2});
+      out[i].copy_(crop);
+    }
+    img = out;
+  }
+  *x = Normalize(img, data_.mean, data_.std);
+  *y = data_.labels.index_select(0, idx);
+  return true;
+}
+
+}  // namespace nas

@@ -1,0 +1,84 @@
+// Image-classification data sets: IDX files (MNIST, Fashion-MNIST; plain or .gz as Debian
+// ships them) and CIFAR-10 binary batches; a seeded class-balanced validation split; batching
+// with augmentation for training only.
+//
+//   NAS_ASSIGN_OR_RETURN(DataSet train, LoadDataSet("fashion-mnist", "", /*train=*/true));
+//   DataSplit split = SplitValidation(train, 5000, seed);
+//   Batcher b(split.train, 128, seed, Augment{.pad = 2, .hflip = true});
+//   torch::Tensor x, y;
+//   while (b.Next(&x, &y)) ...
+// A truncated or corrupt file is an error naming the file, the field and what was expected.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/rng.h"
+
+namespace nas {
+
+struct DataSet {
+  torch::Tensor images;  // uint8 [N, C, H, W]
+  torch::Tensor labels;  // int64 [N]
+  int num_classes = 10;
+  std::vector<float> mean;  // per channel, in [0, 1] units (from the training images)
+  std::vector<float> std;
+
+  int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
+  int channels() const { return static_cast<int>(images.size(1)); }
+  int height() const { return static_cast<int>(images.size(2)); }
+  int width() const { return static_cast<int>(images.size(3)); }
+  DataSet Subset(const torch::Tensor& index) const;
+};
+
+// Reads an IDX image file (magic 2051) and label file (magic 2049); .gz is decompressed.
+absl::StatusOr<DataSet> LoadIdx(const std::string& images_path, const std::string& labels_path);
+// Reads CIFAR-10 binary batches (data_batch_1..5.bin or test_batch.bin) from `dir`.
+absl::StatusOr<DataSet> LoadCifar10(const std::string& dir, bool train);
+// By name: "fashion-mnist", "mnist" (IDX, default dirs under /usr/share/datasets) or "cifar10"
+// (needs `dir`). `dir` overrides the default location.
+absl::StatusOr<DataSet> LoadDataSet(const std::string& name, const std::string& dir, bool train);
+std::string DefaultDataDir(const std::string& name);
+
+struct DataSplit {
+  DataSet train;
+  DataSet valid;
+};
+// Holds out `valid_size` images, the same number from every class, chosen by `seed`.
+absl::StatusOr<DataSplit> SplitValidation(const DataSet& data, int64_t valid_size, uint64_t seed);
+// First n images of a seeded class-balanced shuffle (for small runs and tests).
+DataSet BalancedSubset(const DataSet& data, int64_t n, uint64_t seed);
+
+struct Augment {
+  int pad = 0;         // random translation by up to `pad` pixels (zero fill)
+  bool hflip = false;  // random horizontal flip
+};
+
+// Iterates over a data set in seeded random (or sequential) order, yielding normalised float
+// batches. The last partial batch is dropped when `drop_last`.
+class Batcher {
+ public:
+  Batcher(const DataSet& data, int batch_size, uint64_t seed, Augment augment = {},
+          bool shuffle = true, bool drop_last = true);
+  bool Next(torch::Tensor* x, torch::Tensor* y);
+  int64_t batches_per_epoch() const;
+  void Reset();  // a new epoch (new order when shuffling)
+
+ private:
+  const DataSet& data_;
+  int batch_size_;
+  Rng rng_;
+  Augment augment_;
+  bool shuffle_, drop_last_;
+  torch::Tensor order_;
+  int64_t pos_ = 0;
+};
+
+// uint8 [B, C, H, W] -> normalised float.
+torch::Tensor Normalize(const torch::Tensor& images_u8, const std::vector<float>& mean,
+                        const std::vector<float>& std);
+
+}  // namespace nas

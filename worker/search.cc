@@ -1,0 +1,545 @@
+#include "worker/search.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/architecture.h"
+#include "core/json_fields.h"
+#include "core/latency_table.h"
+#include "core/search_space.h"
+#include "core/status_macros.h"
+#include "worker/data.h"
+#include "worker/ops.h"
+#include "worker/progress.h"
+#include "worker/runtime.h"
+#include "worker/torch_status.h"
+#include "worker/train.h"
+
+namespace nas {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+double Seconds(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void SetThreads(int threads) { ConfigureCpuRuntime(threads); }
+
+std::string DefaultCacheDir() {
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  if (xdg != nullptr && *xdg != '\0') return std::string(xdg) + "/nas";
+  const char* home = std::getenv("HOME");
+  return std::string(home != nullptr ? home : "/tmp") + "/.cache/nas";
+}
+
+absl::Status MakeDir(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return absl::PermissionDeniedError(absl::StrCat(dir, ": cannot create: ", ec.message()));
+  return absl::OkStatus();
+}
+
+// Table for `space` on this machine: the given file, a cached profile with every key, or a
+// fresh profile (then cached).
+absl::StatusOr<LatencyTable> ObtainTable(const SearchSpace& space, const SearchOptions& o,
+                                         ProgressBar& bar, double* profile_seconds) {
+  std::vector<std::string> keys = space.AllLayerKeys();
+  if (!o.latency_table.empty()) {
+    NAS_ASSIGN_OR_RETURN(LatencyTable t, LatencyTable::Load(o.latency_table));
+    for (const std::string& k : keys) {
+      if (!t.Contains(k)) {
+        return absl::NotFoundError(absl::StrCat(o.latency_table, ": device ", t.info().device,
+                                                " has no latency for key '", k,
+                                                "' of space ", space.name()));
+      }
+    }
+    return t;
+  }
+  ProfileOptions po = o.profile;
+  if (po.threads <= 0) po.threads = at::get_num_threads();
+  std::string cache_dir = o.cache_dir.empty() ? DefaultCacheDir() : o.cache_dir;
+  std::string cache = absl::StrCat(cache_dir, "/", space.name(), "-", po.device, "-b",
+                                   po.batch_size, "-t", po.threads, ".json");
+  if (fs::exists(cache)) {
+    auto t = LatencyTable::Load(cache);
+    bool complete = t.ok();
+    if (complete) {
+      for (const std::string& k : keys) complete = complete && t->Contains(k);
+    }
+    if (complete) {
+      bar.Log(absl::StrCat("latency table: reusing ", cache, " (", t->size(), " entries)"));
+      return t;
+    }
+    bar.Log(absl::StrCat("latency table: cached ", cache, " is incomplete or unreadable; "
+                         "profiling again"));
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  bar.Start("profile", static_cast<int64_t>(keys.size()));
+  NAS_ASSIGN_OR_RETURN(LatencyTable t,
+                       ProfileKeys(keys, po, [&](int i, int, const std::string&) {
+                         bar.Update(i, absl::StrCat("layers on ", po.device));
+                       }));
+  *profile_seconds = Seconds(t0);
+  bar.Finish(absl::StrCat(t.size(), " layers timed"));
+  SetThreads(o.threads);
+  if (MakeDir(cache_dir).ok()) {
+    absl::Status s = t.Save(cache);
+    if (!s.ok()) bar.Log(absl::StrCat("latency table: not cached: ", s.message()));
+  }
+  return t;
+}
+
+std::string Pct(double a) { return absl::StrFormat("%.1f%%", 100 * a); }
+
+absl::Status SaveModule(torch::nn::Module& m, const std::string& path) {
+  return TorchRun(
+      [&] {
+        torch::serialize::OutputArchive archive;
+        m.save(archive);
+        archive.save_to(path);
+      },
+      "saving " + path);
+}
+
+absl::Status LoadModule(torch::nn::Module& m, const std::string& path) {
+  return TorchRun(
+      [&] {
+        torch::serialize::InputArchive archive;
+        archive.load_from(path);
+        m.load(archive);
+      },
+      "loading weights " + path);
+}
+
+struct Data {
+  DataSet train_full;  // train split + validation (for final training)
+  DataSplit split;     // for the search
+  DataSet test;
+};
+
+absl::StatusOr<Data> LoadData(const std::string& dataset, const std::string& dir,
+                              int64_t train_subset, int64_t test_subset, int64_t valid_size,
+                              uint64_t seed, const SearchSpace& space) {
+  Data d;
+  NAS_ASSIGN_OR_RETURN(d.train_full, LoadDataSet(dataset, dir, true));
+  NAS_ASSIGN_OR_RETURN(d.test, LoadDataSet(dataset, dir, false));
+  if (d.train_full.channels() != space.input_channels() ||
+      d.train_full.height() != space.input_height() ||
+      d.train_full.width() != space.input_width()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dataset: ", dataset, " images are ", d.train_full.height(), "x", d.train_full.width(),
+        "x", d.train_full.channels(), " but space ", space.name(), " expects ",
+        space.input_height(), "x", space.input_width(), "x", space.input_channels()));
+  }
+  if (d.train_full.num_classes > space.num_classes()) {
+    return absl::InvalidArgumentError(absl::StrCat("dataset: ", dataset, " has ",
+                                                   d.train_full.num_classes, " classes, space ",
+                                                   space.name(), " only ", space.num_classes()));
+  }
+  if (train_subset > 0) d.train_full = BalancedSubset(d.train_full, train_subset, seed);
+  if (test_subset > 0) d.test = BalancedSubset(d.test, test_subset, seed + 1);
+  if (valid_size > 0) {
+    NAS_ASSIGN_OR_RETURN(d.split, SplitValidation(d.train_full, valid_size, seed));
+  }
+  return d;
+}
+
+// Trains `config` from scratch and fills the accuracy part of a report.
+NetworkReport TrainAndEvaluate(const NetworkConfig& config, const std::string& label,
+                               const DataSet& train, const DataSet& test, const TrainOptions& to,
+                               ProgressBar& bar, Network* out) {
+  auto t0 = std::chrono::steady_clock::now();
+  torch::manual_seed(to.seed);
+  Network net(config);
+  bar.Start(label, 0);
+  int64_t last_total = 0;
+  TrainNetwork(net, train, to, [&](const TrainProgress& p) {
+    if (last_total == 0) {
+      last_total = p.total_steps;
+      bar.Start(label, p.total_steps);
+    }
+    bar.Update(p.step, absl::StrFormat("epoch %d/%d loss %.3f acc %s", p.epoch + 1, to.epochs,
+                                       p.loss, Pct(p.accuracy)));
+  });
+  NetworkReport r;
+  r.train_seconds = Seconds(t0);
+  EvalResult ev = Evaluate([&](const torch::Tensor& x) { return net->forward(x); }, test);
+  r.test_accuracy = ev.accuracy;
+  r.test_loss = ev.loss;
+  r.parameters = CountParameters(*net);
+  r.macs = config.Macs();
+  bar.Finish(absl::StrFormat("test acc %s", Pct(ev.accuracy)));
+  *out = net;
+  return r;
+}
+
+Json NetworkJson(const NetworkReport& r) {
+  return {{"architecture", r.architecture},   {"test_accuracy", r.test_accuracy},
+          {"test_loss", r.test_loss},         {"predicted_latency_ms", r.predicted_ms},
+          {"measured_latency_ms", r.measured_ms}, {"measured_latency_std_ms", r.measured_std_ms},
+          {"parameters", r.parameters},       {"macs", r.macs},
+          {"train_seconds", r.train_seconds}};
+}
+
+}  // namespace
+
+absl::StatusOr<LatencyModel> BuildLatencyModel(const SearchSpace& space,
+                                               const LatencyTable& table) {
+  NAS_ASSIGN_OR_RETURN(double fixed, table.SumMeans(space.FixedLayerKeys()));
+  std::vector<std::vector<double>> edge_ms;
+  for (const EdgeSpec& e : space.edges()) {
+    std::vector<double> ms;
+    for (size_t i = 0; i < e.candidates.size(); ++i) {
+      if (e.candidates[i].zero) {
+        ms.push_back(0.0);
+        continue;
+      }
+      NAS_ASSIGN_OR_RETURN(LatencyEntry le, table.Lookup(BlockKey(e.Block(static_cast<int>(i)))));
+      ms.push_back(le.mean_ms);
+    }
+    edge_ms.push_back(ms);
+  }
+  return LatencyModel(fixed, edge_ms);
+}
+
+absl::StatusOr<SearchReport> RunSearch(const SearchOptions& o) {
+  auto t_start = std::chrono::steady_clock::now();
+  if (o.warmup_epochs < 0 || o.search_epochs < 0 || o.train_epochs < 0) {
+    return absl::InvalidArgumentError("epochs: must be >= 0");
+  }
+  if (o.batch_size < 1) return absl::InvalidArgumentError("batch_size: must be >= 1");
+  if (o.arch_every < 1) return absl::InvalidArgumentError("arch_every: must be >= 1");
+  if (o.arch_algo != "gradient" && o.arch_algo != "rl") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("arch_algo: \"", o.arch_algo, "\" is not gradient or rl"));
+  }
+  if (o.valid_size <= 0) return absl::InvalidArgumentError("valid_size: must be positive");
+  NAS_ASSIGN_OR_RETURN(SearchSpace space, SearchSpace::Load(o.space));
+  NAS_RETURN_IF_ERROR(MakeDir(o.out_dir));
+  SetThreads(o.threads);
+  ProgressBar bar(o.progress);
+  SearchReport report;
+  report.out_dir = o.out_dir;
+
+  // Latency: table and model.
+  NAS_ASSIGN_OR_RETURN(LatencyTable table, ObtainTable(space, o, bar, &report.profile_seconds));
+  NAS_ASSIGN_OR_RETURN(LatencyModel latency, BuildLatencyModel(space, table));
+  HardwareLossOptions loss = o.loss;
+  {
+    ArchParams uniform(space.CandidatesPerEdge());
+    if (loss.target_ms <= 0) loss.target_ms = o.target_fraction * latency.Expected(uniform);
+    report.target_ms = loss.target_ms;
+  }
+  NAS_RETURN_IF_ERROR(loss.Validate());
+
+  NAS_ASSIGN_OR_RETURN(Data data, LoadData(o.dataset, o.data_dir, o.train_subset, o.test_subset,
+                                           o.valid_size, o.seed, space));
+  bar.Log(absl::StrFormat(
+      "search: space %s (%d edges), %s: %d train / %d valid / %d test, target %.3f ms (%s), "
+      "device %s",
+      space.name(), space.num_edges(), o.dataset, data.split.train.size(),
+      data.split.valid.size(), data.test.size(), loss.target_ms,
+      HardwareLossOptions::TypeName(loss.type), table.info().device));
+
+  NAS_RETURN_IF_ERROR(WriteFile(o.out_dir + "/search_space.json", space.ToJson()));
+  NAS_RETURN_IF_ERROR(table.Save(o.out_dir + "/latency_table.json"));
+
+  Rng rng(o.seed);
+  torch::manual_seed(o.seed);
+  ArchParams alpha(space.CandidatesPerEdge());
+  alpha.InitNormal(1e-3, rng);
+  ArchAdam adam(space.CandidatesPerEdge(), o.arch_adam);
+  ReinforceState rl_state;
+  ReinforceOptions rl_options;
+
+  auto t_search = std::chrono::steady_clock::now();
+  absl::Status search_status = TorchRun(
+      [&] {
+        SuperNet net(space);
+        PathSgd sgd(SgdOptions{});
+        Augment aug{o.augment_pad, o.augment_hflip};
+        Batcher train_batches(data.split.train, o.batch_size, rng.Next(), aug);
+        Batcher valid_batches(data.split.valid, o.batch_size, rng.Next(), {});
+        std::ofstream history(o.out_dir + "/alpha_history.jsonl");
+        auto record = [&](const std::string& phase, int epoch, int64_t step, double loss_v,
+                          double acc) {
+          Json line = {{"phase", phase},
+                       {"epoch", epoch},
+                       {"step", step},
+                       {"loss", loss_v},
+                       {"accuracy", acc},
+                       {"expected_latency_ms", latency.Expected(alpha)},
+                       {"entropy", alpha.MeanEntropy()},
+                       {"alpha", alpha.all()}};
+          history << line.dump() << "\n";
+        };
+        record("init", 0, 0, 0, 0);
+        int64_t per_epoch = train_batches.batches_per_epoch();
+        torch::Tensor x, y, vx, vy;
+
+        // Warm-up: weight steps on paths sampled from p (alpha stays put).
+        int64_t warm_total = per_epoch * o.warmup_epochs;
+        bar.Start("warmup", warm_total);
+        int64_t step = 0;
+        double ema_loss = 0, ema_acc = 0;
+        auto ema = [](double& a, double v, int64_t n) { a = n == 0 ? v : 0.98 * a + 0.02 * v; };
+        for (int epoch = 0; epoch < o.warmup_epochs; ++epoch) {
+          train_batches.Reset();
+          while (train_batches.Next(&x, &y)) {
+            std::vector<int> path = alpha.SamplePath(rng);
+            WeightStepResult w = WeightStep(net, sgd, path, x, y,
+                                            CosineLr(o.search_lr, step, warm_total),
+                                            o.label_smoothing);
+            ema(ema_loss, w.loss, step);
+            ema(ema_acc, w.accuracy, step);
+            ++step;
+            ++report.weight_steps;
+            bar.Update(step, absl::StrFormat("epoch %d/%d loss %.3f acc %s", epoch + 1,
+                                             o.warmup_epochs, ema_loss, Pct(ema_acc)));
+          }
+        }
+        if (o.warmup_epochs > 0) bar.Finish(absl::StrFormat("loss %.3f acc %s", ema_loss, Pct(ema_acc)));
+
+        // Joint phase.
+        int64_t joint_total = per_epoch * o.search_epochs;
+        bar.Start("search", joint_total);
+        step = 0;
+        double arch_acc = 0;
+        for (int epoch = 0; epoch < o.search_epochs; ++epoch) {
+          train_batches.Reset();
+          int64_t in_epoch = 0;
+          while (train_batches.Next(&x, &y)) {
+            std::vector<int> path = alpha.SamplePath(rng);
+            WeightStepResult w = WeightStep(net, sgd, path, x, y,
+                                            CosineLr(o.search_lr, step, joint_total),
+                                            o.label_smoothing);
+            ema(ema_loss, w.loss, step);
+            ema(ema_acc, w.accuracy, step);
+            ++step;
+            ++in_epoch;
+            ++report.weight_steps;
+            if (epoch > 0 && in_epoch % o.arch_every == 0) {
+              if (!valid_batches.Next(&vx, &vy)) {
+                valid_batches.Reset();
+                valid_batches.Next(&vx, &vy);
+              }
+              double step_loss = 0;
+              if (o.arch_algo == "gradient") {
+                std::vector<PairSample> pairs = alpha.SamplePairs(rng);
+                ArchStepResult a = ArchStep(net, pairs, vx, vy);
+                absl::StatusOr<ArchUpdateStats> u =
+                    ArchUpdate(alpha, adam, pairs, a.gate_grads, a.active_is_zero, a.ce,
+                               &latency, loss);
+                TORCH_CHECK(u.ok(), std::string(u.status().message()));
+                step_loss = u->loss;
+                arch_acc = a.accuracy;
+              } else {
+                std::vector<int> sampled = alpha.SamplePath(rng);
+                arch_acc = PathBatchAccuracy(net, sampled, vx, vy);
+                double reward = ReinforceReward(rl_options, arch_acc,
+                                                latency.PathLatency(sampled), loss.target_ms);
+                ReinforceUpdate(alpha, adam, sampled, reward, rl_options, rl_state);
+                step_loss = -reward;
+              }
+              ++report.arch_steps;
+              record("search", epoch, step, step_loss, arch_acc);
+            }
+            bar.Update(step, absl::StrFormat(
+                                 "epoch %d/%d loss %.3f acc %s val %s E[lat] %.3fms H %.2f",
+                                 epoch + 1, o.search_epochs, ema_loss, Pct(ema_acc),
+                                 Pct(arch_acc), latency.Expected(alpha), alpha.MeanEntropy()));
+          }
+        }
+        if (o.search_epochs > 0) {
+          bar.Finish(absl::StrFormat("E[lat] %.3fms H %.2f", latency.Expected(alpha),
+                                     alpha.MeanEntropy()));
+        }
+        record("final", o.search_epochs, step, ema_loss, arch_acc);
+      },
+      "search");
+  NAS_RETURN_IF_ERROR(search_status);
+  report.search_seconds = Seconds(t_search);
+  report.final_expected_ms = latency.Expected(alpha);
+  report.final_entropy = alpha.MeanEntropy();
+
+  // Derivation: argmax p per edge.
+  Architecture arch{space.name(), alpha.Argmax()};
+  report.choices = arch.choices;
+  NAS_ASSIGN_OR_RETURN(NetworkConfig derived, space.Derive(arch.choices));
+  NAS_RETURN_IF_ERROR(WriteFile(o.out_dir + "/architecture.json", arch.ToJson(space)));
+  NAS_RETURN_IF_ERROR(WriteFile(o.out_dir + "/network.json", derived.ToReferenceJson()));
+  bar.Log("derived: " + arch.ToString(space));
+
+  TrainOptions to;
+  to.epochs = o.train_epochs;
+  to.batch_size = o.batch_size;
+  to.lr = o.train_lr;
+  to.label_smoothing = o.label_smoothing;
+  to.augment = Augment{o.augment_pad, o.augment_hflip};
+  to.seed = o.seed + 17;
+  ProfileOptions po = o.profile;
+  if (po.threads <= 0) po.threads = at::get_num_threads();
+
+  auto finish_network = [&](const std::vector<int>& choices, const NetworkConfig& config,
+                            const std::string& label, const std::string& weights_file,
+                            NetworkReport* r) -> absl::Status {
+    Network net(nullptr);
+    absl::Status s = TorchRun(
+        [&] {
+          *r = TrainAndEvaluate(config, label, data.train_full, data.test, to, bar, &net);
+        },
+        "training " + label);
+    NAS_RETURN_IF_ERROR(s);
+    r->architecture = Architecture{space.name(), choices}.ToString(space);
+    r->predicted_ms = latency.PathLatency(choices);
+    NAS_ASSIGN_OR_RETURN(LatencyEntry m, MeasureNetwork(config, po));
+    SetThreads(o.threads);
+    r->measured_ms = m.mean_ms;
+    r->measured_std_ms = std::sqrt(m.var);
+    return SaveModule(*net, o.out_dir + "/" + weights_file);
+  };
+  NAS_RETURN_IF_ERROR(
+      finish_network(arch.choices, derived, "derived", "derived.pt", &report.derived));
+  if (o.baseline) {
+    std::vector<int> largest = space.LargestChoices();
+    NAS_ASSIGN_OR_RETURN(NetworkConfig base, space.Derive(largest));
+    NAS_RETURN_IF_ERROR(finish_network(largest, base, "baseline", "baseline.pt", &report.baseline));
+    report.has_baseline = true;
+  }
+  report.total_seconds = Seconds(t_start);
+
+  Json rj = {{"space", space.name()},
+             {"dataset", o.dataset},
+             {"device", table.info().device},
+             {"runtime", table.info().runtime},
+             {"loss", HardwareLossOptions::TypeName(loss.type)},
+             {"target_latency_ms", report.target_ms},
+             {"final_expected_latency_ms", report.final_expected_ms},
+             {"final_entropy", report.final_entropy},
+             {"weight_steps", report.weight_steps},
+             {"arch_steps", report.arch_steps},
+             {"arch_algo", o.arch_algo},
+             {"seed", o.seed},
+             {"epochs", {{"warmup", o.warmup_epochs}, {"search", o.search_epochs},
+                         {"train", o.train_epochs}}},
+             {"seconds", {{"profile", report.profile_seconds}, {"search", report.search_seconds},
+                          {"total", report.total_seconds}}},
+             {"derived", NetworkJson(report.derived)}};
+  if (report.has_baseline) rj["baseline"] = NetworkJson(report.baseline);
+  NAS_RETURN_IF_ERROR(WriteFile(o.out_dir + "/report.json", rj.dump(2)));
+
+  std::string md = absl::StrFormat(
+      "# Search report\n\nspace `%s`, data `%s`, device `%s` (%s), loss %s, target %.3f ms, "
+      "seed %d\n\n| network | test acc | predicted ms | measured ms | params | MACs |\n"
+      "|---|---|---|---|---|---|\n",
+      space.name(), o.dataset, table.info().device, table.info().runtime,
+      HardwareLossOptions::TypeName(loss.type), report.target_ms, o.seed);
+  auto row = [&](const std::string& name, const NetworkReport& r) {
+    absl::StrAppendFormat(&md, "| %s | %.2f%% | %.3f | %.3f +/- %.3f | %d | %d |\n", name,
+                          100 * r.test_accuracy, r.predicted_ms, r.measured_ms,
+                          r.measured_std_ms, r.parameters, r.macs);
+  };
+  row("derived", report.derived);
+  if (report.has_baseline) row("baseline (largest)", report.baseline);
+  absl::StrAppendFormat(&md, "\nderived: %s\n\ntime: profile %s, search %s, total %s\n",
+                        report.derived.architecture, FormatDuration(report.profile_seconds),
+                        FormatDuration(report.search_seconds),
+                        FormatDuration(report.total_seconds));
+  NAS_RETURN_IF_ERROR(WriteFile(o.out_dir + "/report.md", md));
+  bar.Log(md);
+  return report;
+}
+
+namespace {
+
+// An architecture file: our {"space", "choices"} JSON, or a reference network config.
+absl::StatusOr<std::pair<NetworkConfig, std::string>> LoadArchitecture(const SearchSpace& space,
+                                                                       const std::string& path) {
+  NAS_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  NAS_ASSIGN_OR_RETURN(Json j, ParseJson(text, path));
+  if (j.is_object() && j.contains("blocks")) {
+    auto net = NetworkConfig::FromReferenceJson(text, space.input_height(), space.input_width());
+    if (!net.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", net.status().message()));
+    return std::make_pair(*net, std::string("reference config ") + path);
+  }
+  auto arch = Architecture::FromJson(text, space);
+  if (!arch.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", arch.status().message()));
+  NAS_ASSIGN_OR_RETURN(NetworkConfig net, space.Derive(arch->choices));
+  return std::make_pair(net, arch->ToString(space));
+}
+
+}  // namespace
+
+absl::StatusOr<NetworkReport> RunTrain(const TrainCommandOptions& o) {
+  NAS_ASSIGN_OR_RETURN(SearchSpace space, SearchSpace::Load(o.space));
+  NAS_ASSIGN_OR_RETURN(auto loaded, LoadArchitecture(space, o.architecture));
+  NAS_RETURN_IF_ERROR(MakeDir(o.out_dir));
+  SetThreads(o.threads);
+  NAS_ASSIGN_OR_RETURN(Data data, LoadData(o.dataset, o.data_dir, o.train_subset, o.test_subset,
+                                           0, o.seed, space));
+  ProgressBar bar(o.progress);
+  TrainOptions to;
+  to.epochs = o.epochs;
+  to.batch_size = o.batch_size;
+  to.lr = o.lr;
+  to.augment = Augment{2, true};
+  to.seed = o.seed;
+  NetworkReport r;
+  Network net(nullptr);
+  NAS_RETURN_IF_ERROR(TorchRun(
+      [&] { r = TrainAndEvaluate(loaded.first, "train", data.train_full, data.test, to, bar, &net); },
+      "training"));
+  r.architecture = loaded.second;
+  NAS_RETURN_IF_ERROR(SaveModule(*net, o.out_dir + "/weights.pt"));
+  NAS_RETURN_IF_ERROR(WriteFile(o.out_dir + "/network.json", loaded.first.ToReferenceJson()));
+  NAS_RETURN_IF_ERROR(WriteFile(o.out_dir + "/report.json", NetworkJson(r).dump(2)));
+  return r;
+}
+
+absl::StatusOr<NetworkReport> RunEval(const EvalCommandOptions& o) {
+  NAS_ASSIGN_OR_RETURN(SearchSpace space, SearchSpace::Load(o.space));
+  NAS_ASSIGN_OR_RETURN(auto loaded, LoadArchitecture(space, o.architecture));
+  SetThreads(o.threads);
+  NAS_ASSIGN_OR_RETURN(DataSet test, LoadDataSet(o.dataset, o.data_dir, false));
+  if (o.test_subset > 0) test = BalancedSubset(test, o.test_subset, 1);
+  Network net(loaded.first);
+  NAS_RETURN_IF_ERROR(LoadModule(*net, o.weights));
+  NetworkReport r;
+  NAS_RETURN_IF_ERROR(TorchRun(
+      [&] {
+        net->eval();
+        EvalResult ev = Evaluate([&](const torch::Tensor& x) { return net->forward(x); }, test);
+        r.test_accuracy = ev.accuracy;
+        r.test_loss = ev.loss;
+        r.parameters = CountParameters(*net);
+      },
+      "evaluation"));
+  r.architecture = loaded.second;
+  r.macs = loaded.first.Macs();
+  return r;
+}
+
+absl::StatusOr<std::string> RunProfile(const std::string& space_name, const ProfileOptions& po,
+                                       const std::string& out_path) {
+  NAS_ASSIGN_OR_RETURN(SearchSpace space, SearchSpace::Load(space_name));
+  ProgressBar bar(true);
+  std::vector<std::string> keys = space.AllLayerKeys();
+  bar.Start("profile", static_cast<int64_t>(keys.size()));
+  NAS_ASSIGN_OR_RETURN(LatencyTable t, ProfileKeys(keys, po, [&](int i, int, const std::string&) {
+                         bar.Update(i, "layers");
+                       }));
+  bar.Finish(absl::StrCat(t.size(), " layers"));
+  NAS_RETURN_IF_ERROR(t.Save(out_path));
+  return out_path;
+}
+
+}  // namespace nas
