@@ -127,7 +127,7 @@ absl::StatusOr<LatencyTable> ProfileKeys(
     const std::vector<std::string>& keys, const ProfileOptions& o,
     const std::function<void(int, int, const std::string&)>& progress) {
   NAS_RETURN_IF_ERROR(CheckBackend(o));
-  ConfigureCpuRuntime(o.threads);
+  ConfigureCpuRuntime(o.threads > 0 ? o.threads : at::get_num_threads());
   LatencyTableInfo info;
   info.device = o.device;
   info.runtime = RuntimeDescription(o);
@@ -166,7 +166,7 @@ absl::StatusOr<LatencyEntry> MeasureNetwork(const NetworkConfig& net,
                                             const ProfileOptions& o) {
   NAS_RETURN_IF_ERROR(CheckBackend(o));
   NAS_RETURN_IF_ERROR(net.Validate());
-  ConfigureCpuRuntime(o.threads);
+  ConfigureCpuRuntime(o.threads > 0 ? o.threads : at::get_num_threads());
   torch::Device dev = BackendDevice(o);
   return TorchCall(
       [&] {

@@ -46,8 +46,7 @@ void ProgressBar::Finish(const std::string& detail) {
 }
 
 void ProgressBar::Log(const std::string& message) {
-  if (!enabled_) return;
-  if (tty_) std::fprintf(stderr, "\r\033[K");
+  if (enabled_ && tty_) std::fprintf(stderr, "\r\033[K");
   std::fprintf(stderr, "%s\n", message.c_str());
   std::fflush(stderr);
 }

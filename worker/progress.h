@@ -17,7 +17,7 @@ class ProgressBar {
   void Update(int64_t step, const std::string& detail);
   // Ends the phase with a final line.
   void Finish(const std::string& detail);
-  // Prints a message on its own line.
+  // Prints a message on its own line (also when the bar is disabled).
   void Log(const std::string& message);
 
  private:

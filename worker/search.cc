@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -111,13 +112,30 @@ absl::Status SaveModule(torch::nn::Module& m, const std::string& path) {
 }
 
 absl::Status LoadModule(torch::nn::Module& m, const std::string& path) {
-  return TorchRun(
+  std::map<std::string, std::vector<int64_t>> expected;
+  for (const auto& p : m.named_parameters()) expected[p.key()] = p.value().sizes().vec();
+  for (const auto& b : m.named_buffers()) expected[b.key()] = b.value().sizes().vec();
+  NAS_RETURN_IF_ERROR(TorchRun(
       [&] {
         torch::serialize::InputArchive archive;
         archive.load_from(path);
         m.load(archive);
       },
-      "loading weights " + path);
+      "loading weights " + path));
+  // LibTorch's load replaces tensors without checking shapes: do it here.
+  auto check = [&](const std::string& name, const torch::Tensor& t) -> absl::Status {
+    auto it = expected.find(name);
+    if (it != expected.end() && it->second != t.sizes().vec()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "loading weights ", path, ": ", name, " has shape ", c10::str(t.sizes()),
+          " but the architecture expects ", c10::str(c10::IntArrayRef(it->second)),
+          " (weights of another network?)"));
+    }
+    return absl::OkStatus();
+  };
+  for (const auto& p : m.named_parameters()) NAS_RETURN_IF_ERROR(check(p.key(), p.value()));
+  for (const auto& b : m.named_buffers()) NAS_RETURN_IF_ERROR(check(b.key(), b.value()));
+  return absl::OkStatus();
 }
 
 struct Data {

@@ -39,7 +39,8 @@ struct SearchOptions {
   // Profiling settings (device name, batch size, threads, repeats).
   ProfileOptions profile;
   // Hardware loss; target_ms <= 0 picks target_fraction x the expected latency at uniform p.
-  HardwareLossOptions loss;
+  // Default add#linear (mul#log needs targets above 1 ms).
+  HardwareLossOptions loss{HardwareLossOptions::Type::kAddLinear};
   // Default 0.8.
   double target_fraction = 0.8;
 

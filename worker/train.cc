@@ -79,7 +79,7 @@ ArchStepResult ArchStep(SuperNet& net, const std::vector<PairSample>& pairs,
                         const torch::Tensor& x, const torch::Tensor& y) {
   net->train();
   int n = net->space.num_edges();
-  torch::Tensor gates = torch::zeros({n, 2});
+  torch::Tensor gates = torch::zeros({n, 2}, torch::TensorOptions().dtype(x.scalar_type()));
   gates.select(1, 0).fill_(1.0);  // active gate 1, other gate 0
   gates.set_requires_grad(true);
   torch::Tensor logits = net->ForwardGated(x, pairs, gates);
@@ -91,8 +91,8 @@ ArchStepResult ArchStep(SuperNet& net, const std::vector<PairSample>& pairs,
   std::vector<torch::Tensor> g =
       torch::autograd::grad({ce}, {gates}, {}, /*retain_graph=*/false, /*create_graph=*/false,
                             /*allow_unused=*/true);
-  torch::Tensor gg = g[0].defined() ? g[0] : torch::zeros({n, 2});
-  auto acc = gg.accessor<float, 2>();
+  torch::Tensor gg = (g[0].defined() ? g[0] : torch::zeros({n, 2})).to(torch::kFloat64);
+  auto acc = gg.accessor<double, 2>();
   for (int e = 0; e < n; ++e) {
     r.gate_grads.push_back({acc[e][0], acc[e][1]});
     r.active_is_zero.push_back(net->space.edges()[e].candidates[pairs[e].active].zero);
