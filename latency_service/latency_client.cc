@@ -1,0 +1,100 @@
+#include "latency_service/latency_client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+
+#include "latency_service/grpc_status.h"
+#include "latency_service/latency_grpc_service.h"
+#include "nas/latency.grpc.pb.h"
+
+namespace nas {
+
+struct LatencyClient::Impl {
+  LatencyClientOptions options;
+  std::unique_ptr<LatencyService::Stub> stub;
+
+  void SetDeadline(grpc::ClientContext* context) const {
+    context->set_deadline(std::chrono::system_clock::now() +
+                          absl::ToChronoMilliseconds(options.timeout));
+  }
+};
+
+LatencyClient::LatencyClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+LatencyClient::~LatencyClient() = default;
+
+absl::StatusOr<std::unique_ptr<LatencyClient>> LatencyClient::Connect(
+    const std::string& target, const LatencyClientOptions& options) {
+  if (target.empty()) return absl::InvalidArgumentError("target: must be host:port");
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(options.max_message_bytes);
+  args.SetMaxSendMessageSize(options.max_message_bytes);
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->stub = LatencyService::NewStub(
+      grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
+  return std::unique_ptr<LatencyClient>(new LatencyClient(std::move(impl)));
+}
+
+absl::Status LatencyClient::Query(const std::string& device, const std::vector<std::string>& keys,
+                                  std::vector<LayerLatency>* answers) {
+  LatencyQueryRequest request;
+  request.set_device(device);
+  request.mutable_layer_keys()->Reserve(static_cast<int>(keys.size()));
+  for (const std::string& k : keys) request.add_layer_keys(k);
+  LatencyQueryReply reply;
+  grpc::ClientContext context;
+  impl_->SetDeadline(&context);
+  absl::Status s = FromGrpcStatus(impl_->stub->Query(&context, request, &reply));
+  if (!s.ok()) return s;
+  if (reply.answers_size() != static_cast<int>(keys.size())) {
+    return absl::InternalError("server answered a different number of keys than asked");
+  }
+  answers->resize(keys.size());
+  for (int i = 0; i < reply.answers_size(); ++i) {
+    const LatencyAnswer& a = reply.answers(i);
+    (*answers)[i] = LayerLatency{a.stat().mean_ms(), a.stat().std_ms(),
+                                 static_cast<int64_t>(a.stat().count()),
+                                 a.source() == LatencyAnswer::PREDICTED ? LatencySource::kPredicted
+                                                                        : LatencySource::kMeasured};
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<DeviceSummary>> LatencyClient::ListDevices() {
+  ListDevicesReply reply;
+  grpc::ClientContext context;
+  impl_->SetDeadline(&context);
+  absl::Status s = FromGrpcStatus(impl_->stub->ListDevices(&context, {}, &reply));
+  if (!s.ok()) return s;
+  std::vector<DeviceSummary> out;
+  for (const DeviceInfo& d : reply.devices()) out.push_back(FromProto(d));
+  return out;
+}
+
+absl::StatusOr<std::string> LatencyClient::GetTableJson(const std::string& device) {
+  GetTableRequest request;
+  request.set_device(device);
+  TableFile reply;
+  grpc::ClientContext context;
+  impl_->SetDeadline(&context);
+  absl::Status s = FromGrpcStatus(impl_->stub->GetTable(&context, request, &reply));
+  if (!s.ok()) return s;
+  return reply.content();
+}
+
+absl::StatusOr<DeviceSummary> LatencyClient::PutTableJson(const std::string& content, bool merge,
+                                                          uint64_t if_version) {
+  PutTableRequest request;
+  request.mutable_table()->set_content(content);
+  request.set_merge(merge);
+  request.set_if_version(if_version);
+  PutTableReply reply;
+  grpc::ClientContext context;
+  impl_->SetDeadline(&context);
+  absl::Status s = FromGrpcStatus(impl_->stub->PutTable(&context, request, &reply));
+  if (!s.ok()) return s;
+  return FromProto(reply.device());
+}
+
+}  // namespace nas

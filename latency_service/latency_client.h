@@ -1,0 +1,54 @@
+// A client of the latency service (proto/nas/latency.proto) with domain types only: what `nas`,
+// the benchmark and the tests use. gRPC errors come back as absl::Status with the server's code
+// and message.
+//
+// Thread-safety: every method may be called concurrently (one HTTP/2 channel underneath).
+//
+//   NAS_ASSIGN_OR_RETURN(std::unique_ptr<LatencyClient> c, LatencyClient::Connect("host:50052"));
+//   std::vector<LayerLatency> answers;
+//   NAS_RETURN_IF_ERROR(c->Query("pixel1-tflite", keys, &answers));
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "latency_service/types.h"
+
+namespace nas {
+
+struct LatencyClientOptions {
+  // Deadline of each call. Default 30 s.
+  absl::Duration timeout = absl::Seconds(30);
+  // Largest request or reply, in bytes. Default 64 MiB.
+  int max_message_bytes = 64 << 20;
+};
+
+class LatencyClient {
+ public:
+  // Does not wait for the server: the first call does. InvalidArgument for an empty target.
+  static absl::StatusOr<std::unique_ptr<LatencyClient>> Connect(
+      const std::string& target, const LatencyClientOptions& options = {});
+
+  // answers[i] answers keys[i]; errors as latency_registry.h describes.
+  absl::Status Query(const std::string& device, const std::vector<std::string>& keys,
+                     std::vector<LayerLatency>* answers);
+  absl::StatusOr<std::vector<DeviceSummary>> ListDevices();
+  // The table in our JSON format (core/latency_table.h) with its "version".
+  absl::StatusOr<std::string> GetTableJson(const std::string& device);
+  // Uploads a table in our JSON format; merge pools it into the stored one; if_version != 0
+  // applies it only at that stored version.
+  absl::StatusOr<DeviceSummary> PutTableJson(const std::string& content, bool merge,
+                                             uint64_t if_version = 0);
+
+  ~LatencyClient();
+
+ private:
+  struct Impl;
+  explicit LatencyClient(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace nas

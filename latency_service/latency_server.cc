@@ -1,0 +1,85 @@
+#include "latency_service/latency_server.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <exception>
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "latency_service/latency_grpc_service.h"
+#include "latency_service/metrics.h"
+#include "prometheus/exposer.h"
+
+namespace nas {
+
+struct LatencyServer::Impl {
+  std::unique_ptr<LatencyMetrics> metrics;
+  std::unique_ptr<LatencyRegistry> registry;
+  std::unique_ptr<LatencyGrpcService> service;
+  std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<prometheus::Exposer> exposer;
+  int port = 0;
+  int metrics_port = -1;
+  bool shut_down = false;
+};
+
+LatencyServer::LatencyServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+absl::StatusOr<std::unique_ptr<LatencyServer>> LatencyServer::Start(Options options) {
+  if (options.port < 0 || options.port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("port: ", options.port, " is not 0..65535"));
+  }
+  if (options.metrics_port < -1 || options.metrics_port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("metrics_port: ", options.metrics_port, " is not -1..65535"));
+  }
+  if (options.max_message_bytes < 1024) {
+    return absl::InvalidArgumentError("max_message_bytes: must be >= 1024");
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->metrics = std::make_unique<LatencyMetrics>();
+  options.registry.metrics = impl->metrics.get();
+  NAS_ASSIGN_OR_RETURN(impl->registry, LatencyRegistry::Open(options.registry));
+  impl->service = std::make_unique<LatencyGrpcService>(impl->registry.get());
+
+  grpc::ServerBuilder builder;
+  const std::string address = absl::StrCat(options.address, ":", options.port);
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &impl->port);
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  builder.RegisterService(impl->service.get());
+  impl->server = builder.BuildAndStart();
+  if (impl->server == nullptr || impl->port == 0) {
+    return absl::UnavailableError(absl::StrCat("address: cannot listen on ", address));
+  }
+  if (options.metrics_port >= 0) {
+    const std::string metrics_address = absl::StrCat(options.address, ":", options.metrics_port);
+    try {
+      impl->exposer = std::make_unique<prometheus::Exposer>(metrics_address);
+    } catch (const std::exception& e) {
+      impl->server->Shutdown();
+      return absl::UnavailableError(
+          absl::StrCat("metrics_port: cannot listen on ", metrics_address, ": ", e.what()));
+    }
+    impl->exposer->RegisterCollectable(impl->metrics->registry());
+    std::vector<int> ports = impl->exposer->GetListeningPorts();
+    impl->metrics_port = ports.empty() ? -1 : ports[0];
+  }
+  return std::unique_ptr<LatencyServer>(new LatencyServer(std::move(impl)));
+}
+
+int LatencyServer::port() const { return impl_->port; }
+int LatencyServer::metrics_port() const { return impl_->metrics_port; }
+LatencyRegistry& LatencyServer::registry() { return *impl_->registry; }
+
+void LatencyServer::Shutdown() {
+  if (impl_->shut_down) return;
+  impl_->shut_down = true;
+  impl_->server->Shutdown();
+  impl_->server->Wait();
+  impl_->exposer.reset();
+}
+
+LatencyServer::~LatencyServer() { Shutdown(); }
+
+}  // namespace nas

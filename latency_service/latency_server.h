@@ -1,0 +1,59 @@
+// The latency server: a LatencyRegistry served over gRPC (proto/nas/latency.proto) with a
+// Prometheus pull exposer for its metrics (metrics.h). No gRPC types in this header.
+//
+//   LatencyServer::Options o;
+//   o.address = "127.0.0.1";  o.port = 0;  o.metrics_port = 0;   // 0: pick free ports
+//   o.registry.table_dir = "/var/lib/nas-latency";
+//   o.registry.builtin_tables = {{"pixel1-tflite", "data/proxylessnas/mobile_trim.yaml"}};
+//   NAS_ASSIGN_OR_RETURN(std::unique_ptr<LatencyServer> server, LatencyServer::Start(o));
+//   std::string target = absl::StrCat("127.0.0.1:", server->port());
+//   ...
+//   server->Shutdown();   // also done by the destructor
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "latency_service/latency_registry.h"
+
+namespace nas {
+
+struct LatencyServerOptions {
+  // Address the gRPC and metrics listeners bind to. Default "0.0.0.0".
+  std::string address = "0.0.0.0";
+  // gRPC port; 0 picks a free one (see port()). Default 0.
+  int port = 0;
+  // Prometheus /metrics port; 0 picks a free one, -1 runs no exposer. Default -1.
+  int metrics_port = -1;
+  // Largest gRPC request or reply, in bytes (a 100k-key batch is about 10 MB). Default 64 MiB.
+  int max_message_bytes = 64 << 20;
+  // Tables, predictors, cache (latency_registry.h); its `metrics` is set by the server.
+  // Default LatencyRegistryOptions{}.
+  LatencyRegistryOptions registry;
+};
+
+class LatencyServer {
+ public:
+  using Options = LatencyServerOptions;
+
+  // Opens the registry, then starts the gRPC server and the exposer. Errors: the registry's
+  // (naming the file), or Unavailable naming the address that could not be bound.
+  static absl::StatusOr<std::unique_ptr<LatencyServer>> Start(Options options);
+
+  int port() const;
+  // -1 when no exposer runs.
+  int metrics_port() const;
+  LatencyRegistry& registry();
+
+  // Stops accepting calls and waits for running ones. Idempotent.
+  void Shutdown();
+  ~LatencyServer();
+
+ private:
+  struct Impl;
+  explicit LatencyServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace nas

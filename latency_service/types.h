@@ -1,0 +1,49 @@
+// Plain value types of the latency service, shared by the registry, the gRPC adapter and the
+// client. No gRPC, no protobuf: these are what domain code and tests see.
+//
+//   LayerLatency l = answers[i];
+//   if (l.source == LatencySource::kPredicted) ...   // the table lacked the key
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace nas {
+
+// Where an answer came from: the device's profiled table, or the device's fitted predictor.
+enum class LatencySource { kMeasured, kPredicted };
+
+// "measured" / "predicted": the label value used in metrics and printouts.
+const char* LatencySourceName(LatencySource s);
+
+// The latency of one layer key on one device, in milliseconds.
+struct LayerLatency {
+  double mean_ms = 0;
+  double std_ms = 0;   // measured: sqrt(var) of the table entry; predicted: 0 (not modelled)
+  int64_t count = 0;   // measured: timed runs behind the mean; predicted: 0
+  LatencySource source = LatencySource::kMeasured;
+};
+
+// Held-out error of a device's predictor (see predictor.h).
+struct PredictorReport {
+  int64_t fitted_entries = 0;   // table entries the served predictor was fitted on
+  int64_t holdout_entries = 0;  // entries held out to measure the error (0: too few to hold out)
+  double holdout_mape = 0;      // mean absolute percentage error on them, in percent
+  double holdout_max_ape = 0;   // worst absolute percentage error on them, in percent
+};
+
+// What ListDevices / PutTable report about one device's table.
+struct DeviceSummary {
+  std::string name;
+  std::string runtime;
+  int batch_size = 1;
+  int threads = 1;
+  int64_t entries = 0;
+  std::string profiled_at;
+  std::string method;
+  // Bumped by every accepted PutTable of this device; 1 for the first table.
+  uint64_t version = 0;
+  PredictorReport predictor;
+};
+
+}  // namespace nas

@@ -1,0 +1,214 @@
+// The real latency server on localhost:0, driven through the real client (a gRPC stub): batch
+// queries, errors, uploads, restarts on the same table directory, and the /metrics endpoint
+// scraped over HTTP.
+#include "latency_service/latency_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "core/search_space.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "latency_service/latency_client.h"
+
+namespace nas {
+namespace {
+
+using ::testing::HasSubstr;
+
+const std::string kMobileTrim = std::string(NAS_DATA_DIR) + "/proxylessnas/mobile_trim.yaml";
+
+std::unique_ptr<LatencyServer> StartServer(const std::string& table_dir, int metrics_port = -1) {
+  LatencyServer::Options o;
+  o.address = "127.0.0.1";
+  o.port = 0;
+  o.metrics_port = metrics_port;
+  o.registry.table_dir = table_dir;
+  o.registry.builtin_tables = {{"pixel1-tflite", kMobileTrim}};
+  absl::StatusOr<std::unique_ptr<LatencyServer>> s = LatencyServer::Start(o);
+  EXPECT_TRUE(s.ok()) << s.status();
+  return std::move(s).value();
+}
+
+std::unique_ptr<LatencyClient> ClientOf(const LatencyServer& s) {
+  return LatencyClient::Connect(absl::StrCat("127.0.0.1:", s.port())).value();
+}
+
+std::vector<std::string> MobileKeys() {
+  LatencyTable t = LatencyTable::Load(kMobileTrim).value();
+  std::vector<std::string> keys;
+  for (const auto& [k, e] : t.entries()) keys.push_back(k);
+  return keys;
+}
+
+// A plain HTTP/1.0 GET on loopback; returns the body.
+std::string HttpGet(int port, const std::string& path) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return "";
+  }
+  std::string req = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+  (void)!::write(fd, req.data(), req.size());
+  std::string resp;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof(buf))) > 0) resp.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  size_t body = resp.find("\r\n\r\n");
+  return body == std::string::npos ? "" : resp.substr(body + 4);
+}
+
+// The value of the sample line that starts with `series` (name plus labels), or -1.
+double Sample(const std::string& exposition, const std::string& series) {
+  for (absl::string_view line : absl::StrSplit(exposition, '\n')) {
+    if (absl::StartsWith(line, series + " ")) {
+      double v = -1;
+      if (absl::SimpleAtod(line.substr(series.size() + 1), &v)) return v;
+    }
+  }
+  return -1;
+}
+
+TEST(LatencyServerTest, BatchOfThousandsOfKeysIsOneCall) {
+  std::unique_ptr<LatencyServer> server = StartServer("");
+  std::unique_ptr<LatencyClient> client = ClientOf(*server);
+  std::vector<std::string> table_keys = MobileKeys();
+  std::vector<std::string> keys;
+  for (int i = 0; i < 5000; ++i) keys.push_back(table_keys[i % table_keys.size()]);
+  // And a few the table lacks, which the predictor answers.
+  keys.push_back("expanded_conv-input:28x28x48-output:28x28x48-expand:4-kernel:5-stride:1-idskip:1");
+  std::vector<LayerLatency> answers;
+  absl::Status s = client->Query("pixel1-tflite", keys, &answers);
+  ASSERT_TRUE(s.ok()) << s;
+  ASSERT_EQ(answers.size(), keys.size());
+  LatencyTable table = LatencyTable::Load(kMobileTrim).value();
+  for (size_t i = 0; i < 5000; ++i) {
+    ASSERT_EQ(answers[i].source, LatencySource::kMeasured);
+    ASSERT_DOUBLE_EQ(answers[i].mean_ms, table.Lookup(keys[i]).value().mean_ms);
+  }
+  EXPECT_EQ(answers.back().source, LatencySource::kPredicted);
+  EXPECT_GT(answers.back().mean_ms, 0);
+}
+
+TEST(LatencyServerTest, ErrorsTravelAsStatusCodesNamingTheField) {
+  std::unique_ptr<LatencyServer> server = StartServer("");
+  std::unique_ptr<LatencyClient> client = ClientOf(*server);
+  std::vector<LayerLatency> answers;
+  absl::Status s = client->Query("pixel9", MobileKeys(), &answers);
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(s.message(), HasSubstr("pixel9"));
+
+  std::vector<std::string> keys = MobileKeys();
+  keys.insert(keys.begin() + 10, "expanded_conv-input:56x56x24-output:56x56x24-kernel:3");
+  s = client->Query("pixel1-tflite", keys, &answers);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("layer_keys[10]"));
+  EXPECT_THAT(s.message(), HasSubstr("expanded_conv-input:56x56x24-output:56x56x24-kernel:3"));
+
+  s = client->Query("pixel1-tflite", {"Logits-input:7x7x1280"}, &answers);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+
+  absl::StatusOr<DeviceSummary> put = client->PutTableJson("{\"format\": 3}", false);
+  EXPECT_EQ(put.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(put.status().message(), HasSubstr("table.content"));
+
+  absl::StatusOr<std::string> get = client->GetTableJson("pixel9");
+  EXPECT_EQ(get.status().code(), absl::StatusCode::kNotFound);
+}
+
+LatencyTable FashionTable(const std::string& device) {
+  LatencyTable t(LatencyTableInfo{device, "libtorch-cpu 1.13.1, 2 threads", 1, 2,
+                                  "2026-11-25T20:00:00Z", "test"});
+  double ms = 0.05;
+  for (const std::string& k : SearchSpace::Preset("fashion-mnist").value().AllLayerKeys()) {
+    EXPECT_TRUE(t.Insert(k, LatencyEntry{30, ms, 1e-5}).ok());
+    ms += 0.003;
+  }
+  return t;
+}
+
+TEST(LatencyServerTest, PutTableThenQueryAndRestartKeepsIt) {
+  const std::string dir = absl::StrCat(::testing::TempDir(), "/latency_server_test_restart");
+  std::filesystem::remove_all(dir);
+  LatencyTable t = FashionTable("x86-2core-test");
+  std::vector<std::string> keys;
+  for (const auto& [k, e] : t.entries()) keys.push_back(k);
+  {
+    std::unique_ptr<LatencyServer> server = StartServer(dir);
+    std::unique_ptr<LatencyClient> client = ClientOf(*server);
+    absl::StatusOr<DeviceSummary> put = client->PutTableJson(t.ToJson(), /*merge=*/false);
+    ASSERT_TRUE(put.ok()) << put.status();
+    EXPECT_EQ(put->name, "x86-2core-test");
+    EXPECT_EQ(put->version, 1u);
+    EXPECT_EQ(put->entries, static_cast<int64_t>(t.size()));
+    EXPECT_EQ(put->threads, 2);
+    std::vector<LayerLatency> answers;
+    ASSERT_TRUE(client->Query("x86-2core-test", keys, &answers).ok());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      EXPECT_DOUBLE_EQ(answers[i].mean_ms, t.Lookup(keys[i]).value().mean_ms);
+      EXPECT_EQ(answers[i].count, 30);
+    }
+  }
+  std::unique_ptr<LatencyServer> server = StartServer(dir);
+  std::unique_ptr<LatencyClient> client = ClientOf(*server);
+  std::vector<DeviceSummary> devices = client->ListDevices().value();
+  ASSERT_EQ(devices.size(), 2u);
+  EXPECT_EQ(devices[0].name, "pixel1-tflite");
+  EXPECT_EQ(devices[1].name, "x86-2core-test");
+  EXPECT_EQ(devices[1].version, 1u);
+  std::vector<LayerLatency> answers;
+  ASSERT_TRUE(client->Query("x86-2core-test", keys, &answers).ok());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    EXPECT_DOUBLE_EQ(answers[i].mean_ms, t.Lookup(keys[i]).value().mean_ms);
+  }
+  // GetTable returns the stored table in our format.
+  LatencyTable back = LatencyTable::ParseJson(client->GetTableJson("x86-2core-test").value()).value();
+  EXPECT_EQ(back.size(), t.size());
+  EXPECT_EQ(back.info().runtime, t.info().runtime);
+}
+
+TEST(LatencyServerTest, MetricsEndpointCountsQueriesBySource) {
+  std::unique_ptr<LatencyServer> server = StartServer("", /*metrics_port=*/0);
+  ASSERT_GT(server->metrics_port(), 0);
+  std::unique_ptr<LatencyClient> client = ClientOf(*server);
+  std::vector<std::string> keys = MobileKeys();  // 72 measured
+  const std::string predicted =
+      "expanded_conv-input:28x28x48-output:28x28x48-expand:4-kernel:5-stride:1-idskip:1";
+  keys.push_back(predicted);
+  std::vector<LayerLatency> answers;
+  ASSERT_TRUE(client->Query("pixel1-tflite", keys, &answers).ok());
+  ASSERT_TRUE(client->Query("pixel1-tflite", {predicted}, &answers).ok());
+  EXPECT_FALSE(client->Query("pixel9", {predicted}, &answers).ok());
+
+  std::string text = HttpGet(server->metrics_port(), "/metrics");
+  ASSERT_THAT(text, HasSubstr("# TYPE nas_latency_queries_total counter"));
+  EXPECT_EQ(Sample(text, "nas_latency_queries_total{device=\"pixel1-tflite\",source=\"measured\"}"),
+            72);
+  EXPECT_EQ(Sample(text, "nas_latency_queries_total{device=\"pixel1-tflite\",source=\"predicted\"}"),
+            2);
+  EXPECT_EQ(Sample(text, "nas_latency_cache_hits_total{device=\"pixel1-tflite\"}"), 1);
+  EXPECT_EQ(Sample(text, "nas_latency_cache_misses_total{device=\"pixel1-tflite\"}"), 1);
+  EXPECT_EQ(Sample(text, "nas_latency_query_keys_count"), 2);
+  EXPECT_EQ(Sample(text, "nas_latency_query_keys_sum"), 74);
+  EXPECT_EQ(Sample(text, "nas_latency_query_keys_bucket{le=\"1\"}"), 1);
+  EXPECT_EQ(Sample(text, "nas_latency_query_seconds_count"), 2);
+  EXPECT_EQ(Sample(text, "nas_latency_query_errors_total{code=\"NOT_FOUND\"}"), 1);
+  EXPECT_EQ(Sample(text, "nas_latency_devices"), 1);
+  EXPECT_THAT(text, ::testing::Not(HasSubstr("pixel9")));
+}
+
+}  // namespace
+}  // namespace nas
