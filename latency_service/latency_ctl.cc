@@ -1,0 +1,94 @@
+// latency_ctl: a command-line client of the latency service.
+//
+//   latency_ctl --server localhost:50052 list
+//   latency_ctl --server localhost:50052 put TABLE.json [--merge] [--if_version V]
+//   latency_ctl --server localhost:50052 get DEVICE > table.json
+//   latency_ctl --server localhost:50052 query DEVICE KEY [KEY...]
+// `put` takes our JSON format (what `nas profile --table_out` writes) or a ProxylessNAS YAML
+// (then --device names it).
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "core/latency_table.h"
+#include "latency_service/latency_client.h"
+
+ABSL_FLAG(std::string, server, "localhost:50052", "latency service host:port");
+ABSL_FLAG(bool, merge, false, "put: merge into the stored table (pool repeated keys)");
+ABSL_FLAG(uint64_t, if_version, 0, "put: apply only if the stored version is this (0: always)");
+ABSL_FLAG(std::string, device, "", "put: device name for a YAML table");
+
+namespace {
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "latency_ctl: %s\n", s.ToString().c_str());
+  return 1;
+}
+
+void Print(const nas::DeviceSummary& d) {
+  std::printf("%-24s v%-4llu %6lld entries  %-36s batch %d  threads %d  profiled %s  "
+              "predictor held-out MAPE %.2f%% (max %.1f%%, %lld entries)\n",
+              d.name.c_str(), static_cast<unsigned long long>(d.version),
+              static_cast<long long>(d.entries), d.runtime.c_str(), d.batch_size, d.threads,
+              d.profiled_at.empty() ? "-" : d.profiled_at.c_str(), d.predictor.holdout_mape,
+              d.predictor.holdout_max_ape, static_cast<long long>(d.predictor.holdout_entries));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "latency_ctl [--server host:port] list | put TABLE [--merge] [--if_version V] | "
+      "get DEVICE | query DEVICE KEY...");
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  if (args.size() < 2) {
+    std::fprintf(stderr, "%s\n", absl::ProgramUsageMessage());
+    return 2;
+  }
+  const std::string cmd = args[1];
+  auto client = nas::LatencyClient::Connect(absl::GetFlag(FLAGS_server));
+  if (!client.ok()) return Fail(client.status());
+  if (cmd == "list") {
+    auto devices = (*client)->ListDevices();
+    if (!devices.ok()) return Fail(devices.status());
+    for (const nas::DeviceSummary& d : *devices) Print(d);
+    return 0;
+  }
+  if (cmd == "put" && args.size() == 3) {
+    absl::StatusOr<nas::LatencyTable> table = nas::LatencyTable::Load(args[2]);
+    if (!table.ok()) return Fail(table.status());
+    if (!absl::GetFlag(FLAGS_device).empty()) {
+      table->mutable_info().device = absl::GetFlag(FLAGS_device);
+    }
+    auto put = (*client)->PutTableJson(table->ToJson(), absl::GetFlag(FLAGS_merge),
+                                       absl::GetFlag(FLAGS_if_version));
+    if (!put.ok()) return Fail(put.status());
+    Print(*put);
+    return 0;
+  }
+  if (cmd == "get" && args.size() == 3) {
+    auto json = (*client)->GetTableJson(args[2]);
+    if (!json.ok()) return Fail(json.status());
+    std::printf("%s\n", json->c_str());
+    return 0;
+  }
+  if (cmd == "query" && args.size() >= 4) {
+    std::vector<std::string> keys(args.begin() + 3, args.end());
+    std::vector<nas::LayerLatency> answers;
+    absl::Status s = (*client)->Query(args[2], keys, &answers);
+    if (!s.ok()) return Fail(s);
+    double sum = 0;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      std::printf("%10.4f ms  +-%.4f  %-9s  %s\n", answers[i].mean_ms, answers[i].std_ms,
+                  nas::LatencySourceName(answers[i].source), keys[i].c_str());
+      sum += answers[i].mean_ms;
+    }
+    std::printf("%10.4f ms  sum of %zu keys\n", sum, keys.size());
+    return 0;
+  }
+  std::fprintf(stderr, "%s\n", absl::ProgramUsageMessage());
+  return 2;
+}
