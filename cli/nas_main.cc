@@ -31,7 +31,7 @@ ABSL_FLAG(std::string, backend, "cpu", "where to profile: cpu or cuda");
 ABSL_FLAG(int, profile_batch, 1, "batch size of profiled layers");
 ABSL_FLAG(int, profile_repeats, 50, "timed runs per profiled layer");
 ABSL_FLAG(std::string, loss, "add#linear", "hardware loss: mul#log, add#linear or none");
-ABSL_FLAG(double, target_ms, 0, "target latency in ms (0: 0.8 x expected latency at start)");
+ABSL_FLAG(double, target_ms, 0, "target latency in ms (0: 0.9 x expected latency at start)");
 ABSL_FLAG(double, loss_alpha, 0.2, "mul#log alpha");
 ABSL_FLAG(double, loss_beta, 0.3, "mul#log beta");
 ABSL_FLAG(double, loss_lambda, 0.1, "add#linear lambda");

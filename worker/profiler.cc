@@ -118,6 +118,11 @@ std::string NowIso8601() {
 
 }  // namespace
 
+std::string ProfileMethod(const ProfileOptions& o) {
+  return absl::StrCat("per-layer forward, inference mode, channels-last, ", o.warmup,
+                      " warm-up + ", o.repeats, " timed runs, mean and variance of the middle 50%");
+}
+
 std::string RuntimeDescription(const ProfileOptions& o) {
   return absl::StrCat("libtorch-", o.backend, " ", TORCH_VERSION, ", ",
                       o.threads > 0 ? o.threads : at::get_num_threads(), " threads");
@@ -134,8 +139,7 @@ absl::StatusOr<LatencyTable> ProfileKeys(
   info.batch_size = o.batch_size;
   info.threads = at::get_num_threads();
   info.profiled_at = NowIso8601();
-  info.method = absl::StrCat("per-layer forward, inference mode, ", o.warmup, " warm-up + ",
-                             o.repeats, " timed runs, mean and variance of the middle 50%");
+  info.method = ProfileMethod(o);
   LatencyTable table(info);
   torch::manual_seed(o.seed);
   torch::Device dev = BackendDevice(o);

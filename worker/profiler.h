@@ -48,6 +48,9 @@ absl::StatusOr<LatencyTable> ProfileKeys(
 absl::StatusOr<LatencyEntry> MeasureNetwork(const NetworkConfig& net,
                                             const ProfileOptions& options);
 
+// The protocol, recorded as the table's `method`; a cached table is reused only when it matches.
+std::string ProfileMethod(const ProfileOptions& options);
+
 // "libtorch-cpu 1.13.1, 2 threads" etc.
 std::string RuntimeDescription(const ProfileOptions& options);
 

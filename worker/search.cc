@@ -72,7 +72,7 @@ absl::StatusOr<LatencyTable> ObtainTable(const SearchSpace& space, const SearchO
                                    po.batch_size, "-t", po.threads, ".json");
   if (fs::exists(cache)) {
     auto t = LatencyTable::Load(cache);
-    bool complete = t.ok();
+    bool complete = t.ok() && t->info().method == ProfileMethod(po);
     if (complete) {
       for (const std::string& k : keys) complete = complete && t->Contains(k);
     }
@@ -80,7 +80,7 @@ absl::StatusOr<LatencyTable> ObtainTable(const SearchSpace& space, const SearchO
       bar.Log(absl::StrCat("latency table: reusing ", cache, " (", t->size(), " entries)"));
       return t;
     }
-    bar.Log(absl::StrCat("latency table: cached ", cache, " is incomplete or unreadable; "
+    bar.Log(absl::StrCat("latency table: cached ", cache, " is incomplete, unreadable or from another profiling protocol; "
                          "profiling again"));
   }
   auto t0 = std::chrono::steady_clock::now();

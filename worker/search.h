@@ -41,8 +41,8 @@ struct SearchOptions {
   // Hardware loss; target_ms <= 0 picks target_fraction x the expected latency at uniform p.
   // Default add#linear (mul#log needs targets above 1 ms).
   HardwareLossOptions loss{HardwareLossOptions::Type::kAddLinear};
-  // Default 0.8.
-  double target_fraction = 0.8;
+  // Default 0.9.
+  double target_fraction = 0.9;
 
   // Schedule (epochs over the training split). Defaults 1 / 3 / 6.
   int warmup_epochs = 1;
