@@ -1,16 +1,21 @@
 #include "latency_service/latency_client.h"
 
+#include <google/protobuf/arena.h>
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <chrono>
 
+#include "absl/strings/str_cat.h"
+
 #include "latency_service/grpc_status.h"
-#include "latency_service/latency_grpc_service.h"
+#include "latency_service/proto_convert.h"
 #include "nas/latency.grpc.pb.h"
 
 namespace nas {
 
 struct LatencyClient::Impl {
+  std::string target;
   LatencyClientOptions options;
   std::unique_ptr<LatencyService::Stub> stub;
 
@@ -30,6 +35,7 @@ absl::StatusOr<std::unique_ptr<LatencyClient>> LatencyClient::Connect(
   args.SetMaxReceiveMessageSize(options.max_message_bytes);
   args.SetMaxSendMessageSize(options.max_message_bytes);
   auto impl = std::make_unique<Impl>();
+  impl->target = target;
   impl->options = options;
   impl->stub = LatencyService::NewStub(
       grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
@@ -38,21 +44,26 @@ absl::StatusOr<std::unique_ptr<LatencyClient>> LatencyClient::Connect(
 
 absl::Status LatencyClient::Query(const std::string& device, const std::vector<std::string>& keys,
                                   std::vector<LayerLatency>* answers) {
-  LatencyQueryRequest request;
-  request.set_device(device);
-  request.mutable_layer_keys()->Reserve(static_cast<int>(keys.size()));
-  for (const std::string& k : keys) request.add_layer_keys(k);
-  LatencyQueryReply reply;
+  // A batch is thousands of small strings and messages: keep them on one arena.
+  google::protobuf::ArenaOptions arena_options;
+  arena_options.start_block_size = 64 << 10;
+  arena_options.max_block_size = 1 << 20;
+  google::protobuf::Arena arena(arena_options);
+  auto* request = google::protobuf::Arena::CreateMessage<LatencyQueryRequest>(&arena);
+  auto* reply = google::protobuf::Arena::CreateMessage<LatencyQueryReply>(&arena);
+  request->set_device(device);
+  request->mutable_layer_keys()->Reserve(static_cast<int>(keys.size()));
+  for (const std::string& k : keys) request->add_layer_keys(k);
   grpc::ClientContext context;
   impl_->SetDeadline(&context);
-  absl::Status s = FromGrpcStatus(impl_->stub->Query(&context, request, &reply));
+  absl::Status s = FromGrpcStatus(impl_->stub->Query(&context, *request, reply));
   if (!s.ok()) return s;
-  if (reply.answers_size() != static_cast<int>(keys.size())) {
+  if (reply->answers_size() != static_cast<int>(keys.size())) {
     return absl::InternalError("server answered a different number of keys than asked");
   }
   answers->resize(keys.size());
-  for (int i = 0; i < reply.answers_size(); ++i) {
-    const LatencyAnswer& a = reply.answers(i);
+  for (int i = 0; i < reply->answers_size(); ++i) {
+    const LatencyAnswer& a = reply->answers(i);
     (*answers)[i] = LayerLatency{a.stat().mean_ms(), a.stat().std_ms(),
                                  static_cast<int64_t>(a.stat().count()),
                                  a.source() == LatencyAnswer::PREDICTED ? LatencySource::kPredicted
@@ -95,6 +106,41 @@ absl::StatusOr<DeviceSummary> LatencyClient::PutTableJson(const std::string& con
   absl::Status s = FromGrpcStatus(impl_->stub->PutTable(&context, request, &reply));
   if (!s.ok()) return s;
   return FromProto(reply.device());
+}
+
+const std::string& LatencyClient::target() const { return impl_->target; }
+
+absl::StatusOr<LatencyTable> FetchLatencyTable(LatencyClient& client, const std::string& device,
+                                               const std::vector<std::string>& keys) {
+  absl::StatusOr<std::vector<DeviceSummary>> devices = client.ListDevices();
+  if (!devices.ok()) return devices.status();
+  const DeviceSummary* d = nullptr;
+  for (const DeviceSummary& s : *devices) {
+    if (s.name == device) d = &s;
+  }
+  if (d == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("device: the latency service at ", client.target(), " has no device \"",
+                     device, "\""));
+  }
+  std::vector<LayerLatency> answers;
+  absl::Status s = client.Query(device, keys, &answers);
+  if (!s.ok()) return s;
+  int predicted = 0;
+  for (const LayerLatency& a : answers) predicted += a.source == LatencySource::kPredicted;
+  LatencyTable t(LatencyTableInfo{
+      device, d->runtime, d->batch_size, d->threads, d->profiled_at,
+      absl::StrCat("latency service ", client.target(), ", table version ", d->version, ": ",
+                   keys.size() - predicted, " measured, ", predicted,
+                   " predicted (held-out MAPE ", d->predictor.holdout_mape, "%); ", d->method)});
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const LayerLatency& a = answers[i];
+    LatencyEntry e{a.source == LatencySource::kMeasured ? std::max<int64_t>(a.count, 1) : 1,
+                   a.mean_ms, a.std_ms * a.std_ms};
+    s = t.Insert(keys[i], e);
+    if (!s.ok()) return s;
+  }
+  return t;
 }
 
 }  // namespace nas

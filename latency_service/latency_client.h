@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "core/latency_table.h"
 #include "latency_service/types.h"
 
 namespace nas {
@@ -43,6 +44,8 @@ class LatencyClient {
   absl::StatusOr<DeviceSummary> PutTableJson(const std::string& content, bool merge,
                                              uint64_t if_version = 0);
 
+  const std::string& target() const;
+
   ~LatencyClient();
 
  private:
@@ -50,5 +53,13 @@ class LatencyClient {
   explicit LatencyClient(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// The table a job searches with, from one batch Query of `keys` (e.g. SearchSpace::AllLayerKeys):
+// measured answers keep their count and variance; predicted ones become entries with count 1
+// and variance 0, and the table's `method` says how many were predicted and at which table
+// version. Provenance (runtime, batch size, threads, date) comes from ListDevices. Errors are
+// the service's (unknown device, a key it cannot answer).
+absl::StatusOr<LatencyTable> FetchLatencyTable(LatencyClient& client, const std::string& device,
+                                               const std::vector<std::string>& keys);
 
 }  // namespace nas

@@ -2,8 +2,12 @@
 
 #include <vector>
 
+#include <google/protobuf/arena.h>
+#include <grpcpp/support/message_allocator.h>
+
 #include "absl/strings/str_cat.h"
 #include "latency_service/grpc_status.h"
+#include "latency_service/proto_convert.h"
 
 namespace nas {
 
@@ -15,38 +19,40 @@ grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const abs
   return reactor;
 }
 
+// Request and reply of one Query on a protobuf arena: a 1000-key batch is thousands of small
+// messages and strings, which the arena frees at once instead of one by one.
+class ArenaHolder final
+    : public grpc::MessageHolder<LatencyQueryRequest, LatencyQueryReply> {
+ public:
+  ArenaHolder() : arena_(Options()) {
+    set_request(google::protobuf::Arena::CreateMessage<LatencyQueryRequest>(&arena_));
+    set_response(google::protobuf::Arena::CreateMessage<LatencyQueryReply>(&arena_));
+  }
+  void Release() override { delete this; }
+
+ private:
+  static google::protobuf::ArenaOptions Options() {
+    google::protobuf::ArenaOptions o;
+    o.start_block_size = 64 << 10;
+    o.max_block_size = 1 << 20;
+    return o;
+  }
+  google::protobuf::Arena arena_;
+};
+
+class ArenaAllocator final
+    : public grpc::MessageAllocator<LatencyQueryRequest, LatencyQueryReply> {
+ public:
+  grpc::MessageHolder<LatencyQueryRequest, LatencyQueryReply>* AllocateMessages() override {
+    return new ArenaHolder();
+  }
+};
+
 }  // namespace
 
-void ToProto(const DeviceSummary& d, DeviceInfo* out) {
-  out->set_name(d.name);
-  out->set_runtime(d.runtime);
-  out->set_batch_size(d.batch_size);
-  out->set_threads(d.threads);
-  out->set_entries(d.entries);
-  out->set_profiled_at(d.profiled_at);
-  out->set_method(d.method);
-  out->set_version(d.version);
-  out->set_predictor_fitted_entries(d.predictor.fitted_entries);
-  out->set_predictor_holdout_entries(d.predictor.holdout_entries);
-  out->set_predictor_holdout_mape(d.predictor.holdout_mape);
-  out->set_predictor_holdout_max_ape(d.predictor.holdout_max_ape);
-}
-
-DeviceSummary FromProto(const DeviceInfo& d) {
-  DeviceSummary s;
-  s.name = d.name();
-  s.runtime = d.runtime();
-  s.batch_size = d.batch_size();
-  s.threads = d.threads();
-  s.entries = d.entries();
-  s.profiled_at = d.profiled_at();
-  s.method = d.method();
-  s.version = d.version();
-  s.predictor.fitted_entries = d.predictor_fitted_entries();
-  s.predictor.holdout_entries = d.predictor_holdout_entries();
-  s.predictor.holdout_mape = d.predictor_holdout_mape();
-  s.predictor.holdout_max_ape = d.predictor_holdout_max_ape();
-  return s;
+LatencyGrpcService::LatencyGrpcService(LatencyRegistry* registry) : registry_(registry) {
+  static ArenaAllocator* const allocator = new ArenaAllocator();  // stateless, never freed
+  SetMessageAllocatorFor_Query(allocator);
 }
 
 grpc::ServerUnaryReactor* LatencyGrpcService::Query(grpc::CallbackServerContext* context,
@@ -60,7 +66,6 @@ grpc::ServerUnaryReactor* LatencyGrpcService::Query(grpc::CallbackServerContext*
     reply->mutable_answers()->Reserve(static_cast<int>(answers.size()));
     for (size_t i = 0; i < answers.size(); ++i) {
       LatencyAnswer* a = reply->add_answers();
-      a->set_key(request->layer_keys(static_cast<int>(i)));
       a->mutable_stat()->set_mean_ms(answers[i].mean_ms);
       a->mutable_stat()->set_std_ms(answers[i].std_ms);
       a->mutable_stat()->set_count(static_cast<uint64_t>(answers[i].count));

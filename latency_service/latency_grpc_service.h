@@ -1,7 +1,7 @@
 // The thin gRPC adapter of the latency service: request -> LatencyRegistry call -> reply, with
 // absl::Status mapped to grpc::Status (grpc_status.h). No domain logic lives here. Handlers run
 // inline on gRPC's callback threads (every registry call is non-blocking apart from PutTable's
-// file writes, which are rare).
+// file writes, which are rare). Query's messages live on a protobuf arena per call.
 #pragma once
 
 #include "latency_service/latency_registry.h"
@@ -12,7 +12,7 @@ namespace nas {
 class LatencyGrpcService final : public LatencyService::CallbackService {
  public:
   // `registry` is not owned and must outlive the service.
-  explicit LatencyGrpcService(LatencyRegistry* registry) : registry_(registry) {}
+  explicit LatencyGrpcService(LatencyRegistry* registry);
 
   grpc::ServerUnaryReactor* Query(grpc::CallbackServerContext* context,
                                   const LatencyQueryRequest* request,
@@ -29,9 +29,5 @@ class LatencyGrpcService final : public LatencyService::CallbackService {
  private:
   LatencyRegistry* registry_;
 };
-
-// Domain <-> proto conversions, shared with the client.
-void ToProto(const DeviceSummary& d, DeviceInfo* out);
-DeviceSummary FromProto(const DeviceInfo& d);
 
 }  // namespace nas

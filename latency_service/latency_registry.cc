@@ -11,10 +11,6 @@
 
 namespace nas {
 
-const char* LatencySourceName(LatencySource s) {
-  return s == LatencySource::kMeasured ? "measured" : "predicted";
-}
-
 struct LatencyRegistry::DeviceState {
   LatencyTable table;
   uint64_t version = 0;

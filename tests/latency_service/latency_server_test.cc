@@ -210,5 +210,30 @@ TEST(LatencyServerTest, MetricsEndpointCountsQueriesBySource) {
   EXPECT_THAT(text, ::testing::Not(HasSubstr("pixel9")));
 }
 
+TEST(LatencyServerTest, FetchLatencyTableGivesASearchItsTable) {
+  std::unique_ptr<LatencyServer> server = StartServer("");
+  std::unique_ptr<LatencyClient> client = ClientOf(*server);
+  // The paper's space: every key is in the pixel1 table.
+  SearchSpace imagenet = SearchSpace::Preset("proxyless-imagenet").value();
+  absl::StatusOr<LatencyTable> t =
+      FetchLatencyTable(*client, "pixel1-tflite", imagenet.AllLayerKeys());
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->size(), imagenet.AllLayerKeys().size());
+  LatencyTable file = LatencyTable::Load(kMobileTrim).value();
+  for (const auto& [k, e] : t->entries()) {
+    EXPECT_DOUBLE_EQ(e.mean_ms, file.Lookup(k).value().mean_ms);
+    EXPECT_EQ(e.count, file.Lookup(k).value().count);
+  }
+  EXPECT_THAT(t->info().method, HasSubstr(" 0 predicted"));
+  // Fashion-MNIST sizes are not in the phone's table: every key is predicted, and says so.
+  SearchSpace fashion = SearchSpace::Preset("fashion-mnist").value();
+  t = FetchLatencyTable(*client, "pixel1-tflite", fashion.AllLayerKeys());
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_THAT(t->info().method, HasSubstr(absl::StrCat(" 0 measured, ",
+                                                       fashion.AllLayerKeys().size(), " predicted")));
+  EXPECT_EQ(FetchLatencyTable(*client, "pixel9", fashion.AllLayerKeys()).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 }  // namespace
 }  // namespace nas
