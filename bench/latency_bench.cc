@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -190,6 +191,25 @@ int main(int argc, char** argv) {
                           r.name, r.batch, threads, r.calls, r.keys_per_s, r.calls_per_s,
                           r.p50_us, r.p99_us);
   }
+  // What the numbers ran on: CPU model, cores, and how busy the machine was.
+  std::string cpu = "unknown CPU";
+  {
+    std::ifstream info("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(info, line)) {
+      if (line.rfind("model name", 0) == 0) {
+        cpu = line.substr(line.find(':') + 2);
+        break;
+      }
+    }
+  }
+  double load[3] = {0, 0, 0};
+  getloadavg(load, 3);
+  absl::StrAppendFormat(&table_md,
+                        "\nmachine: %s, %u cores; load average after the run %.2f %.2f %.2f; "
+                        "%.0f s per workload after 1 s warm-up\n",
+                        cpu, std::thread::hardware_concurrency(), load[0], load[1], load[2],
+                        seconds);
   std::printf("%s", table_md.c_str());
   if (!absl::GetFlag(FLAGS_out).empty()) std::ofstream(absl::GetFlag(FLAGS_out)) << table_md;
   if (child > 0) {
