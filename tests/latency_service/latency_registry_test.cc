@@ -5,6 +5,8 @@
 #include <cmath>
 #include <filesystem>
 #include <numeric>
+#include <atomic>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "core/json_fields.h"
@@ -255,6 +257,41 @@ TEST(LatencyRegistryTest, CorruptTableFileFailsOpenNamingIt) {
   absl::StatusOr<std::unique_ptr<LatencyRegistry>> r = LatencyRegistry::Open(o);
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(r.status().message(), HasSubstr("bad.table.json"));
+}
+
+TEST(LatencyRegistryTest, EveryBatchSeesOneVersionWhileUploadsRun) {
+  LatencyRegistryOptions o;
+  std::unique_ptr<LatencyRegistry> r = LatencyRegistry::Open(o).value();
+  // Version v of the table answers v ms for every key.
+  auto table_at = [](int v) {
+    LatencyTable t = SmallTable("x86-test", 1.0);
+    LatencyTable u(t.info());
+    for (const auto& [k, e] : t.entries()) EXPECT_TRUE(u.Insert(k, {1, double(v), 0}).ok());
+    return u;
+  };
+  ASSERT_TRUE(r->PutTable(table_at(1), PutMode::kReplace).ok());
+  std::vector<std::string> keys;
+  const LatencyTable first = table_at(1);
+  for (const auto& [k, e] : first.entries()) keys.push_back(k);
+  std::atomic<bool> done{false};
+  std::atomic<int> mixed{0}, batches{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 2; ++t) {
+    readers.emplace_back([&] {
+      std::vector<LayerLatency> a;
+      while (!done.load()) {
+        if (!Query(*r, "x86-test", keys, &a).ok()) continue;
+        for (const LayerLatency& x : a) mixed += x.mean_ms != a[0].mean_ms;
+        ++batches;
+      }
+    });
+  }
+  for (int v = 2; v <= 30; ++v) ASSERT_TRUE(r->PutTable(table_at(v), PutMode::kReplace).ok());
+  done = true;
+  for (std::thread& t : readers) t.join();
+  EXPECT_EQ(mixed.load(), 0);
+  EXPECT_GT(batches.load(), 0);
+  EXPECT_EQ(r->Describe("x86-test").value().version, 30u);
 }
 
 }  // namespace
