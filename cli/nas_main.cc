@@ -5,9 +5,16 @@
 //   nas eval     --arch ARCH.json --weights W.pt                        evaluate saved weights
 //   nas profile  [--space ...] --table-out T.json                       profile layers here
 //   nas spaces                                                          list presets
+//   nas latency-check --latency-service H:P --device D --samples N      calibrate a service
+//
+// With --latency-service host:port, `search` takes its latencies from the latency service
+// (one batch query for the space, kept for the job) and `profile --upload host:port` puts the
+// profiled table into it. Flag names accept dashes for underscores (--latency-service).
 //
 // Flags only fill option structs; the work is in worker/search.h.
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -16,7 +23,9 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "cli/latency_check.h"
 #include "core/search_space.h"
+#include "latency_service/latency_client.h"
 #include "worker/search.h"
 
 ABSL_FLAG(std::string, space, "fashion-mnist", "search space: preset name or JSON file");
@@ -57,6 +66,11 @@ ABSL_FLAG(bool, progress, true, "show a progress bar");
 ABSL_FLAG(std::string, arch, "", "train/eval: architecture JSON or reference network config");
 ABSL_FLAG(std::string, weights, "", "eval: weights file written by train or search");
 ABSL_FLAG(std::string, table_out, "", "profile: where to write the table");
+ABSL_FLAG(std::string, latency_service, "",
+          "search, latency-check: latency service host:port (search: instead of a local table; "
+          "--device names the table)");
+ABSL_FLAG(std::string, upload, "", "profile: also upload the table to this latency service");
+ABSL_FLAG(int, samples, 20, "latency-check: random architectures to predict and measure");
 
 namespace {
 
@@ -75,6 +89,29 @@ nas::ProfileOptions ProfileFromFlags() {
   return p;
 }
 
+// --latency_service: the job's table, fetched once (one batch query of every layer of the
+// space) and written into the result directory; the search then reads it as a local table.
+absl::StatusOr<std::string> TableFromService(const std::string& space_name,
+                                             const std::string& out_dir) {
+  if (!absl::GetFlag(FLAGS_latency_table).empty()) {
+    return absl::InvalidArgumentError("--latency_table: give a table or --latency_service, not both");
+  }
+  auto space = nas::SearchSpace::Load(space_name);
+  if (!space.ok()) return space.status();
+  auto client = nas::LatencyClient::Connect(absl::GetFlag(FLAGS_latency_service));
+  if (!client.ok()) return client.status();
+  auto table = nas::FetchLatencyTable(**client, absl::GetFlag(FLAGS_device), space->AllLayerKeys());
+  if (!table.ok()) return table.status();
+  std::error_code ec;
+  std::filesystem::create_directories(out_dir, ec);
+  std::string path = out_dir + "/latency_service_table.json";
+  absl::Status s = table->Save(path);
+  if (!s.ok()) return s;
+  std::printf("latency table: %zu layers from %s (%s)\n", table->size(),
+              absl::GetFlag(FLAGS_latency_service).c_str(), table->info().method.c_str());
+  return path;
+}
+
 int Search() {
   nas::SearchOptions o;
   o.space = absl::GetFlag(FLAGS_space);
@@ -84,6 +121,11 @@ int Search() {
   o.latency_table = absl::GetFlag(FLAGS_latency_table);
   o.cache_dir = absl::GetFlag(FLAGS_cache_dir);
   o.profile = ProfileFromFlags();
+  if (!absl::GetFlag(FLAGS_latency_service).empty()) {
+    auto table = TableFromService(o.space, o.out_dir);
+    if (!table.ok()) return Fail(table.status());
+    o.latency_table = *table;
+  }
   auto type = nas::HardwareLossOptions::ParseType(absl::GetFlag(FLAGS_loss));
   if (!type.ok()) return Fail(type.status());
   o.loss.type = *type;
@@ -165,6 +207,33 @@ int Profile() {
   auto r = nas::RunProfile(absl::GetFlag(FLAGS_space), ProfileFromFlags(), out);
   if (!r.ok()) return Fail(r.status());
   std::printf("table: %s\n", r->c_str());
+  const std::string upload = absl::GetFlag(FLAGS_upload);
+  if (!upload.empty()) {
+    auto table = nas::LatencyTable::Load(out);
+    if (!table.ok()) return Fail(table.status());
+    auto client = nas::LatencyClient::Connect(upload);
+    if (!client.ok()) return Fail(client.status());
+    auto put = (*client)->PutTableJson(table->ToJson(), /*merge=*/false);
+    if (!put.ok()) return Fail(put.status());
+    std::printf("uploaded to %s: device %s, version %llu, %lld entries, predictor held-out "
+                "MAPE %.2f%%\n",
+                upload.c_str(), put->name.c_str(), static_cast<unsigned long long>(put->version),
+                static_cast<long long>(put->entries), put->predictor.holdout_mape);
+  }
+  return 0;
+}
+
+int LatencyCheck() {
+  nas::LatencyCheckOptions o;
+  o.latency_service = absl::GetFlag(FLAGS_latency_service);
+  o.device = absl::GetFlag(FLAGS_device);
+  o.space = absl::GetFlag(FLAGS_space);
+  o.samples = absl::GetFlag(FLAGS_samples);
+  o.seed = absl::GetFlag(FLAGS_seed);
+  o.profile = ProfileFromFlags();
+  auto r = nas::RunLatencyCheck(o);
+  if (!r.ok()) return Fail(r.status());
+  std::printf("%s", nas::FormatLatencyCheck(*r).c_str());
   return 0;
 }
 
@@ -188,8 +257,19 @@ int main(int argc, char** argv) {
       "  train    train an architecture (--arch) from scratch\n"
       "  eval     evaluate saved weights (--arch, --weights)\n"
       "  profile  time every layer of --space and write --table_out\n"
-      "  spaces   list the preset search spaces");
-  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+      "  spaces   list the preset search spaces\n"
+      "  latency-check  predict (--latency_service, --device) and measure --samples networks");
+  // --latency-service is --latency_service: dashes in a flag's name read as underscores.
+  std::vector<std::string> normalized(argv, argv + argc);
+  for (std::string& a : normalized) {
+    if (a.rfind("--", 0) != 0) continue;
+    for (size_t i = 2; i < a.size() && a[i] != '='; ++i) {
+      if (a[i] == '-') a[i] = '_';
+    }
+  }
+  std::vector<char*> normalized_argv;
+  for (std::string& a : normalized) normalized_argv.push_back(a.data());
+  std::vector<char*> args = absl::ParseCommandLine(argc, normalized_argv.data());
   if (args.size() != 2) {
     std::fprintf(stderr, "%s\n", absl::ProgramUsageMessage().data());
     return 2;
@@ -200,6 +280,7 @@ int main(int argc, char** argv) {
   if (cmd == "eval") return Eval();
   if (cmd == "profile") return Profile();
   if (cmd == "spaces") return Spaces();
+  if (cmd == "latency-check") return LatencyCheck();
   std::fprintf(stderr, "nas: unknown command \"%s\"\n%s\n", cmd.c_str(),
                absl::ProgramUsageMessage().data());
   return 2;
