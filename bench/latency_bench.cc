@@ -14,10 +14,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -61,8 +61,8 @@ std::string SpawnServer(const std::string& binary) {
     dup2(fds[1], STDOUT_FILENO);
     close(fds[0]);
     close(fds[1]);
-    execl(binary.c_str(), binary.c_str(), "--address=127.0.0.1", "--port=0",
-          "--metrics_port=-1", static_cast<char*>(nullptr));
+    execl(binary.c_str(), binary.c_str(), "--address=127.0.0.1", "--port=0", "--metrics_port=-1",
+          static_cast<char*>(nullptr));
     _exit(127);
   }
   close(fds[1]);
@@ -114,8 +114,7 @@ Result Run(const std::string& target, const std::string& name, const std::string
   auto start = std::chrono::steady_clock::now();
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
   measuring = false;
-  double elapsed =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   stop = true;
   for (auto& w : workers) w.join();
   std::vector<double> all;
@@ -170,9 +169,8 @@ int main(int argc, char** argv) {
                                       (1 - absl::GetFlag(FLAGS_predicted_share)));
   for (int i = 0; i < n_pred; ++i) {
     int c = 8 * (3 + i);
-    mixed.push_back(absl::StrCat("expanded_conv-input:28x28x", c, "-output:28x28x", c,
-                                 "-expand:", 3 + i % 4, "-kernel:", 3 + 2 * (i % 3),
-                                 "-stride:1-idskip:1"));
+    mixed.push_back(absl::StrCat("expanded_conv-input:28x28x", c, "-output:28x28x", c, "-expand:",
+                                 3 + i % 4, "-kernel:", 3 + 2 * (i % 3), "-stride:1-idskip:1"));
   }
   const int threads = absl::GetFlag(FLAGS_threads);
   const int batch = absl::GetFlag(FLAGS_batch);
@@ -187,9 +185,9 @@ int main(int argc, char** argv) {
       "| workload | keys/call | client threads | calls | keys/s | calls/s | p50 call (us) | "
       "p99 call (us) |\n|---|---|---|---|---|---|---|---|\n");
   for (const Result& r : results) {
-    absl::StrAppendFormat(&table_md, "| %s | %d | %d | %d | %.0f | %.0f | %.0f | %.0f |\n",
-                          r.name, r.batch, threads, r.calls, r.keys_per_s, r.calls_per_s,
-                          r.p50_us, r.p99_us);
+    absl::StrAppendFormat(&table_md, "| %s | %d | %d | %d | %.0f | %.0f | %.0f | %.0f |\n", r.name,
+                          r.batch, threads, r.calls, r.keys_per_s, r.calls_per_s, r.p50_us,
+                          r.p99_us);
   }
   // What the numbers ran on: CPU model, cores, and how busy the machine was.
   std::string cpu = "unknown CPU";

@@ -47,7 +47,7 @@ struct LatencyCheckOptions {
 struct LatencyCheckSample {
   std::vector<std::string> choices;  // candidate names per edge
   double predicted_ms = 0;
-  int predicted_keys = 0;            // layers the service predicted rather than measured
+  int predicted_keys = 0;  // layers the service predicted rather than measured
   double measured_ms = 0;
   double measured_std_ms = 0;
 };
@@ -58,16 +58,16 @@ struct LatencyCheckReport {
   int threads = 0;
   std::vector<LatencyCheckSample> samples;
   double rmse_ms = 0;
-  double mape = 0;            // percent
-  double mean_error = 0;      // percent, signed: (predicted - measured) / measured
-  double within_10 = 0;       // share in [0, 1]
+  double mape = 0;        // percent
+  double mean_error = 0;  // percent, signed: (predicted - measured) / measured
+  double within_10 = 0;   // share in [0, 1]
   double within_5 = 0;
   // Layer sum + a per-network overhead fitted on the even-numbered samples, scored on the
   // odd-numbered ones (at least 2 samples; otherwise heldout_samples is 0).
   double overhead_ms = 0;
   int heldout_samples = 0;
-  double corrected_mape = 0;      // percent
-  double corrected_within_10 = 0; // share in [0, 1]
+  double corrected_mape = 0;       // percent
+  double corrected_within_10 = 0;  // share in [0, 1]
   double corrected_within_5 = 0;
 };
 

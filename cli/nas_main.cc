@@ -94,13 +94,15 @@ nas::ProfileOptions ProfileFromFlags() {
 absl::StatusOr<std::string> TableFromService(const std::string& space_name,
                                              const std::string& out_dir) {
   if (!absl::GetFlag(FLAGS_latency_table).empty()) {
-    return absl::InvalidArgumentError("--latency_table: give a table or --latency_service, not both");
+    return absl::InvalidArgumentError(
+        "--latency_table: give a table or --latency_service, not both");
   }
   auto space = nas::SearchSpace::Load(space_name);
   if (!space.ok()) return space.status();
   auto client = nas::LatencyClient::Connect(absl::GetFlag(FLAGS_latency_service));
   if (!client.ok()) return client.status();
-  auto table = nas::FetchLatencyTable(**client, absl::GetFlag(FLAGS_device), space->AllLayerKeys());
+  auto table =
+      nas::FetchLatencyTable(**client, absl::GetFlag(FLAGS_device), space->AllLayerKeys());
   if (!table.ok()) return table.status();
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);

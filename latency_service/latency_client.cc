@@ -7,7 +7,6 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
-
 #include "latency_service/grpc_status.h"
 #include "latency_service/proto_convert.h"
 #include "nas/latency.grpc.pb.h"
@@ -64,10 +63,10 @@ absl::Status LatencyClient::Query(const std::string& device, const std::vector<s
   answers->resize(keys.size());
   for (int i = 0; i < reply->answers_size(); ++i) {
     const LatencyAnswer& a = reply->answers(i);
-    (*answers)[i] = LayerLatency{a.stat().mean_ms(), a.stat().std_ms(),
-                                 static_cast<int64_t>(a.stat().count()),
-                                 a.source() == LatencyAnswer::PREDICTED ? LatencySource::kPredicted
-                                                                        : LatencySource::kMeasured};
+    (*answers)[i] =
+        LayerLatency{a.stat().mean_ms(), a.stat().std_ms(), static_cast<int64_t>(a.stat().count()),
+                     a.source() == LatencyAnswer::PREDICTED ? LatencySource::kPredicted
+                                                            : LatencySource::kMeasured};
   }
   return absl::OkStatus();
 }
@@ -119,9 +118,8 @@ absl::StatusOr<LatencyTable> FetchLatencyTable(LatencyClient& client, const std:
     if (s.name == device) d = &s;
   }
   if (d == nullptr) {
-    return absl::NotFoundError(
-        absl::StrCat("device: the latency service at ", client.target(), " has no device \"",
-                     device, "\""));
+    return absl::NotFoundError(absl::StrCat("device: the latency service at ", client.target(),
+                                            " has no device \"", device, "\""));
   }
   std::vector<LayerLatency> answers;
   absl::Status s = client.Query(device, keys, &answers);
@@ -131,8 +129,8 @@ absl::StatusOr<LatencyTable> FetchLatencyTable(LatencyClient& client, const std:
   LatencyTable t(LatencyTableInfo{
       device, d->runtime, d->batch_size, d->threads, d->profiled_at,
       absl::StrCat("latency service ", client.target(), ", table version ", d->version, ": ",
-                   keys.size() - predicted, " measured, ", predicted,
-                   " predicted (held-out MAPE ", d->predictor.holdout_mape, "%); ", d->method)});
+                   keys.size() - predicted, " measured, ", predicted, " predicted (held-out MAPE ",
+                   d->predictor.holdout_mape, "%); ", d->method)});
   for (size_t i = 0; i < keys.size(); ++i) {
     const LayerLatency& a = answers[i];
     LatencyEntry e{a.source == LatencySource::kMeasured ? std::max<int64_t>(a.count, 1) : 1,

@@ -29,12 +29,13 @@ int Fail(const absl::Status& s) {
 }
 
 void Print(const nas::DeviceSummary& d) {
-  std::printf("%-24s v%-4llu %6lld entries  %-36s batch %d  threads %d  profiled %s  "
-              "predictor held-out MAPE %.2f%% (max %.1f%%, %lld entries)\n",
-              d.name.c_str(), static_cast<unsigned long long>(d.version),
-              static_cast<long long>(d.entries), d.runtime.c_str(), d.batch_size, d.threads,
-              d.profiled_at.empty() ? "-" : d.profiled_at.c_str(), d.predictor.holdout_mape,
-              d.predictor.holdout_max_ape, static_cast<long long>(d.predictor.holdout_entries));
+  std::printf(
+      "%-24s v%-4llu %6lld entries  %-36s batch %d  threads %d  profiled %s  "
+      "predictor held-out MAPE %.2f%% (max %.1f%%, %lld entries)\n",
+      d.name.c_str(), static_cast<unsigned long long>(d.version), static_cast<long long>(d.entries),
+      d.runtime.c_str(), d.batch_size, d.threads,
+      d.profiled_at.empty() ? "-" : d.profiled_at.c_str(), d.predictor.holdout_mape,
+      d.predictor.holdout_max_ape, static_cast<long long>(d.predictor.holdout_entries));
 }
 
 }  // namespace

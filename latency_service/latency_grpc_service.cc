@@ -1,9 +1,9 @@
 #include "latency_service/latency_grpc_service.h"
 
-#include <vector>
-
 #include <google/protobuf/arena.h>
 #include <grpcpp/support/message_allocator.h>
+
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "latency_service/grpc_status.h"
@@ -21,8 +21,7 @@ grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const abs
 
 // Request and reply of one Query on a protobuf arena: a 1000-key batch is thousands of small
 // messages and strings, which the arena frees at once instead of one by one.
-class ArenaHolder final
-    : public grpc::MessageHolder<LatencyQueryRequest, LatencyQueryReply> {
+class ArenaHolder final : public grpc::MessageHolder<LatencyQueryRequest, LatencyQueryReply> {
  public:
   ArenaHolder() : arena_(Options()) {
     set_request(google::protobuf::Arena::CreateMessage<LatencyQueryRequest>(&arena_));
@@ -40,8 +39,7 @@ class ArenaHolder final
   google::protobuf::Arena arena_;
 };
 
-class ArenaAllocator final
-    : public grpc::MessageAllocator<LatencyQueryRequest, LatencyQueryReply> {
+class ArenaAllocator final : public grpc::MessageAllocator<LatencyQueryRequest, LatencyQueryReply> {
  public:
   grpc::MessageHolder<LatencyQueryRequest, LatencyQueryReply>* AllocateMessages() override {
     return new ArenaHolder();
@@ -58,8 +56,7 @@ LatencyGrpcService::LatencyGrpcService(LatencyRegistry* registry) : registry_(re
 grpc::ServerUnaryReactor* LatencyGrpcService::Query(grpc::CallbackServerContext* context,
                                                     const LatencyQueryRequest* request,
                                                     LatencyQueryReply* reply) {
-  std::vector<absl::string_view> keys(request->layer_keys().begin(),
-                                      request->layer_keys().end());
+  std::vector<absl::string_view> keys(request->layer_keys().begin(), request->layer_keys().end());
   std::vector<LayerLatency> answers;
   absl::Status s = registry_->Query(request->device(), keys, &answers);
   if (s.ok()) {

@@ -23,8 +23,7 @@ class LatencyGrpcService final : public LatencyService::CallbackService {
   grpc::ServerUnaryReactor* GetTable(grpc::CallbackServerContext* context,
                                      const GetTableRequest* request, TableFile* reply) override;
   grpc::ServerUnaryReactor* PutTable(grpc::CallbackServerContext* context,
-                                     const PutTableRequest* request,
-                                     PutTableReply* reply) override;
+                                     const PutTableRequest* request, PutTableReply* reply) override;
 
  private:
   LatencyRegistry* registry_;

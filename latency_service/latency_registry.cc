@@ -33,8 +33,8 @@ LayerLatency Measured(const LatencyEntry& e) {
 LatencyEntry Pool(const LatencyEntry& a, const LatencyEntry& b) {
   const double n = static_cast<double>(a.count + b.count);
   const double mean = (a.count * a.mean_ms + b.count * b.mean_ms) / n;
-  const double second = (a.count * (a.var + a.mean_ms * a.mean_ms) +
-                         b.count * (b.var + b.mean_ms * b.mean_ms)) / n;
+  const double second =
+      (a.count * (a.var + a.mean_ms * a.mean_ms) + b.count * (b.var + b.mean_ms * b.mean_ms)) / n;
   return LatencyEntry{a.count + b.count, mean, std::max(0.0, second - mean * mean)};
 }
 
@@ -131,9 +131,9 @@ absl::StatusOr<std::shared_ptr<const LatencyRegistry::DeviceState>> LatencyRegis
   if (s != nullptr) return s;
   std::vector<std::string> known;
   for (const DeviceSummary& d : ListDevices()) known.push_back(d.name);
-  return absl::NotFoundError(absl::StrCat("device: unknown device \"", device, "\" (known: ",
-                                          known.empty() ? "none" : absl::StrJoin(known, ", "),
-                                          ")"));
+  return absl::NotFoundError(
+      absl::StrCat("device: unknown device \"", device,
+                   "\" (known: ", known.empty() ? "none" : absl::StrJoin(known, ", "), ")"));
 }
 
 absl::Status LatencyRegistry::Query(absl::string_view device,
@@ -152,8 +152,7 @@ absl::Status LatencyRegistry::Query(absl::string_view device,
   }
   if (options_.metrics != nullptr) {
     if (status.ok()) {
-      options_.metrics->RecordQuery(std::string(device), counts,
-                                    static_cast<int64_t>(keys.size()),
+      options_.metrics->RecordQuery(std::string(device), counts, static_cast<int64_t>(keys.size()),
                                     absl::ToDoubleSeconds(absl::Now() - start));
     } else {
       options_.metrics->RecordError(status);
@@ -263,9 +262,8 @@ absl::StatusOr<DeviceSummary> LatencyRegistry::PutTable(LatencyTable table, PutM
   std::shared_ptr<const DeviceState> old = Find(device);
   const uint64_t old_version = old == nullptr ? 0 : old->version;
   if (if_version != 0 && if_version != old_version) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("if_version: device ", device, " is at version ", old_version, ", not ",
-                     if_version));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "if_version: device ", device, " is at version ", old_version, ", not ", if_version));
   }
   if (mode == PutMode::kMerge && old != nullptr) {
     const LatencyTableInfo& a = old->table.info();

@@ -97,8 +97,7 @@ class LatencyRegistry {
   absl::StatusOr<LatencyTable> GetTable(absl::string_view device) const;
 
   // Installs `table` for table.info().device (see the file comment). Returns the new summary.
-  absl::StatusOr<DeviceSummary> PutTable(LatencyTable table, PutMode mode,
-                                         uint64_t if_version = 0);
+  absl::StatusOr<DeviceSummary> PutTable(LatencyTable table, PutMode mode, uint64_t if_version = 0);
 
   ~LatencyRegistry();
 

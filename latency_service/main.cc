@@ -57,11 +57,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   for (const nas::DeviceSummary& d : (*server)->registry().ListDevices()) {
-    std::printf("latency_server: device %s: %lld entries, version %llu, predictor held-out "
-                "MAPE %.2f%% over %lld entries\n",
-                d.name.c_str(), static_cast<long long>(d.entries),
-                static_cast<unsigned long long>(d.version), d.predictor.holdout_mape,
-                static_cast<long long>(d.predictor.holdout_entries));
+    std::printf(
+        "latency_server: device %s: %lld entries, version %llu, predictor held-out "
+        "MAPE %.2f%% over %lld entries\n",
+        d.name.c_str(), static_cast<long long>(d.entries),
+        static_cast<unsigned long long>(d.version), d.predictor.holdout_mape,
+        static_cast<long long>(d.predictor.holdout_entries));
   }
   std::printf("latency_server: listening on %s:%d", o.address.c_str(), (*server)->port());
   if ((*server)->metrics_port() >= 0) std::printf(", metrics on :%d", (*server)->metrics_port());

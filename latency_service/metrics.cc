@@ -12,7 +12,7 @@ prometheus::Histogram::BucketBoundaries KeyBuckets() {
 
 prometheus::Histogram::BucketBoundaries SecondsBuckets() {
   return {1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4,
-          1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1,    0.25,   1.0};
+          1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1,  0.25,   1.0};
 }
 
 }  // namespace
@@ -67,8 +67,8 @@ LatencyMetrics::DeviceCounters LatencyMetrics::Device(const std::string& device)
   return c;
 }
 
-void LatencyMetrics::RecordQuery(const std::string& device, const QueryCounts& counts,
-                                 int64_t keys, double seconds) {
+void LatencyMetrics::RecordQuery(const std::string& device, const QueryCounts& counts, int64_t keys,
+                                 double seconds) {
   const DeviceCounters local = Device(device);
   if (counts.measured > 0) local.measured->Increment(static_cast<double>(counts.measured));
   if (counts.predicted > 0) local.predicted->Increment(static_cast<double>(counts.predicted));

@@ -168,8 +168,8 @@ std::vector<double> LayerFeatures(const LayerKey& k) {
     if (k.idskip) io += out * hw_out;  // the shortcut reads the input again and adds
     const double mid_elems = (k.expand != 1 ? mid * hw_in : 0.0) + mid * hw_out;
     const double weights = (k.expand != 1 ? in * mid : 0.0) + mid * kk + mid * out;
-    return {expand_macs / kMega, dw_macs / kMega, project_macs / kMega,
-            io * mb,             mid_elems * mb,  weights * mb};
+    return {expand_macs / kMega, dw_macs / kMega, project_macs / kMega, io * mb,
+            mid_elems * mb,      weights * mb};
   }
   if (k.kind == "Logits") {
     // Global average pool over HxW, then a linear layer to out_c classes.
@@ -206,7 +206,8 @@ absl::StatusOr<LatencyPredictor> LatencyPredictor::Fit(const LatencyTable& table
     if (rows.size() < 5 || options.holdout_fraction == 0) continue;
     // Fisher-Yates with mt19937_64 (whose output the standard fixes): the same split everywhere.
     std::vector<Row> shuffled = rows;
-    for (size_t i = shuffled.size() - 1; i > 0; --i) std::swap(shuffled[i], shuffled[rng() % (i + 1)]);
+    for (size_t i = shuffled.size() - 1; i > 0; --i)
+      std::swap(shuffled[i], shuffled[rng() % (i + 1)]);
     size_t n_out = static_cast<size_t>(std::ceil(options.holdout_fraction * shuffled.size()));
     std::vector<Row> train(shuffled.begin() + n_out, shuffled.end());
     KindModel m = FitKind(train, options.ridge);
@@ -234,8 +235,8 @@ absl::StatusOr<double> LatencyPredictor::Predict(const LayerKey& key) const {
   double y = Evaluate(it->second, LayerFeatures(key));
   if (!(y > 0) || !std::isfinite(y)) {
     return absl::FailedPreconditionError(
-        absl::StrCat("device ", device_, " cannot predict layer key '", key.ToString(),
-                     "': the ", key.kind, " model gives ", y, " ms"));
+        absl::StrCat("device ", device_, " cannot predict layer key '", key.ToString(), "': the ",
+                     key.kind, " model gives ", y, " ms"));
   }
   return y;
 }
@@ -281,7 +282,8 @@ absl::StatusOr<LatencyPredictor> LatencyPredictor::FromJson(const std::string& t
   NAS_ASSIGN_OR_RETURN(int held, GetInt(*report, "report", "holdout_entries"));
   p.report_.fitted_entries = fitted;
   p.report_.holdout_entries = held;
-  NAS_ASSIGN_OR_RETURN(p.report_.holdout_mape, GetDouble(*report, "report", "holdout_mape_percent"));
+  NAS_ASSIGN_OR_RETURN(p.report_.holdout_mape,
+                       GetDouble(*report, "report", "holdout_mape_percent"));
   NAS_ASSIGN_OR_RETURN(p.report_.holdout_max_ape,
                        GetDouble(*report, "report", "holdout_max_ape_percent"));
   NAS_ASSIGN_OR_RETURN(const Json* models, GetMember(j, "", "models"));

@@ -78,10 +78,10 @@ class LatencyPredictor {
   static absl::StatusOr<LatencyPredictor> FromJson(const std::string& text);
 
   struct KindModel {
-    std::string form;               // "linear" or "ratio"
-    std::vector<double> scale;      // per feature (linear); coefficients apply to x / scale
-    std::vector<double> coef;       // linear: intercept then one per feature; ratio: one
-    int64_t entries = 0;            // table entries fitted
+    std::string form;           // "linear" or "ratio"
+    std::vector<double> scale;  // per feature (linear); coefficients apply to x / scale
+    std::vector<double> coef;   // linear: intercept then one per feature; ratio: one
+    int64_t entries = 0;        // table entries fitted
   };
   const std::map<std::string, KindModel>& models() const { return models_; }
 

@@ -19,8 +19,8 @@ const char* LatencySourceName(LatencySource s);
 // The latency of one layer key on one device, in milliseconds.
 struct LayerLatency {
   double mean_ms = 0;
-  double std_ms = 0;   // measured: sqrt(var) of the table entry; predicted: 0 (not modelled)
-  int64_t count = 0;   // measured: timed runs behind the mean; predicted: 0
+  double std_ms = 0;  // measured: sqrt(var) of the table entry; predicted: 0 (not modelled)
+  int64_t count = 0;  // measured: timed runs behind the mean; predicted: 0
   LatencySource source = LatencySource::kMeasured;
 };
 

@@ -2,10 +2,10 @@
 // errors), uploads (replace, merge, versions), and persistence in a table directory.
 #include "latency_service/latency_registry.h"
 
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <numeric>
-#include <atomic>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -130,10 +130,11 @@ TEST(LatencyRegistryTest, PredictsMissingKeysAndCachesThem) {
 TEST(LatencyRegistryTest, NonCanonicalSpellingFindsTheMeasuredEntry) {
   std::unique_ptr<LatencyRegistry> r = OpenPixel1();
   std::vector<LayerLatency> a;
-  ASSERT_TRUE(Query(*r, "pixel1-tflite",
-                    {"Conv-output:112x112x32-input:224x224x3", "Conv-input:224x224x3-output:112x112x32"},
-                    &a)
-                  .ok());
+  ASSERT_TRUE(
+      Query(*r, "pixel1-tflite",
+            {"Conv-output:112x112x32-input:224x224x3", "Conv-input:224x224x3-output:112x112x32"},
+            &a)
+          .ok());
   EXPECT_EQ(a[0].source, LatencySource::kMeasured);
   EXPECT_DOUBLE_EQ(a[0].mean_ms, a[1].mean_ms);
 }

@@ -89,7 +89,8 @@ TEST(LatencyServerTest, BatchOfThousandsOfKeysIsOneCall) {
   std::vector<std::string> keys;
   for (int i = 0; i < 5000; ++i) keys.push_back(table_keys[i % table_keys.size()]);
   // And a few the table lacks, which the predictor answers.
-  keys.push_back("expanded_conv-input:28x28x48-output:28x28x48-expand:4-kernel:5-stride:1-idskip:1");
+  keys.push_back(
+      "expanded_conv-input:28x28x48-output:28x28x48-expand:4-kernel:5-stride:1-idskip:1");
   std::vector<LayerLatency> answers;
   absl::Status s = client->Query("pixel1-tflite", keys, &answers);
   ASSERT_TRUE(s.ok()) << s;
@@ -175,7 +176,8 @@ TEST(LatencyServerTest, PutTableThenQueryAndRestartKeepsIt) {
     EXPECT_DOUBLE_EQ(answers[i].mean_ms, t.Lookup(keys[i]).value().mean_ms);
   }
   // GetTable returns the stored table in our format.
-  LatencyTable back = LatencyTable::ParseJson(client->GetTableJson("x86-2core-test").value()).value();
+  LatencyTable back =
+      LatencyTable::ParseJson(client->GetTableJson("x86-2core-test").value()).value();
   EXPECT_EQ(back.size(), t.size());
   EXPECT_EQ(back.info().runtime, t.info().runtime);
 }
@@ -197,8 +199,8 @@ TEST(LatencyServerTest, MetricsEndpointCountsQueriesBySource) {
   ASSERT_THAT(text, HasSubstr("# TYPE nas_latency_queries_total counter"));
   EXPECT_EQ(Sample(text, "nas_latency_queries_total{device=\"pixel1-tflite\",source=\"measured\"}"),
             72);
-  EXPECT_EQ(Sample(text, "nas_latency_queries_total{device=\"pixel1-tflite\",source=\"predicted\"}"),
-            2);
+  EXPECT_EQ(
+      Sample(text, "nas_latency_queries_total{device=\"pixel1-tflite\",source=\"predicted\"}"), 2);
   EXPECT_EQ(Sample(text, "nas_latency_cache_hits_total{device=\"pixel1-tflite\"}"), 1);
   EXPECT_EQ(Sample(text, "nas_latency_cache_misses_total{device=\"pixel1-tflite\"}"), 1);
   EXPECT_EQ(Sample(text, "nas_latency_query_keys_count"), 2);
@@ -229,8 +231,8 @@ TEST(LatencyServerTest, FetchLatencyTableGivesASearchItsTable) {
   SearchSpace fashion = SearchSpace::Preset("fashion-mnist").value();
   t = FetchLatencyTable(*client, "pixel1-tflite", fashion.AllLayerKeys());
   ASSERT_TRUE(t.ok()) << t.status();
-  EXPECT_THAT(t->info().method, HasSubstr(absl::StrCat(" 0 measured, ",
-                                                       fashion.AllLayerKeys().size(), " predicted")));
+  EXPECT_THAT(t->info().method, HasSubstr(absl::StrCat(
+                                    " 0 measured, ", fashion.AllLayerKeys().size(), " predicted")));
   EXPECT_EQ(FetchLatencyTable(*client, "pixel9", fashion.AllLayerKeys()).status().code(),
             absl::StatusCode::kNotFound);
 }

@@ -17,8 +17,7 @@ using ::testing::HasSubstr;
 double Formula(const LayerKey& k) {
   std::vector<double> f = LayerFeatures(k);
   if (k.kind == "expanded_conv") {
-    return 0.05 + 0.004 * f[0] + 0.03 * f[1] + 0.005 * f[2] + 0.4 * f[3] + 0.2 * f[4] +
-           0.1 * f[5];
+    return 0.05 + 0.004 * f[0] + 0.03 * f[1] + 0.005 * f[2] + 0.4 * f[3] + 0.2 * f[4] + 0.1 * f[5];
   }
   return 0.02 + 0.006 * f[0] + 0.3 * f[1];
 }
@@ -39,7 +38,8 @@ std::vector<std::string> GridKeys() {
       for (int out_c : {24, 40, 80}) {
         for (int expand : {3, 6}) {
           for (int kernel : {3, 5, 7}) {
-            for (int stride : {1, 2}) keys.push_back(MbKey(hw, in_c, out_c, expand, kernel, stride));
+            for (int stride : {1, 2})
+              keys.push_back(MbKey(hw, in_c, out_c, expand, kernel, stride));
           }
         }
       }
@@ -57,11 +57,12 @@ LatencyTable SyntheticTable(const std::vector<std::string>& keys, double noise) 
     double jitter = 1.0 + noise * ((i++ % 7) - 3) / 3.0;
     EXPECT_TRUE(t.Insert(key, LatencyEntry{10, Formula(k) * jitter, 1e-4}).ok());
   }
-  EXPECT_TRUE(t.Insert("Conv-input:224x224x3-output:112x112x32",
-                       LatencyEntry{10, Formula(LayerKey::Parse(
-                                            "Conv-input:224x224x3-output:112x112x32").value()),
-                                    0})
-                  .ok());
+  EXPECT_TRUE(
+      t.Insert(
+           "Conv-input:224x224x3-output:112x112x32",
+           LatencyEntry{
+               10, Formula(LayerKey::Parse("Conv-input:224x224x3-output:112x112x32").value()), 0})
+          .ok());
   return t;
 }
 
@@ -86,8 +87,8 @@ TEST(LatencyPredictorTest, SyntheticFormulaHasSmallHeldOutError) {
   EXPECT_LT(p->report().holdout_max_ape, 2.0);
 
   // Keys the table never saw (other sizes and channels) follow the formula too.
-  for (const std::string& key : {MbKey(112, 32, 48, 3, 5, 2), MbKey(20, 64, 64, 6, 7, 1),
-                                 MbKey(10, 120, 200, 4, 3, 1)}) {
+  for (const std::string& key :
+       {MbKey(112, 32, 48, 3, 5, 2), MbKey(20, 64, 64, 6, 7, 1), MbKey(10, 120, 200, 4, 3, 1)}) {
     LayerKey k = LayerKey::Parse(key).value();
     absl::StatusOr<double> ms = p->Predict(k);
     ASSERT_TRUE(ms.ok()) << ms.status();
@@ -105,7 +106,8 @@ TEST(LatencyPredictorTest, NoisyTableStillPredictsWithinTheNoise) {
 TEST(LatencyPredictorTest, KindWithoutEntriesIsAnErrorNotADefault) {
   LatencyTable t = SyntheticTable(GridKeys(), 0.0);
   LatencyPredictor p = LatencyPredictor::Fit(t, {}).value();
-  absl::StatusOr<double> ms = p.Predict(LayerKey::Parse("Logits-input:7x7x1280-output:1000").value());
+  absl::StatusOr<double> ms =
+      p.Predict(LayerKey::Parse("Logits-input:7x7x1280-output:1000").value());
   ASSERT_FALSE(ms.ok());
   EXPECT_EQ(ms.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(ms.status().message(), HasSubstr("Logits-input:7x7x1280-output:1000"));
