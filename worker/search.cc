@@ -374,7 +374,8 @@ absl::StatusOr<SearchReport> RunSearch(const SearchOptions& o) {
             bar.Update(step, absl::StrFormat(
                                  "epoch %d/%d loss %.3f acc %s val %s E[lat] %.3fms H %.2f",
                                  epoch + 1, o.search_epochs, ema_loss, Pct(ema_acc),
-                                 Pct(arch_acc), latency.Expected(alpha), alpha.MeanEntropy()));
+                                 report.arch_steps > 0 ? Pct(arch_acc) : std::string("-"),
+                                 latency.Expected(alpha), alpha.MeanEntropy()));
           }
         }
         if (o.search_epochs > 0) {
@@ -443,6 +444,7 @@ absl::StatusOr<SearchReport> RunSearch(const SearchOptions& o) {
              {"target_latency_ms", report.target_ms},
              {"final_expected_latency_ms", report.final_expected_ms},
              {"final_entropy", report.final_entropy},
+             {"final_probabilities", alpha.AllProbs()},
              {"weight_steps", report.weight_steps},
              {"arch_steps", report.arch_steps},
              {"arch_algo", o.arch_algo},

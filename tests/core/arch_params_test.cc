@@ -9,26 +9,12 @@
 #include "core/rng.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/test_util.h"
 
 namespace nas {
 namespace {
 
 using ::testing::HasSubstr;
-
-::testing::AssertionResult IsError(const absl::Status& s, absl::StatusCode code,
-                                   const std::vector<std::string>& parts) {
-  if (s.code() != code) {
-    return ::testing::AssertionFailure()
-           << "code " << absl::StatusCodeToString(s.code()) << ", want "
-           << absl::StatusCodeToString(code) << " (" << s.message() << ")";
-  }
-  for (const std::string& p : parts) {
-    if (std::string(s.message()).find(p) == std::string::npos) {
-      return ::testing::AssertionFailure() << "message '" << s.message() << "' lacks '" << p << "'";
-    }
-  }
-  return ::testing::AssertionSuccess();
-}
 
 // Three edges: 7 candidates (index 6 is Zero), 7 candidates, 2 candidates.
 ArchParams MakeParams(uint64_t seed, double stddev = 0.5) {

@@ -7,26 +7,12 @@
 #include "core/rng.h"
 #include "core/search_space.h"
 #include "gtest/gtest.h"
+#include "tests/test_util.h"
 
 namespace nas {
 namespace {
 
 const std::string kDir = std::string(NAS_DATA_DIR) + "/proxylessnas/";
-
-::testing::AssertionResult IsError(const absl::Status& s, absl::StatusCode code,
-                                   const std::vector<std::string>& parts) {
-  if (s.code() != code) {
-    return ::testing::AssertionFailure()
-           << "code " << absl::StatusCodeToString(s.code()) << ", want "
-           << absl::StatusCodeToString(code) << " (" << s.message() << ")";
-  }
-  for (const std::string& p : parts) {
-    if (std::string(s.message()).find(p) == std::string::npos) {
-      return ::testing::AssertionFailure() << "message '" << s.message() << "' lacks '" << p << "'";
-    }
-  }
-  return ::testing::AssertionSuccess();
-}
 
 SearchSpace Space(const std::string& name) {
   auto s = SearchSpace::Preset(name);

@@ -6,26 +6,12 @@
 
 #include "core/json_fields.h"
 #include "gtest/gtest.h"
+#include "tests/test_util.h"
 
 namespace nas {
 namespace {
 
 const std::string kMobileTrim = std::string(NAS_DATA_DIR) + "/proxylessnas/mobile_trim.yaml";
-
-::testing::AssertionResult IsError(const absl::Status& s, absl::StatusCode code,
-                                   const std::vector<std::string>& parts) {
-  if (s.code() != code) {
-    return ::testing::AssertionFailure()
-           << "code " << absl::StatusCodeToString(s.code()) << ", want "
-           << absl::StatusCodeToString(code) << " (" << s.message() << ")";
-  }
-  for (const std::string& p : parts) {
-    if (std::string(s.message()).find(p) == std::string::npos) {
-      return ::testing::AssertionFailure() << "message '" << s.message() << "' lacks '" << p << "'";
-    }
-  }
-  return ::testing::AssertionSuccess();
-}
 
 const char kStem[] = "Conv-input:224x224x3-output:112x112x32";
 const char kMix[] = "Conv_1-input:7x7x320-output:7x7x1280";

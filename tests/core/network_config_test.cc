@@ -7,6 +7,7 @@
 #include "core/latency_table.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/test_util.h"
 
 namespace nas {
 namespace {
@@ -14,21 +15,6 @@ namespace {
 using ::testing::UnorderedElementsAre;
 
 const std::string kDir = std::string(NAS_DATA_DIR) + "/proxylessnas/";
-
-::testing::AssertionResult IsError(const absl::Status& s, absl::StatusCode code,
-                                   const std::vector<std::string>& parts) {
-  if (s.code() != code) {
-    return ::testing::AssertionFailure()
-           << "code " << absl::StatusCodeToString(s.code()) << ", want "
-           << absl::StatusCodeToString(code) << " (" << s.message() << ")";
-  }
-  for (const std::string& p : parts) {
-    if (std::string(s.message()).find(p) == std::string::npos) {
-      return ::testing::AssertionFailure() << "message '" << s.message() << "' lacks '" << p << "'";
-    }
-  }
-  return ::testing::AssertionSuccess();
-}
 
 std::string ReadConfig(const std::string& name) {
   auto text = ReadFile(kDir + "proxyless_" + name + ".config.json");

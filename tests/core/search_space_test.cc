@@ -11,6 +11,7 @@
 #include "core/network_config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/test_util.h"
 
 namespace nas {
 namespace {
@@ -19,21 +20,6 @@ using ::testing::ElementsAre;
 using ::testing::UnorderedElementsAre;
 
 const std::string kMobileTrim = std::string(NAS_DATA_DIR) + "/proxylessnas/mobile_trim.yaml";
-
-::testing::AssertionResult IsError(const absl::Status& s, absl::StatusCode code,
-                                   const std::vector<std::string>& parts) {
-  if (s.code() != code) {
-    return ::testing::AssertionFailure()
-           << "code " << absl::StatusCodeToString(s.code()) << ", want "
-           << absl::StatusCodeToString(code) << " (" << s.message() << ")";
-  }
-  for (const std::string& p : parts) {
-    if (std::string(s.message()).find(p) == std::string::npos) {
-      return ::testing::AssertionFailure() << "message '" << s.message() << "' lacks '" << p << "'";
-    }
-  }
-  return ::testing::AssertionSuccess();
-}
 
 SearchSpace ImageNet() {
   auto s = SearchSpace::Preset("proxyless-imagenet");

@@ -8,19 +8,13 @@
 #include "core/json_fields.h"
 #include "core/latency_table.h"
 #include "gtest/gtest.h"
+#include "tests/test_util.h"
 #include "worker/search.h"
 
 namespace nas {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 class SearchTest : public ::testing::Test {
  protected:
@@ -79,13 +73,13 @@ TEST_F(SearchTest, WritesAValidResultDirectory) {
     EXPECT_TRUE(fs::exists(fs::path(o.out_dir) / f)) << f;
   }
   auto space = SearchSpace::Preset("fashion-mnist");
-  auto arch = Architecture::FromJson(Slurp(o.out_dir + "/architecture.json"), *space);
+  auto arch = Architecture::FromJson(ReadTextFile(o.out_dir + "/architecture.json"), *space);
   ASSERT_TRUE(arch.ok()) << arch.status();
   EXPECT_EQ(arch->choices, r->choices);
-  auto net = NetworkConfig::FromReferenceJson(Slurp(o.out_dir + "/network.json"), 28, 28);
+  auto net = NetworkConfig::FromReferenceJson(ReadTextFile(o.out_dir + "/network.json"), 28, 28);
   ASSERT_TRUE(net.ok()) << net.status();
   EXPECT_EQ(net->ParameterCount(), r->derived.parameters);
-  auto report = ParseJson(Slurp(o.out_dir + "/report.json"), "report");
+  auto report = ParseJson(ReadTextFile(o.out_dir + "/report.json"), "report");
   ASSERT_TRUE(report.ok());
   EXPECT_GT((*report)["derived"]["test_accuracy"].get<double>(), 0.3);  // well above chance
   EXPECT_GT((*report)["baseline"]["measured_latency_ms"].get<double>(), 0);
@@ -104,10 +98,10 @@ TEST_F(SearchTest, SameSeedSameAlphaTrajectory) {
   ASSERT_TRUE(RunSearch(a).ok());
   ASSERT_TRUE(RunSearch(b).ok());
   ASSERT_TRUE(RunSearch(c).ok());
-  std::string ha = Slurp(a.out_dir + "/alpha_history.jsonl");
+  std::string ha = ReadTextFile(a.out_dir + "/alpha_history.jsonl");
   EXPECT_FALSE(ha.empty());
-  EXPECT_EQ(ha, Slurp(b.out_dir + "/alpha_history.jsonl"));
-  EXPECT_NE(ha, Slurp(c.out_dir + "/alpha_history.jsonl"));
+  EXPECT_EQ(ha, ReadTextFile(b.out_dir + "/alpha_history.jsonl"));
+  EXPECT_NE(ha, ReadTextFile(c.out_dir + "/alpha_history.jsonl"));
 }
 
 TEST_F(SearchTest, ReinforceVariantRuns) {

@@ -5,6 +5,7 @@
 
 #include "core/search_space.h"
 #include "gtest/gtest.h"
+#include "tests/test_util.h"
 #include "worker/memory_meter.h"
 #include "worker/ops.h"
 #include "worker/runtime.h"
@@ -14,10 +15,7 @@ namespace nas {
 namespace {
 
 std::string ReadData(const std::string& name) {
-  std::ifstream in(std::string(NAS_DATA_DIR) + "/proxylessnas/" + name);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return ReadTextFile(std::string(NAS_DATA_DIR) + "/proxylessnas/" + name);
 }
 
 SearchSpace TinySpace(const std::string& kernels, const std::string& expands, bool zero) {
