@@ -309,18 +309,21 @@ absl::StatusOr<SearchReport> RunSearch(const SearchOptions& o) {
         bar.Start("warmup", warm_total);
         int64_t step = 0;
         double ema_loss = 0, ema_acc = 0;
-        auto ema = [](double& a, double v, int64_t n) { a = n == 0 ? v : 0.98 * a + 0.02 * v; };
+        // One weight step on a path sampled from p, cosine LR over the phase's `total` steps;
+        // keeps smoothed loss/accuracy for the progress line.
+        auto weight_step = [&](int64_t total) {
+          std::vector<int> path = alpha.SamplePath(rng);
+          WeightStepResult w = WeightStep(net, sgd, path, x, y,
+                                          CosineLr(o.search_lr, step, total), o.label_smoothing);
+          ema_loss = step == 0 ? w.loss : 0.98 * ema_loss + 0.02 * w.loss;
+          ema_acc = step == 0 ? w.accuracy : 0.98 * ema_acc + 0.02 * w.accuracy;
+          ++step;
+          ++report.weight_steps;
+        };
         for (int epoch = 0; epoch < o.warmup_epochs; ++epoch) {
           train_batches.Reset();
           while (train_batches.Next(&x, &y)) {
-            std::vector<int> path = alpha.SamplePath(rng);
-            WeightStepResult w = WeightStep(net, sgd, path, x, y,
-                                            CosineLr(o.search_lr, step, warm_total),
-                                            o.label_smoothing);
-            ema(ema_loss, w.loss, step);
-            ema(ema_acc, w.accuracy, step);
-            ++step;
-            ++report.weight_steps;
+            weight_step(warm_total);
             bar.Update(step, absl::StrFormat("epoch %d/%d loss %.3f acc %s", epoch + 1,
                                              o.warmup_epochs, ema_loss, Pct(ema_acc)));
           }
@@ -336,15 +339,8 @@ absl::StatusOr<SearchReport> RunSearch(const SearchOptions& o) {
           train_batches.Reset();
           int64_t in_epoch = 0;
           while (train_batches.Next(&x, &y)) {
-            std::vector<int> path = alpha.SamplePath(rng);
-            WeightStepResult w = WeightStep(net, sgd, path, x, y,
-                                            CosineLr(o.search_lr, step, joint_total),
-                                            o.label_smoothing);
-            ema(ema_loss, w.loss, step);
-            ema(ema_acc, w.accuracy, step);
-            ++step;
+            weight_step(joint_total);
             ++in_epoch;
-            ++report.weight_steps;
             if (epoch > 0 && in_epoch % o.arch_every == 0) {
               if (!valid_batches.Next(&vx, &vy)) {
                 valid_batches.Reset();
