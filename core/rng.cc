@@ -5,6 +5,19 @@
 
 namespace nas {
 
+namespace {
+uint64_t SplitMix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+}  // namespace
+
+uint64_t MixSeed(uint64_t seed, uint64_t a, uint64_t b) {
+  return SplitMix(SplitMix(SplitMix(seed) ^ a) ^ (b * 0xd6e8feb86659fd93ULL));
+}
+
 double Rng::Normal() {
   double u1 = Uniform();
   double u2 = Uniform();

@@ -13,6 +13,10 @@
 
 namespace nas {
 
+// A seed derived from (seed, a, b) with splitmix64 finalisers: random access into seeded
+// sequences (the data order of epoch a, the augmentation of batch b).
+uint64_t MixSeed(uint64_t seed, uint64_t a, uint64_t b = 0);
+
 class Rng {
  public:
   explicit Rng(uint64_t seed = 0) : gen_(seed) {}

@@ -247,7 +247,7 @@ Batcher::Batcher(const DataSet& data, int batch_size, uint64_t seed, Augment aug
                  bool shuffle, bool drop_last)
     : data_(data),
       batch_size_(batch_size),
-      rng_(seed),
+      seed_(seed),
       augment_(augment),
       shuffle_(shuffle),
       drop_last_(drop_last) {
@@ -260,34 +260,49 @@ int64_t Batcher::batches_per_epoch() const {
 }
 
 void Batcher::Reset() {
+  ++epoch_;
+  next_ = 0;
+}
+
+void Batcher::Order(int64_t epoch) {
+  if (order_epoch_ == epoch) return;
   int64_t n = data_.size();
   std::vector<int64_t> idx(n);
   std::iota(idx.begin(), idx.end(), 0);
   if (shuffle_) {
-    for (int64_t i = n - 1; i > 0; --i) std::swap(idx[i], idx[rng_.Below(i + 1)]);
+    Rng rng(MixSeed(seed_, static_cast<uint64_t>(epoch)));
+    for (int64_t i = n - 1; i > 0; --i) std::swap(idx[i], idx[rng.Below(i + 1)]);
   }
   order_ = torch::tensor(idx, torch::kInt64);
-  pos_ = 0;
+  order_epoch_ = epoch;
 }
 
 bool Batcher::Next(torch::Tensor* x, torch::Tensor* y) {
+  if (!Batch(epoch_, next_, x, y)) return false;
+  ++next_;
+  return true;
+}
+
+bool Batcher::Batch(int64_t epoch, int64_t batch, torch::Tensor* x, torch::Tensor* y) {
+  if (epoch < 0 || batch < 0 || batch >= batches_per_epoch()) return false;
+  Order(epoch);
   int64_t n = data_.size();
-  if (pos_ >= n || (drop_last_ && pos_ + batch_size_ > n)) return false;
-  int64_t b = std::min<int64_t>(batch_size_, n - pos_);
-  torch::Tensor idx = order_.narrow(0, pos_, b);
-  pos_ += b;
+  int64_t pos = batch * batch_size_;
+  int64_t b = std::min<int64_t>(batch_size_, n - pos);
+  torch::Tensor idx = order_.narrow(0, pos, b);
   torch::Tensor img = data_.images.index_select(0, idx);
   if (augment_.pad > 0 || augment_.hflip) {
+    Rng rng(MixSeed(seed_, static_cast<uint64_t>(epoch), static_cast<uint64_t>(batch) + 1));
     int p = augment_.pad;
     int64_t h = img.size(2), w = img.size(3);
     torch::Tensor padded =
         p > 0 ? torch::constant_pad_nd(img, {p, p, p, p}, 0) : img;
     torch::Tensor out = torch::empty_like(img);
     for (int64_t i = 0; i < b; ++i) {
-      int64_t dy = p > 0 ? static_cast<int64_t>(rng_.Below(2 * p + 1)) : 0;
-      int64_t dx = p > 0 ? static_cast<int64_t>(rng_.Below(2 * p + 1)) : 0;
+      int64_t dy = p > 0 ? static_cast<int64_t>(rng.Below(2 * p + 1)) : 0;
+      int64_t dx = p > 0 ? static_cast<int64_t>(rng.Below(2 * p + 1)) : 0;
       torch::Tensor crop = padded[i].narrow(1, dy, h).narrow(2, dx, w);
-      if (augment_.hflip && rng_.Uniform() < 0.5) crop = crop.flip({2});
+      if (augment_.hflip && rng.Uniform() < 0.5) crop = crop.flip({2});
       out[i].copy_(crop);
     }
     img = out;

@@ -59,6 +59,10 @@ struct Augment {
 
 // Iterates over a data set in seeded random (or sequential) order, yielding normalised float
 // batches. The last partial batch is dropped when `drop_last`.
+// Random access: the order of epoch e comes from MixSeed(seed, e) and the augmentation of batch b
+// of epoch e from MixSeed(seed, e, b + 1), so Batch(e, b) is the same batch that the sequential
+// Next() yields as the b-th of the e-th epoch (the constructor starts epoch 0, Reset the next)
+// - which is how a worker reproduces the batch a task names.
 class Batcher {
  public:
   Batcher(const DataSet& data, int batch_size, uint64_t seed, Augment augment = {},
@@ -66,15 +70,21 @@ class Batcher {
   bool Next(torch::Tensor* x, torch::Tensor* y);
   int64_t batches_per_epoch() const;
   void Reset();  // a new epoch (new order when shuffling)
+  // Batch b of epoch e; false when b is outside the epoch.
+  bool Batch(int64_t epoch, int64_t b, torch::Tensor* x, torch::Tensor* y);
 
  private:
+  void Order(int64_t epoch);
+
   const DataSet& data_;
   int batch_size_;
-  Rng rng_;
+  uint64_t seed_;
   Augment augment_;
   bool shuffle_, drop_last_;
   torch::Tensor order_;
-  int64_t pos_ = 0;
+  int64_t order_epoch_ = -1;
+  int64_t epoch_ = -1;
+  int64_t next_ = 0;  // next batch of epoch_ for Next()
 };
 
 // uint8 [B, C, H, W] -> normalised float.

@@ -1,6 +1,7 @@
 #include "worker/ops.h"
 
 #include "absl/strings/str_cat.h"
+#include "core/param_names.h"
 
 namespace nas {
 
@@ -93,7 +94,10 @@ torch::Tensor NetworkImpl::forward(const torch::Tensor& x) {
   return classifier->forward(h);
 }
 
-SuperNetImpl::SuperNetImpl(const SearchSpace& s) : space(s) {
+SuperNetImpl::SuperNetImpl(const SearchSpace& s) : SuperNetImpl(s, {}) {}
+
+SuperNetImpl::SuperNetImpl(const SearchSpace& s, const std::vector<std::vector<bool>>& keep)
+    : space(s) {
   NetworkConfig sk = s.Skeleton();
   stem = register_module("stem", ConvBnAct(sk.input_channels, sk.stem_channels, sk.stem_kernel,
                                            sk.stem_stride, sk.bn_momentum, sk.bn_eps));
@@ -105,7 +109,9 @@ SuperNetImpl::SuperNetImpl(const SearchSpace& s) : space(s) {
     const EdgeSpec& edge = s.edges()[e];
     std::vector<MBConv> cands;
     for (size_t i = 0; i < edge.candidates.size(); ++i) {
-      if (edge.candidates[i].zero) {
+      bool kept = keep.empty() || (static_cast<size_t>(e) < keep.size() &&
+                                   i < keep[e].size() && keep[e][i]);
+      if (edge.candidates[i].zero || !kept) {
         cands.push_back(nullptr);
         continue;
       }
@@ -125,7 +131,7 @@ SuperNetImpl::SuperNetImpl(const SearchSpace& s) : space(s) {
   ToChannelsLast(*this);
 }
 
-std::string SuperNetImpl::CandidateName(int e, int i) { return absl::StrCat("edge", e, "_", i); }
+std::string SuperNetImpl::CandidateName(int e, int i) { return CandidateModuleName(e, i); }
 
 torch::Tensor SuperNetImpl::Head(torch::Tensor x) {
   x = stem->forward(x);
@@ -146,7 +152,10 @@ torch::Tensor SuperNetImpl::ForwardPath(const torch::Tensor& input, const std::v
     TORCH_CHECK(path[e] >= 0 && path[e] < static_cast<int>(edges[e].size()), "path[", e,
                 "] out of range");
     MBConv& op = edges[e][path[e]];
-    if (op.is_empty()) continue;  // Zero: identity through the shortcut
+    bool zero = space.edges()[e].candidates[path[e]].zero;
+    TORCH_CHECK(zero || !op.is_empty(), "edge ", e, " candidate ", path[e],
+                " is not materialised in this supernet");
+    if (zero) continue;  // Zero: identity through the shortcut
     torch::Tensor y = op->forward(x);
     x = space.edges()[e].shortcut ? x + y : y;
   }
@@ -159,10 +168,15 @@ torch::Tensor SuperNetImpl::ForwardGated(const torch::Tensor& input,
   TORCH_CHECK(static_cast<int>(pairs.size()) == space.num_edges(), "pairs: wrong length");
   torch::Tensor x = Head(input);
   for (size_t e = 0; e < edges.size(); ++e) {
+    const EdgeSpec& edge = space.edges()[e];
     MBConv& a = edges[e][pairs[e].active];
+    TORCH_CHECK(edge.candidates[pairs[e].active].zero || !a.is_empty(), "edge ", e, " candidate ",
+                pairs[e].active, " is not materialised in this supernet");
     if (a.is_empty()) continue;  // active Zero: the edge is skipped and gets no gradient
     torch::Tensor out = gates[e][0] * a->forward(x);
     MBConv& b = edges[e][pairs[e].other];
+    TORCH_CHECK(edge.candidates[pairs[e].other].zero || !b.is_empty(), "edge ", e, " candidate ",
+                pairs[e].other, " is not materialised in this supernet");
     if (pairs[e].other != pairs[e].active && !b.is_empty()) {
       torch::Tensor ob;
       {

@@ -71,6 +71,9 @@ TORCH_MODULE(Network);
 
 struct SuperNetImpl : torch::nn::Module {
   explicit SuperNetImpl(const SearchSpace& space);
+  // Only the candidates with keep[e][i] are built (the others stay nullptr and own no memory):
+  // a worker materialises the path or pair of its task, never the whole supernet.
+  SuperNetImpl(const SearchSpace& space, const std::vector<std::vector<bool>>& keep);
 
   torch::Tensor ForwardPath(const torch::Tensor& x, const std::vector<int>& path);
   torch::Tensor ForwardGated(const torch::Tensor& x, const std::vector<PairSample>& pairs,
@@ -80,7 +83,7 @@ struct SuperNetImpl : torch::nn::Module {
 
   // Parameters of the modules a path runs (fixed layers plus one candidate per edge).
   std::vector<torch::Tensor> PathParameters(const std::vector<int>& path);
-  // Module-name prefix of candidate i of edge e ("edges.3.1").
+  // Module-name prefix of candidate i of edge e ("edge3_1"; core/param_names.h).
   static std::string CandidateName(int e, int i);
   // Copies the weights of `path` into a derived network of the same architecture.
   void ExportPath(const std::vector<int>& path, Network& net);

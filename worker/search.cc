@@ -14,12 +14,14 @@
 #include "core/architecture.h"
 #include "core/json_fields.h"
 #include "core/latency_table.h"
+#include "core/search_driver.h"
 #include "core/search_space.h"
 #include "core/status_macros.h"
 #include "worker/data.h"
 #include "worker/ops.h"
 #include "worker/progress.h"
 #include "worker/runtime.h"
+#include "worker/tasks.h"
 #include "worker/torch_status.h"
 #include "worker/train.h"
 
@@ -100,6 +102,12 @@ absl::StatusOr<LatencyTable> ObtainTable(const SearchSpace& space, const SearchO
 }
 
 std::string Pct(double a) { return absl::StrFormat("%.1f%%", 100 * a); }
+
+// Progress position after the round that ended phase `shown`: its whole length.
+int64_t PhaseLength(const SearchDriver& d, SearchDriver::Phase shown, const SearchOptions& o) {
+  int epochs = shown == SearchDriver::Phase::kWarmup ? o.warmup_epochs : o.search_epochs;
+  return d.plan().train_batches * epochs;
+}
 
 absl::Status SaveModule(torch::nn::Module& m, const std::string& path) {
   return TorchRun(
@@ -210,23 +218,17 @@ Json NetworkJson(const NetworkReport& r) {
 
 }  // namespace
 
-absl::StatusOr<LatencyModel> BuildLatencyModel(const SearchSpace& space,
-                                               const LatencyTable& table) {
-  NAS_ASSIGN_OR_RETURN(double fixed, table.SumMeans(space.FixedLayerKeys()));
-  std::vector<std::vector<double>> edge_ms;
-  for (const EdgeSpec& e : space.edges()) {
-    std::vector<double> ms;
-    for (size_t i = 0; i < e.candidates.size(); ++i) {
-      if (e.candidates[i].zero) {
-        ms.push_back(0.0);
-        continue;
-      }
-      NAS_ASSIGN_OR_RETURN(LatencyEntry le, table.Lookup(BlockKey(e.Block(static_cast<int>(i)))));
-      ms.push_back(le.mean_ms);
-    }
-    edge_ms.push_back(ms);
-  }
-  return LatencyModel(fixed, edge_ms);
+
+absl::StatusOr<std::string> EnsureLatencyTable(const SearchOptions& o) {
+  NAS_ASSIGN_OR_RETURN(SearchSpace space, SearchSpace::Load(o.space));
+  NAS_RETURN_IF_ERROR(MakeDir(o.out_dir));
+  SetThreads(o.threads);
+  ProgressBar bar(o.progress);
+  double seconds = 0;
+  NAS_ASSIGN_OR_RETURN(LatencyTable table, ObtainTable(space, o, bar, &seconds));
+  std::string path = o.out_dir + "/profiled_table.json";
+  NAS_RETURN_IF_ERROR(table.Save(path));
+  return path;
 }
 
 absl::StatusOr<SearchReport> RunSearch(const SearchOptions& o) {
@@ -271,118 +273,83 @@ absl::StatusOr<SearchReport> RunSearch(const SearchOptions& o) {
   NAS_RETURN_IF_ERROR(WriteFile(o.out_dir + "/search_space.json", space.ToJson()));
   NAS_RETURN_IF_ERROR(table.Save(o.out_dir + "/latency_table.json"));
 
-  Rng rng(o.seed);
+  SearchPlan plan = SearchPlan::ForSpace(space);
+  plan.warmup_epochs = o.warmup_epochs;
+  plan.search_epochs = o.search_epochs;
+  plan.train_batches = data.split.train.size() / o.batch_size;
+  plan.valid_batches = data.split.valid.size() / o.batch_size;
+  plan.arch_every = o.arch_every;
+  plan.search_lr = o.search_lr;
+  plan.arch_algo = o.arch_algo;
+  plan.adam = o.arch_adam;
+  plan.loss = loss;
+  plan.latency = latency;
+  plan.seed = o.seed;
+  NAS_ASSIGN_OR_RETURN(SearchDriver driver, SearchDriver::Create(plan));
   torch::manual_seed(o.seed);
-  ArchParams alpha(space.CandidatesPerEdge());
-  alpha.InitNormal(1e-3, rng);
-  ArchAdam adam(space.CandidatesPerEdge(), o.arch_adam);
-  ReinforceState rl_state;
-  ReinforceOptions rl_options;
 
   auto t_search = std::chrono::steady_clock::now();
   absl::Status search_status = TorchRun(
       [&] {
         SuperNet net(space);
         PathSgd sgd(SgdOptions{});
-        Augment aug{o.augment_pad, o.augment_hflip};
-        Batcher train_batches(data.split.train, o.batch_size, rng.Next(), aug);
-        Batcher valid_batches(data.split.valid, o.batch_size, rng.Next(), {});
+        Batcher train_batches(data.split.train, o.batch_size, driver.train_seed(),
+                              Augment{o.augment_pad, o.augment_hflip});
+        Batcher valid_batches(data.split.valid, o.batch_size, driver.valid_seed(), {});
         std::ofstream history(o.out_dir + "/alpha_history.jsonl");
-        auto record = [&](const std::string& phase, int epoch, int64_t step, double loss_v,
-                          double acc) {
-          Json line = {{"phase", phase},
-                       {"epoch", epoch},
-                       {"step", step},
-                       {"loss", loss_v},
-                       {"accuracy", acc},
-                       {"expected_latency_ms", latency.Expected(alpha)},
-                       {"entropy", alpha.MeanEntropy()},
-                       {"alpha", alpha.all()}};
-          history << line.dump() << "\n";
-        };
-        record("init", 0, 0, 0, 0);
-        int64_t per_epoch = train_batches.batches_per_epoch();
-        torch::Tensor x, y, vx, vy;
-
-        // Warm-up: weight steps on paths sampled from p (alpha stays put).
-        int64_t warm_total = per_epoch * o.warmup_epochs;
-        bar.Start("warmup", warm_total);
-        int64_t step = 0;
-        double ema_loss = 0, ema_acc = 0;
-        // One weight step on a path sampled from p, cosine LR over the phase's `total` steps;
-        // keeps smoothed loss/accuracy for the progress line.
-        auto weight_step = [&](int64_t total) {
-          std::vector<int> path = alpha.SamplePath(rng);
-          WeightStepResult w = WeightStep(net, sgd, path, x, y,
-                                          CosineLr(o.search_lr, step, total), o.label_smoothing);
-          ema_loss = step == 0 ? w.loss : 0.98 * ema_loss + 0.02 * w.loss;
-          ema_acc = step == 0 ? w.accuracy : 0.98 * ema_acc + 0.02 * w.accuracy;
-          ++step;
-          ++report.weight_steps;
-        };
-        for (int epoch = 0; epoch < o.warmup_epochs; ++epoch) {
-          train_batches.Reset();
-          while (train_batches.Next(&x, &y)) {
-            weight_step(warm_total);
-            bar.Update(step, absl::StrFormat("epoch %d/%d loss %.3f acc %s", epoch + 1,
-                                             o.warmup_epochs, ema_loss, Pct(ema_acc)));
+        history << driver.HistoryLine("init", 0, 0) << "\n";
+        SearchDriver::Phase shown = SearchDriver::Phase::kDone;
+        while (!driver.done()) {
+          if (driver.phase() != shown) {
+            if (shown != SearchDriver::Phase::kDone) bar.Finish(absl::StrFormat(
+                "loss %.3f acc %s", driver.ema_loss(), Pct(driver.ema_accuracy())));
+            shown = driver.phase();
+            bar.Start(SearchDriver::PhaseName(shown), driver.phase_total_steps());
           }
-        }
-        if (o.warmup_epochs > 0) bar.Finish(absl::StrFormat("loss %.3f acc %s", ema_loss, Pct(ema_acc)));
-
-        // Joint phase.
-        int64_t joint_total = per_epoch * o.search_epochs;
-        bar.Start("search", joint_total);
-        step = 0;
-        double arch_acc = 0;
-        for (int epoch = 0; epoch < o.search_epochs; ++epoch) {
-          train_batches.Reset();
-          int64_t in_epoch = 0;
-          while (train_batches.Next(&x, &y)) {
-            weight_step(joint_total);
-            ++in_epoch;
-            if (epoch > 0 && in_epoch % o.arch_every == 0) {
-              if (!valid_batches.Next(&vx, &vy)) {
-                valid_batches.Reset();
-                valid_batches.Next(&vx, &vy);
-              }
-              double step_loss = 0;
-              if (o.arch_algo == "gradient") {
-                std::vector<PairSample> pairs = alpha.SamplePairs(rng);
-                ArchStepResult a = ArchStep(net, pairs, vx, vy);
-                absl::StatusOr<ArchUpdateStats> u =
-                    ArchUpdate(alpha, adam, pairs, a.gate_grads, a.active_is_zero, a.ce,
-                               &latency, loss);
-                TORCH_CHECK(u.ok(), std::string(u.status().message()));
-                step_loss = u->loss;
-                arch_acc = a.accuracy;
-              } else {
-                std::vector<int> sampled = alpha.SamplePath(rng);
-                arch_acc = PathBatchAccuracy(net, sampled, vx, vy);
-                double reward = ReinforceReward(rl_options, arch_acc,
-                                                latency.PathLatency(sampled), loss.target_ms);
-                ReinforceUpdate(alpha, adam, sampled, reward, rl_options, rl_state);
-                step_loss = -reward;
-              }
-              ++report.arch_steps;
-              record("search", epoch, step, step_loss, arch_acc);
-            }
+          int epochs = shown == SearchDriver::Phase::kWarmup ? o.warmup_epochs : o.search_epochs;
+          int epoch = driver.epoch();
+          std::vector<WeightTaskSpec> tasks = driver.PlanWeightTasks(1);
+          std::vector<WeightTaskResult> results;
+          for (const WeightTaskSpec& t : tasks) {
+            results.push_back(RunWeightTask(net, sgd, train_batches, t, o.label_smoothing));
+          }
+          report.weight_steps += static_cast<int64_t>(tasks.size());
+          absl::Status applied = driver.ApplyWeightResults(results);
+          TORCH_CHECK(applied.ok(), std::string(applied.message()));
+          for (const ArchTaskSpec& a : driver.PlanArchTasks()) {
+            ArchTaskResult r = RunArchTask(net, valid_batches, a);
+            absl::StatusOr<std::string> line = driver.ApplyArchResult(a, r);
+            TORCH_CHECK(line.ok(), std::string(line.status().message()));
+            history << *line << "\n";
+            ++report.arch_steps;
+          }
+          driver.FinishRound();
+          int64_t step = driver.phase() == shown ? driver.phase_steps()
+                                                 : PhaseLength(driver, shown, o);
+          if (shown == SearchDriver::Phase::kWarmup) {
+            bar.Update(step, absl::StrFormat("epoch %d/%d loss %.3f acc %s", epoch + 1, epochs,
+                                             driver.ema_loss(), Pct(driver.ema_accuracy())));
+          } else {
             bar.Update(step, absl::StrFormat(
                                  "epoch %d/%d loss %.3f acc %s val %s E[lat] %.3fms H %.2f",
-                                 epoch + 1, o.search_epochs, ema_loss, Pct(ema_acc),
-                                 report.arch_steps > 0 ? Pct(arch_acc) : std::string("-"),
-                                 latency.Expected(alpha), alpha.MeanEntropy()));
+                                 epoch + 1, epochs, driver.ema_loss(),
+                                 Pct(driver.ema_accuracy()),
+                                 report.arch_steps > 0 ? Pct(driver.last_arch_accuracy())
+                                                       : std::string("-"),
+                                 driver.ExpectedLatency(), driver.alpha().MeanEntropy()));
           }
         }
-        if (o.search_epochs > 0) {
-          bar.Finish(absl::StrFormat("E[lat] %.3fms H %.2f", latency.Expected(alpha),
-                                     alpha.MeanEntropy()));
+        if (shown != SearchDriver::Phase::kDone) {
+          bar.Finish(absl::StrFormat("E[lat] %.3fms H %.2f", driver.ExpectedLatency(),
+                                     driver.alpha().MeanEntropy()));
         }
-        record("final", o.search_epochs, step, ema_loss, arch_acc);
+        history << driver.HistoryLine("final", driver.ema_loss(), driver.last_arch_accuracy())
+                << "\n";
       },
       "search");
   NAS_RETURN_IF_ERROR(search_status);
   report.search_seconds = Seconds(t_search);
+  const ArchParams& alpha = driver.alpha();
   report.final_expected_ms = latency.Expected(alpha);
   report.final_entropy = alpha.MeanEntropy();
 

@@ -19,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/arch_params.h"
+#include "core/search_driver.h"
 #include "worker/profiler.h"
 
 namespace nas {
@@ -107,6 +108,11 @@ struct SearchReport {
 
 absl::StatusOr<SearchReport> RunSearch(const SearchOptions& options);
 
+// The latency table a search of options.space on this machine uses - options.latency_table, a
+// cached profile with every key, or a fresh profile (then cached) - saved as
+// <out_dir>/profiled_table.json; returns that path. What the local service uploads.
+absl::StatusOr<std::string> EnsureLatencyTable(const SearchOptions& options);
+
 // `nas train`: trains an architecture (our JSON against a space, or a reference config JSON)
 // from scratch, evaluates it and saves weights and a report in out_dir.
 struct TrainCommandOptions {
@@ -141,11 +147,5 @@ absl::StatusOr<NetworkReport> RunEval(const EvalCommandOptions& options);
 // `nas profile`: times every layer of a space and writes a table.
 absl::StatusOr<std::string> RunProfile(const std::string& space, const ProfileOptions& options,
                                        const std::string& out_path);
-
-// Latency model of a space under a table (fixed layers + per-candidate, Zero = 0).
-class SearchSpace;
-class LatencyTable;
-absl::StatusOr<LatencyModel> BuildLatencyModel(const SearchSpace& space,
-                                               const LatencyTable& table);
 
 }  // namespace nas

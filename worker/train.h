@@ -35,6 +35,8 @@ class PathSgd {
   explicit PathSgd(SgdOptions o) : options_(o) {}
   void Step(torch::nn::Module& module, double lr);
   const std::map<std::string, torch::Tensor>& momentum() const { return momentum_; }
+  // Buffers by parameter name (a worker loads the shipped ones before its steps).
+  std::map<std::string, torch::Tensor>& mutable_momentum() { return momentum_; }
   int64_t StateBytes() const;
 
  private:

@@ -1,0 +1,32 @@
+// The search's units of work as the coordinator describes them (core/search_driver.h), run on a
+// supernet: what the single-process search calls in-process and the gRPC worker calls per task.
+//
+//   SuperNet net(space, KeepForPath(space, task.path));   // only the path's ops exist
+//   WeightTaskResult r = RunWeightTask(net, sgd, train_batches, task, /*label_smoothing=*/0.1);
+#pragma once
+
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "core/search_driver.h"
+#include "core/search_space.h"
+#include "worker/data.h"
+#include "worker/ops.h"
+#include "worker/train.h"
+
+namespace nas {
+
+// Candidates a task materialises: its path (weight task, rl arch task) or its pairs.
+std::vector<std::vector<bool>> KeepForPath(const SearchSpace& space, const std::vector<int>& path);
+std::vector<std::vector<bool>> KeepForPairs(const SearchSpace& space,
+                                            const std::vector<PairSample>& pairs);
+std::vector<std::vector<bool>> KeepForArchTask(const SearchSpace& space, const ArchTaskSpec& t);
+
+// k SGD steps on the task's path over the batches it names (epoch, index) of `train`.
+WeightTaskResult RunWeightTask(SuperNet& net, PathSgd& sgd, Batcher& train,
+                               const WeightTaskSpec& task, double label_smoothing);
+// The binary-gate arch step (or, for rl, the path's accuracy) on the task's validation batch.
+ArchTaskResult RunArchTask(SuperNet& net, Batcher& valid, const ArchTaskSpec& task);
+
+}  // namespace nas
