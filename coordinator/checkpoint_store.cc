@@ -1,0 +1,429 @@
+#include "coordinator/checkpoint_store.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <iterator>
+#include <set>
+#include <system_error>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "core/status_macros.h"
+#include "rocksdb/db.h"
+#include "rocksdb/iterator.h"
+#include "rocksdb/options.h"
+#include "rocksdb/slice.h"
+#include "rocksdb/status.h"
+#include "rocksdb/write_batch.h"
+
+namespace nas {
+namespace {
+
+// Indexed by CheckpointStore::Cf.
+constexpr const char* kKnownCfNames[] = {"default", "jobs",    "search_state", "params",
+                                         "events",  "results", "meta"};
+
+constexpr char kIncarnationKey[] = "incarnation";
+
+// The one place a rocksdb::Status becomes an absl::Status. `what` names the operation and the
+// job or key, e.g. "commit round 3 of job 'j1'".
+absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  absl::StatusCode code;
+  switch (s.code()) {
+    case rocksdb::Status::kNotFound:
+      code = absl::StatusCode::kNotFound;
+      break;
+    case rocksdb::Status::kCorruption:
+      code = absl::StatusCode::kDataLoss;
+      break;
+    case rocksdb::Status::kNotSupported:
+      code = absl::StatusCode::kUnimplemented;
+      break;
+    case rocksdb::Status::kInvalidArgument:
+      code = absl::StatusCode::kInvalidArgument;
+      break;
+    case rocksdb::Status::kIOError:
+      code = s.IsNoSpace() ? absl::StatusCode::kResourceExhausted : absl::StatusCode::kInternal;
+      break;
+    case rocksdb::Status::kBusy:
+    case rocksdb::Status::kTimedOut:
+    case rocksdb::Status::kTryAgain:
+    case rocksdb::Status::kShutdownInProgress:
+      code = absl::StatusCode::kUnavailable;
+      break;
+    case rocksdb::Status::kAborted:
+      code = absl::StatusCode::kAborted;
+      break;
+    default:
+      code = absl::StatusCode::kInternal;
+      break;
+  }
+  return absl::Status(code, absl::StrCat("checkpoint store: ", what, ": ", s.ToString()));
+}
+
+std::string EncodeBigEndian64(uint64_t v) {
+  std::string out(8, '\0');
+  for (int i = 7; i >= 0; --i) {
+    out[i] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+  return out;
+}
+
+uint64_t DecodeBigEndian64(absl::string_view bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(bytes[i]);
+  return v;
+}
+
+// "<job_id>\0": the prefix of every job-scoped key of the job. No job id contains '\0', so no
+// other job's keys share it.
+std::string JobPrefix(const std::string& job_id) {
+  std::string prefix = job_id;
+  prefix.push_back('\0');
+  return prefix;
+}
+// "<job_id>\x01": the first key after every key with the job's prefix.
+std::string JobLimit(const std::string& job_id) {
+  std::string limit = job_id;
+  limit.push_back('\x01');
+  return limit;
+}
+
+std::string TensorKey(const std::string& job_id, const std::string& name) {
+  return absl::StrCat(JobPrefix(job_id), name);
+}
+
+std::string EventKey(const std::string& job_id, int64_t index) {
+  return absl::StrCat(JobPrefix(job_id), EncodeBigEndian64(static_cast<uint64_t>(index)));
+}
+
+// Iterates the keys of one job in one column family: [<job_id>\0, <job_id>\x01).
+class JobIterator {
+ public:
+  JobIterator(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, const std::string& job_id)
+      : lower_(JobPrefix(job_id)), upper_(JobLimit(job_id)) {
+    rocksdb::ReadOptions ro;
+    lower_slice_ = lower_;
+    upper_slice_ = upper_;
+    ro.iterate_lower_bound = &lower_slice_;
+    ro.iterate_upper_bound = &upper_slice_;
+    it_.reset(db->NewIterator(ro, cf));
+  }
+  rocksdb::Iterator* operator->() const { return it_.get(); }
+  // The part of the current key after the job prefix.
+  absl::string_view suffix() const {
+    rocksdb::Slice k = it_->key();
+    return absl::string_view(k.data(), k.size()).substr(lower_.size());
+  }
+  const std::string& prefix() const { return lower_; }
+
+ private:
+  const std::string lower_;
+  const std::string upper_;
+  rocksdb::Slice lower_slice_;
+  rocksdb::Slice upper_slice_;
+  std::unique_ptr<rocksdb::Iterator> it_;
+};
+
+absl::Status DecodeEventIndex(const JobIterator& it, const std::string& job_id, int64_t* index) {
+  absl::string_view suffix = it.suffix();
+  if (suffix.size() != 8) {
+    return absl::DataLossError(absl::StrCat("checkpoint store: event key of job '", job_id,
+                                            "' has a ", suffix.size(), "-byte index, want 8"));
+  }
+  *index = static_cast<int64_t>(DecodeBigEndian64(suffix));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TensorBlob> ParseTensor(const std::string& job_id, absl::string_view name,
+                                       const rocksdb::Slice& value) {
+  TensorBlob blob;
+  if (!blob.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+    return absl::DataLossError(absl::StrCat("checkpoint store: tensor '", name, "' of job '",
+                                            job_id, "' does not parse as a TensorBlob"));
+  }
+  return blob;
+}
+
+}  // namespace
+
+absl::Status ValidateJobId(const std::string& job_id) {
+  if (job_id.empty()) return absl::InvalidArgumentError("job id is empty");
+  for (char c : job_id) {
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-';
+    if (!ok) {
+      return absl::InvalidArgumentError(absl::StrCat("job id '", absl::CHexEscape(job_id),
+                                                     "' has characters outside [A-Za-z0-9_-]"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(
+    const std::string& dir, CheckpointStoreOptions options) {
+  if (dir.empty()) return absl::InvalidArgumentError("checkpoint store: directory is empty");
+  std::error_code ec;
+  if (std::filesystem::exists(dir, ec) && !std::filesystem::is_directory(dir, ec)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("checkpoint store: '", dir, "' exists and is not a directory"));
+  }
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("checkpoint store: cannot create directory '", dir, "': ", ec.message()));
+  }
+
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  if (options.env != nullptr) db_options.env = options.env;
+
+  // Open every column family the database has (a later version may have added some), ours first.
+  std::vector<std::string> existing;
+  rocksdb::Status s = rocksdb::DB::ListColumnFamilies(db_options, dir, &existing);
+  if (!s.ok() && !s.IsPathNotFound() && !s.IsNotFound()) {
+    return FromRocks(s, absl::StrCat("list column families in '", dir, "'"));
+  }
+  static_assert(std::size(kKnownCfNames) == kNumCfs, "one name per Cf");
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const char* name : kKnownCfNames) {
+    descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+  }
+  for (const std::string& name : existing) {
+    const bool known = std::find(std::begin(kKnownCfNames), std::end(kKnownCfNames), name) !=
+                       std::end(kKnownCfNames);
+    if (!known) descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+  }
+
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw_db = nullptr;
+  s = rocksdb::DB::Open(db_options, dir, descriptors, &handles, &raw_db);
+  if (!s.ok()) return FromRocks(s, absl::StrCat("open '", dir, "'"));
+  return std::unique_ptr<CheckpointStore>(
+      new CheckpointStore(dir, options, std::unique_ptr<rocksdb::DB>(raw_db), std::move(handles)));
+}
+
+CheckpointStore::CheckpointStore(std::string dir, CheckpointStoreOptions options,
+                                 std::unique_ptr<rocksdb::DB> db,
+                                 std::vector<rocksdb::ColumnFamilyHandle*> handles)
+    : dir_(std::move(dir)), options_(options), db_(std::move(db)), handles_(std::move(handles)) {}
+
+CheckpointStore::~CheckpointStore() {
+  for (rocksdb::ColumnFamilyHandle* h : handles_) db_->DestroyColumnFamilyHandle(h);
+  handles_.clear();
+  // Every write was already acknowledged by the WAL; a failing close loses nothing of it.
+  db_->Close().PermitUncheckedError();
+}
+
+absl::Status CheckpointStore::PutJob(const std::string& job_id, const std::string& record) {
+  NAS_RETURN_IF_ERROR(ValidateJobId(job_id));
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync;
+  return FromRocks(db_->Put(wo, cf(kJobs), job_id, record), absl::StrCat("put job '", job_id, "'"));
+}
+
+absl::StatusOr<std::string> CheckpointStore::GetJob(const std::string& job_id) const {
+  NAS_RETURN_IF_ERROR(ValidateJobId(job_id));
+  std::string record;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(kJobs), job_id, &record);
+  if (s.IsNotFound()) return absl::NotFoundError(absl::StrCat("job '", job_id, "' not found"));
+  NAS_RETURN_IF_ERROR(FromRocks(s, absl::StrCat("get job '", job_id, "'")));
+  return record;
+}
+
+std::vector<std::pair<std::string, std::string>> CheckpointStore::ListJobs() const {
+  std::vector<std::pair<std::string, std::string>> jobs;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(kJobs)));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    jobs.emplace_back(it->key().ToString(), it->value().ToString());
+  }
+  return jobs;
+}
+
+absl::Status CheckpointStore::CommitRound(const RoundCommit& commit) {
+  const std::string& job_id = commit.job_id;
+  NAS_RETURN_IF_ERROR(ValidateJobId(job_id));
+  const std::string what = absl::StrCat("commit round ", commit.round, " of job '", job_id, "'");
+  if (commit.round < 0) return absl::InvalidArgumentError(absl::StrCat(what, ": negative round"));
+  std::set<absl::string_view> names;
+  for (size_t i = 0; i < commit.tensors.size(); ++i) {
+    const std::string& name = commit.tensors[i].name();
+    if (name.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": tensor ", i, " has an empty name"));
+    }
+    if (!names.insert(name).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": tensor '", name, "' appears more than once"));
+    }
+  }
+
+  absl::MutexLock lock(&mu_);
+  NAS_ASSIGN_OR_RETURN(int64_t next_event, NextEventIndex(job_id));
+  rocksdb::WriteBatch batch;
+  rocksdb::Status s = batch.Put(
+      cf(kSearchState), job_id,
+      absl::StrCat(EncodeBigEndian64(static_cast<uint64_t>(commit.round)), commit.search_state));
+  std::string value;
+  for (const TensorBlob& tensor : commit.tensors) {
+    if (!s.ok()) break;
+    if (!tensor.SerializeToString(&value)) {
+      return absl::InternalError(
+          absl::StrCat(what, ": tensor '", tensor.name(), "' does not serialize"));
+    }
+    s = batch.Put(cf(kParams), TensorKey(job_id, tensor.name()), value);
+  }
+  for (const std::string& event : commit.events) {
+    if (!s.ok()) break;
+    s = batch.Put(cf(kEvents), EventKey(job_id, next_event++), event);
+  }
+  if (s.ok() && commit.job_record.has_value()) s = batch.Put(cf(kJobs), job_id, *commit.job_record);
+  NAS_RETURN_IF_ERROR(FromRocks(s, what));
+
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync;
+  return FromRocks(db_->Write(wo, &batch), what);
+}
+
+absl::StatusOr<int64_t> CheckpointStore::NextEventIndex(const std::string& job_id) const {
+  JobIterator it(db_.get(), cf(kEvents), job_id);
+  it->SeekToLast();
+  if (!it->Valid()) {
+    NAS_RETURN_IF_ERROR(
+        FromRocks(it->status(), absl::StrCat("find the last event of job '", job_id, "'")));
+    return 0;
+  }
+  int64_t last = 0;
+  NAS_RETURN_IF_ERROR(DecodeEventIndex(it, job_id, &last));
+  return last + 1;
+}
+
+absl::StatusOr<std::pair<int64_t, std::string>> CheckpointStore::GetSearchState(
+    const std::string& job_id) const {
+  NAS_RETURN_IF_ERROR(ValidateJobId(job_id));
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(kSearchState), job_id, &value);
+  if (s.IsNotFound()) {
+    return absl::NotFoundError(absl::StrCat("job '", job_id, "' has no committed round"));
+  }
+  NAS_RETURN_IF_ERROR(FromRocks(s, absl::StrCat("get search state of job '", job_id, "'")));
+  if (value.size() < 8) {
+    return absl::DataLossError(absl::StrCat("checkpoint store: search state of job '", job_id,
+                                            "' is ", value.size(),
+                                            " bytes, shorter than its round"));
+  }
+  return std::make_pair(static_cast<int64_t>(DecodeBigEndian64(value)), value.substr(8));
+}
+
+absl::StatusOr<std::vector<TensorBlob>> CheckpointStore::LoadTensors(
+    const std::string& job_id) const {
+  NAS_RETURN_IF_ERROR(ValidateJobId(job_id));
+  std::vector<TensorBlob> tensors;
+  JobIterator it(db_.get(), cf(kParams), job_id);
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    NAS_ASSIGN_OR_RETURN(TensorBlob blob, ParseTensor(job_id, it.suffix(), it->value()));
+    tensors.push_back(std::move(blob));
+  }
+  NAS_RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("load tensors of job '", job_id, "'")));
+  return tensors;
+}
+
+absl::StatusOr<TensorBlob> CheckpointStore::GetTensor(const std::string& job_id,
+                                                      const std::string& name) const {
+  NAS_RETURN_IF_ERROR(ValidateJobId(job_id));
+  if (name.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("get tensor of job '", job_id, "': empty tensor name"));
+  }
+  rocksdb::PinnableSlice value;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), cf(kParams), TensorKey(job_id, name), &value);
+  if (s.IsNotFound()) {
+    return absl::NotFoundError(absl::StrCat("job '", job_id, "' has no tensor '", name, "'"));
+  }
+  NAS_RETURN_IF_ERROR(FromRocks(s, absl::StrCat("get tensor '", name, "' of job '", job_id, "'")));
+  return ParseTensor(job_id, name, value);
+}
+
+absl::StatusOr<std::vector<std::string>> CheckpointStore::Events(const std::string& job_id,
+                                                                 int64_t from) const {
+  NAS_RETURN_IF_ERROR(ValidateJobId(job_id));
+  if (from < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("events of job '", job_id, "': negative start index ", from));
+  }
+  std::vector<std::string> events;
+  JobIterator it(db_.get(), cf(kEvents), job_id);
+  for (it->Seek(EventKey(job_id, from)); it->Valid(); it->Next()) {
+    events.push_back(it->value().ToString());
+  }
+  NAS_RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("read events of job '", job_id, "'")));
+  return events;
+}
+
+absl::Status CheckpointStore::PutResult(const std::string& job_id, const std::string& result) {
+  NAS_RETURN_IF_ERROR(ValidateJobId(job_id));
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync;
+  return FromRocks(db_->Put(wo, cf(kResults), job_id, result),
+                   absl::StrCat("put result of job '", job_id, "'"));
+}
+
+absl::StatusOr<std::string> CheckpointStore::GetResult(const std::string& job_id) const {
+  NAS_RETURN_IF_ERROR(ValidateJobId(job_id));
+  std::string result;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(kResults), job_id, &result);
+  if (s.IsNotFound()) return absl::NotFoundError(absl::StrCat("job '", job_id, "' has no result"));
+  NAS_RETURN_IF_ERROR(FromRocks(s, absl::StrCat("get result of job '", job_id, "'")));
+  return result;
+}
+
+absl::Status CheckpointStore::DeleteJob(const std::string& job_id) {
+  NAS_RETURN_IF_ERROR(ValidateJobId(job_id));
+  const std::string what = absl::StrCat("delete job '", job_id, "'");
+  absl::MutexLock lock(&mu_);
+  rocksdb::WriteBatch batch;
+  rocksdb::Status s;
+  for (Cf c : {kJobs, kSearchState, kResults}) {
+    if (s.ok()) s = batch.Delete(cf(c), job_id);
+  }
+  // Point deletes (not DeleteRange): a job has few keys, and range tombstones would slow every
+  // later read of the column family until compaction drops them.
+  for (Cf c : {kParams, kEvents}) {
+    JobIterator it(db_.get(), cf(c), job_id);
+    for (it->SeekToFirst(); s.ok() && it->Valid(); it->Next()) s = batch.Delete(cf(c), it->key());
+    if (s.ok()) s = it->status();
+  }
+  NAS_RETURN_IF_ERROR(FromRocks(s, what));
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync;
+  return FromRocks(db_->Write(wo, &batch), what);
+}
+
+absl::StatusOr<uint64_t> CheckpointStore::NextIncarnation() {
+  absl::MutexLock lock(&mu_);
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(kMeta), kIncarnationKey, &value);
+  uint64_t incarnation = 0;
+  if (s.ok()) {
+    if (value.size() != 8) {
+      return absl::DataLossError(absl::StrCat("checkpoint store: incarnation counter is ",
+                                              value.size(), " bytes, want 8"));
+    }
+    incarnation = DecodeBigEndian64(value);
+  } else if (!s.IsNotFound()) {
+    return FromRocks(s, "read the incarnation counter");
+  }
+  ++incarnation;
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  NAS_RETURN_IF_ERROR(
+      FromRocks(db_->Put(wo, cf(kMeta), kIncarnationKey, EncodeBigEndian64(incarnation)),
+                "write the incarnation counter"));
+  return incarnation;
+}
+
+}  // namespace nas
