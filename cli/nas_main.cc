@@ -24,6 +24,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cli/latency_check.h"
+#include "cli/launcher.h"
+#include "coordinator/search_client.h"
 #include "core/search_space.h"
 #include "latency_service/latency_client.h"
 #include "worker/search.h"
@@ -70,6 +72,14 @@ ABSL_FLAG(std::string, latency_service, "",
           "search, latency-check: latency service host:port (search: instead of a local table; "
           "--device names the table)");
 ABSL_FLAG(std::string, upload, "", "profile: also upload the table to this latency service");
+ABSL_FLAG(int, workers, 0,
+          "search: run through the distributed service - a local latency service, coordinator "
+          "and this many worker processes (0: the single-process search)");
+ABSL_FLAG(std::string, coordinator, "",
+          "search: submit to this coordinator (host:port) and follow the job instead");
+ABSL_FLAG(int, parallel_tasks, 0, "search with --workers/--coordinator: weight tasks per round "
+          "(0: one per worker)");
+ABSL_FLAG(int, steps_per_task, 1, "search with --workers/--coordinator: SGD steps per weight task");
 ABSL_FLAG(int, samples, 20, "latency-check: random architectures to predict and measure");
 
 namespace {
@@ -114,6 +124,64 @@ absl::StatusOr<std::string> TableFromService(const std::string& space_name,
   return path;
 }
 
+// The same search as a job of the distributed service (cli/launcher.h).
+int DistributedSearch(const nas::SearchOptions& o) {
+  nas::JobSpec spec;
+  spec.set_space(o.space);
+  spec.set_dataset(o.dataset);
+  spec.set_data_dir(o.data_dir);
+  spec.set_target_latency_ms(o.loss.target_ms);
+  spec.set_target_fraction(o.target_fraction);
+  spec.set_loss(nas::HardwareLossOptions::TypeName(o.loss.type));
+  spec.set_loss_lambda(o.loss.lambda);
+  spec.set_warmup_epochs(o.warmup_epochs == 0 ? -1 : o.warmup_epochs);
+  spec.set_search_epochs(o.search_epochs);
+  spec.set_train_epochs(o.train_epochs == 0 ? -1 : o.train_epochs);
+  spec.set_batch_size(o.batch_size);
+  spec.set_search_lr(o.search_lr);
+  spec.set_train_lr(o.train_lr);
+  spec.set_arch_lr(o.arch_adam.lr);
+  spec.set_arch_every(o.arch_every);
+  spec.set_arch_algo(o.arch_algo);
+  spec.set_valid_size(o.valid_size);
+  spec.set_train_subset(o.train_subset);
+  spec.set_test_subset(o.test_subset);
+  spec.set_seed(o.seed);
+  spec.set_no_baseline(!o.baseline);
+  spec.set_label_smoothing(o.label_smoothing);
+  int workers = absl::GetFlag(FLAGS_workers);
+  int parallel = absl::GetFlag(FLAGS_parallel_tasks);
+  spec.set_parallel_tasks(parallel > 0 ? parallel : std::max(1, workers));
+  spec.set_steps_per_task(absl::GetFlag(FLAGS_steps_per_task));
+  absl::StatusOr<std::string> md;
+  if (!absl::GetFlag(FLAGS_coordinator).empty()) {
+    spec.set_device(o.profile.device);
+    auto client = nas::SearchClient::Connect(absl::GetFlag(FLAGS_coordinator));
+    if (!client.ok()) return Fail(client.status());
+    auto job = (*client)->Submit(spec);
+    if (!job.ok()) return Fail(job.status());
+    md = nas::FollowJob(absl::GetFlag(FLAGS_coordinator), *job, o.out_dir, o.progress);
+  } else {
+    auto table = nas::EnsureLatencyTable(o);
+    if (!table.ok()) return Fail(table.status());
+    auto loaded = nas::LatencyTable::Load(*table);
+    if (!loaded.ok()) return Fail(loaded.status());
+    spec.set_device(loaded->info().device);
+    nas::LaunchOptions lo;
+    lo.spec = spec;
+    lo.table_path = *table;
+    lo.out_dir = o.out_dir;
+    lo.workers = workers;
+    lo.threads_per_worker = o.threads;
+    lo.progress = o.progress;
+    md = nas::RunLocalService(lo);
+  }
+  if (!md.ok()) return Fail(md.status());
+  std::printf("%s\nresults in %s (report.md, architecture.json, derived.pt)\n", md->c_str(),
+              o.out_dir.c_str());
+  return 0;
+}
+
 int Search() {
   nas::SearchOptions o;
   o.space = absl::GetFlag(FLAGS_space);
@@ -151,6 +219,9 @@ int Search() {
   o.threads = absl::GetFlag(FLAGS_threads);
   o.seed = absl::GetFlag(FLAGS_seed);
   o.progress = absl::GetFlag(FLAGS_progress);
+  if (absl::GetFlag(FLAGS_workers) > 0 || !absl::GetFlag(FLAGS_coordinator).empty()) {
+    return DistributedSearch(o);
+  }
   auto r = nas::RunSearch(o);
   if (!r.ok()) return Fail(r.status());
   std::printf("results in %s (report.md, architecture.json, derived.pt)\n", r->out_dir.c_str());

@@ -1,0 +1,155 @@
+// nasctl: the user's command line for the search service (the coordinator's SearchService).
+//
+//   nasctl --coordinator=localhost:50051 submit --spec=job.json      # prints the job id
+//   nasctl submit --device=local-cpu --search_epochs=3 --seed=1      # the spec from flags
+//   nasctl list [--tenant=lab]     nasctl status J     nasctl watch J
+//   nasctl cancel J                nasctl result J --out=results/J   # writes the result dir
+//
+// A spec file is JobSpec (proto/nas/search.proto) as JSON; unknown or mistyped fields are
+// errors naming the field. Flags given on the command line override the file.
+#include <google/protobuf/util/json_util.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "coordinator/search_client.h"
+
+ABSL_FLAG(std::string, coordinator, "localhost:50051", "coordinator host:port");
+ABSL_FLAG(std::string, spec, "", "submit: JobSpec JSON file");
+ABSL_FLAG(std::string, space, "", "submit: search-space preset");
+ABSL_FLAG(std::string, dataset, "", "submit: data set");
+ABSL_FLAG(std::string, device, "", "submit: latency-service device");
+ABSL_FLAG(double, target_ms, 0, "submit: target latency (0: 0.9 x E[lat] at uniform p)");
+ABSL_FLAG(std::string, loss, "", "submit: add#linear, mul#log or none");
+ABSL_FLAG(int, warmup_epochs, 0, "submit: warm-up epochs");
+ABSL_FLAG(int, search_epochs, 0, "submit: joint epochs");
+ABSL_FLAG(int, train_epochs, 0, "submit: final training epochs");
+ABSL_FLAG(int64_t, train_subset, 0, "submit: training images used (0: all)");
+ABSL_FLAG(int64_t, test_subset, 0, "submit: test images used (0: all)");
+ABSL_FLAG(int64_t, valid_size, 0, "submit: validation images");
+ABSL_FLAG(int, parallel_tasks, 0, "submit: weight tasks per round");
+ABSL_FLAG(uint64_t, seed, 0, "submit: seed");
+ABSL_FLAG(std::string, tenant, "", "submit/list: tenant");
+ABSL_FLAG(int, priority, 0, "submit: priority (higher first)");
+ABSL_FLAG(std::string, out, "", "result: result directory (default results/<job>)");
+
+namespace {
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "nasctl: %s: %s\n", absl::StatusCodeToString(s.code()).c_str(),
+               std::string(s.message()).c_str());
+  return 1;
+}
+
+std::string Line(const nas::JobStatus& s) {
+  return absl::StrFormat("%-8s %-9s %-7s round %-6d steps %d/%d arch %d loss %.3f val %.1f%% "
+                         "E[lat] %.3f ms (target %.3f)%s%s",
+                         s.job_id(), s.state(), s.phase(), s.round(), s.weight_steps(),
+                         s.total_weight_steps(), s.arch_steps(), s.train_loss(),
+                         100 * s.val_accuracy(), s.expected_latency_ms(), s.target_latency_ms(),
+                         s.degraded() ? " DEGRADED" : "",
+                         s.message().empty() ? "" : absl::StrCat(" - ", s.message()));
+}
+
+absl::StatusOr<nas::JobSpec> SpecFromFlags() {
+  nas::JobSpec spec;
+  if (!absl::GetFlag(FLAGS_spec).empty()) {
+    std::ifstream f(absl::GetFlag(FLAGS_spec));
+    std::stringstream ss;
+    ss << f.rdbuf();
+    if (!f) return absl::NotFoundError(absl::StrCat("--spec: cannot read ", absl::GetFlag(FLAGS_spec)));
+    auto st = google::protobuf::util::JsonStringToMessage(ss.str(), &spec);
+    if (!st.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--spec ", absl::GetFlag(FLAGS_spec), ": ", st.ToString()));
+    }
+  }
+  if (!absl::GetFlag(FLAGS_space).empty()) spec.set_space(absl::GetFlag(FLAGS_space));
+  if (!absl::GetFlag(FLAGS_dataset).empty()) spec.set_dataset(absl::GetFlag(FLAGS_dataset));
+  if (!absl::GetFlag(FLAGS_device).empty()) spec.set_device(absl::GetFlag(FLAGS_device));
+  if (absl::GetFlag(FLAGS_target_ms) > 0) spec.set_target_latency_ms(absl::GetFlag(FLAGS_target_ms));
+  if (!absl::GetFlag(FLAGS_loss).empty()) spec.set_loss(absl::GetFlag(FLAGS_loss));
+  if (absl::GetFlag(FLAGS_warmup_epochs) != 0) spec.set_warmup_epochs(absl::GetFlag(FLAGS_warmup_epochs));
+  if (absl::GetFlag(FLAGS_search_epochs) != 0) spec.set_search_epochs(absl::GetFlag(FLAGS_search_epochs));
+  if (absl::GetFlag(FLAGS_train_epochs) != 0) spec.set_train_epochs(absl::GetFlag(FLAGS_train_epochs));
+  if (absl::GetFlag(FLAGS_train_subset) != 0) spec.set_train_subset(absl::GetFlag(FLAGS_train_subset));
+  if (absl::GetFlag(FLAGS_test_subset) != 0) spec.set_test_subset(absl::GetFlag(FLAGS_test_subset));
+  if (absl::GetFlag(FLAGS_valid_size) != 0) spec.set_valid_size(absl::GetFlag(FLAGS_valid_size));
+  if (absl::GetFlag(FLAGS_parallel_tasks) != 0) spec.set_parallel_tasks(absl::GetFlag(FLAGS_parallel_tasks));
+  if (absl::GetFlag(FLAGS_seed) != 0) spec.set_seed(absl::GetFlag(FLAGS_seed));
+  if (!absl::GetFlag(FLAGS_tenant).empty()) spec.set_tenant(absl::GetFlag(FLAGS_tenant));
+  if (absl::GetFlag(FLAGS_priority) != 0) spec.set_priority(absl::GetFlag(FLAGS_priority));
+  return spec;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "nasctl [--coordinator=host:port] <submit|list|status J|watch J|cancel J|result J> [flags]");
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  if (args.size() < 2) {
+    std::fprintf(stderr, "%s\n", absl::ProgramUsageMessage().data());
+    return 2;
+  }
+  std::string cmd = args[1];
+  std::string job = args.size() > 2 ? args[2] : "";
+  auto client = nas::SearchClient::Connect(absl::GetFlag(FLAGS_coordinator));
+  if (!client.ok()) return Fail(client.status());
+  nas::SearchClient& c = **client;
+  if (cmd == "submit") {
+    auto spec = SpecFromFlags();
+    if (!spec.ok()) return Fail(spec.status());
+    auto id = c.Submit(*spec);
+    if (!id.ok()) return Fail(id.status());
+    std::printf("%s\n", id->c_str());
+    return 0;
+  }
+  if (cmd == "list") {
+    auto jobs = c.List(absl::GetFlag(FLAGS_tenant));
+    if (!jobs.ok()) return Fail(jobs.status());
+    for (const nas::JobStatus& s : *jobs) std::printf("%s\n", Line(s).c_str());
+    return 0;
+  }
+  if (job.empty()) {
+    std::fprintf(stderr, "nasctl %s: a job id is required\n", cmd.c_str());
+    return 2;
+  }
+  if (cmd == "status") {
+    auto s = c.Get(job);
+    if (!s.ok()) return Fail(s.status());
+    std::printf("%s\n", Line(*s).c_str());
+    return 0;
+  }
+  if (cmd == "watch") {
+    absl::Status s = c.Watch(job, [](const nas::JobStatus& st) {
+      std::printf("%s\n", Line(st).c_str());
+      std::fflush(stdout);
+      return true;
+    });
+    return s.ok() ? 0 : Fail(s);
+  }
+  if (cmd == "cancel") {
+    absl::Status s = c.Cancel(job);
+    return s.ok() ? 0 : Fail(s);
+  }
+  if (cmd == "result") {
+    auto r = c.Result(job);
+    if (!r.ok()) return Fail(r.status());
+    std::string out = absl::GetFlag(FLAGS_out).empty() ? "results/" + job : absl::GetFlag(FLAGS_out);
+    auto md = nas::WriteResultDirectory(c, *r, out);
+    if (!md.ok()) return Fail(md.status());
+    std::printf("%s\nresult directory: %s\n", md->c_str(), out.c_str());
+    return 0;
+  }
+  std::fprintf(stderr, "nasctl: unknown command \"%s\"\n", cmd.c_str());
+  return 2;
+}

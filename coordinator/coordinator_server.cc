@@ -1,0 +1,317 @@
+#include "coordinator/coordinator_server.h"
+
+#include <grpcpp/grpcpp.h>
+#include <prometheus/exposer.h>
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/metrics.h"
+#include "core/status_macros.h"
+#include "latency_service/grpc_status.h"
+#include "latency_service/latency_client.h"
+#include "nas/search.grpc.pb.h"
+#include "nas/worker.grpc.pb.h"
+
+namespace nas {
+
+namespace {
+
+constexpr size_t kChunkBytes = 1 << 20;
+
+// Latencies from the latency service (one batch query per job, then kept in the job record).
+class ServiceLatencyProvider : public LatencyProvider {
+ public:
+  explicit ServiceLatencyProvider(std::unique_ptr<LatencyClient> client)
+      : client_(std::move(client)) {}
+  absl::StatusOr<LatencyTable> Fetch(const std::string& device,
+                                     const std::vector<std::string>& keys) override {
+    return FetchLatencyTable(*client_, device, keys);
+  }
+
+ private:
+  std::unique_ptr<LatencyClient> client_;
+};
+
+// Latencies from one local table file (its device name must match the job's).
+class FileLatencyProvider : public LatencyProvider {
+ public:
+  explicit FileLatencyProvider(LatencyTable t) : table_(std::move(t)) {}
+  absl::StatusOr<LatencyTable> Fetch(const std::string& device,
+                                     const std::vector<std::string>& keys) override {
+    if (device != table_.info().device) {
+      return absl::NotFoundError(absl::StrCat("device: unknown device '", device,
+                                              "' (this coordinator's table is for '",
+                                              table_.info().device, "')"));
+    }
+    for (const std::string& k : keys) NAS_RETURN_IF_ERROR(table_.Lookup(k).status());
+    return table_;
+  }
+
+ private:
+  LatencyTable table_;
+};
+
+// Sends a tensor as chunks of at most kChunkBytes.
+template <typename Writer>
+bool WriteChunks(const TensorBlob& t, Writer&& write) {
+  const std::string& data = t.data();
+  size_t total = data.size();
+  size_t off = 0;
+  do {
+    TensorBlob c;
+    c.set_name(t.name());
+    *c.mutable_shape() = t.shape();
+    c.set_dtype(t.dtype());
+    c.set_version(t.version());
+    c.set_offset(off);
+    c.set_total_bytes(total);
+    size_t n = std::min(kChunkBytes, total - off);
+    c.set_data(data.substr(off, n));
+    if (!write(c)) return false;
+    off += n;
+  } while (off < total);
+  return true;
+}
+
+class SearchServiceImpl final : public SearchService::Service {
+ public:
+  explicit SearchServiceImpl(JobManager* jobs) : jobs_(jobs) {}
+
+  grpc::Status SubmitJob(grpc::ServerContext*, const SubmitJobRequest* req,
+                         SubmitJobReply* reply) override {
+    auto id = jobs_->Submit(req->spec());
+    if (!id.ok()) return ToGrpcStatus(id.status());
+    reply->set_job_id(*id);
+    return grpc::Status::OK;
+  }
+  grpc::Status GetJob(grpc::ServerContext*, const GetJobRequest* req, JobStatus* reply) override {
+    auto s = jobs_->Get(req->job_id());
+    if (!s.ok()) return ToGrpcStatus(s.status());
+    *reply = *s;
+    return grpc::Status::OK;
+  }
+  grpc::Status ListJobs(grpc::ServerContext*, const ListJobsRequest* req,
+                        ListJobsReply* reply) override {
+    for (JobStatus& s : jobs_->List(req->tenant())) *reply->add_jobs() = std::move(s);
+    return grpc::Status::OK;
+  }
+  grpc::Status WatchJob(grpc::ServerContext* ctx, const GetJobRequest* req,
+                        grpc::ServerWriter<JobStatus>* writer) override {
+    auto s = jobs_->Get(req->job_id());
+    if (!s.ok()) return ToGrpcStatus(s.status());
+    JobStatus last = *s;
+    if (!writer->Write(last)) return grpc::Status::OK;
+    while (!ctx->IsCancelled()) {
+      if (last.state() == "DONE" || last.state() == "FAILED" || last.state() == "CANCELLED") break;
+      auto next = jobs_->WaitForChange(req->job_id(), last, absl::Seconds(1));
+      if (!next.ok()) return ToGrpcStatus(next.status());
+      if (next->SerializeAsString() == last.SerializeAsString()) continue;
+      last = *next;
+      if (!writer->Write(last)) break;
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status CancelJob(grpc::ServerContext*, const CancelJobRequest* req,
+                         CancelJobReply*) override {
+    return ToGrpcStatus(jobs_->Cancel(req->job_id()));
+  }
+  grpc::Status GetResult(grpc::ServerContext*, const GetJobRequest* req,
+                         JobResult* reply) override {
+    auto r = jobs_->Result(req->job_id());
+    if (!r.ok()) return ToGrpcStatus(r.status());
+    *reply = std::move(*r);
+    return grpc::Status::OK;
+  }
+  grpc::Status GetArtifact(grpc::ServerContext*, const GetArtifactRequest* req,
+                           grpc::ServerWriter<ArtifactChunk>* writer) override {
+    auto a = jobs_->Artifact(req->job_id(), req->name());
+    if (!a.ok()) return ToGrpcStatus(a.status());
+    for (size_t off = 0; off < a->size() || off == 0; off += kChunkBytes) {
+      ArtifactChunk c;
+      c.set_data(a->substr(off, kChunkBytes));
+      if (!writer->Write(c)) break;
+      if (a->empty()) break;
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  JobManager* jobs_;
+};
+
+class WorkerGatewayImpl final : public WorkerGateway::Service {
+ public:
+  explicit WorkerGatewayImpl(JobManager* jobs) : jobs_(jobs) {}
+
+  grpc::Status RegisterWorker(grpc::ServerContext*, const RegisterWorkerRequest* req,
+                              RegisterWorkerReply* reply) override {
+    auto r = jobs_->RegisterWorker(*req);
+    if (!r.ok()) return ToGrpcStatus(r.status());
+    *reply = *r;
+    return grpc::Status::OK;
+  }
+  grpc::Status Heartbeat(grpc::ServerContext*, const HeartbeatRequest* req,
+                         HeartbeatReply* reply) override {
+    auto r = jobs_->Heartbeat(*req);
+    if (!r.ok()) return ToGrpcStatus(r.status());
+    *reply = *r;
+    return grpc::Status::OK;
+  }
+  grpc::Status AcquireTask(grpc::ServerContext*, const AcquireTaskRequest* req,
+                           AcquireTaskReply* reply) override {
+    int wait = std::clamp(req->wait_ms(), 0, 30000);
+    auto t = jobs_->Acquire(req->worker_id(), absl::Milliseconds(wait));
+    if (!t.ok()) return ToGrpcStatus(t.status());
+    if (t->has_value()) {
+      *reply->mutable_task() = std::move(**t);
+    } else {
+      reply->set_idle(true);
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status FetchTensors(grpc::ServerContext*, const FetchTensorsRequest* req,
+                            grpc::ServerWriter<TensorBlob>* writer) override {
+    std::vector<std::string> names(req->names().begin(), req->names().end());
+    auto blobs = jobs_->Fetch(req->lease_id(), names);
+    if (!blobs.ok()) return ToGrpcStatus(blobs.status());
+    for (const auto& b : *blobs) {
+      if (!WriteChunks(*b, [&](const TensorBlob& c) { return writer->Write(c); })) break;
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status CompleteTask(grpc::ServerContext*, grpc::ServerReader<CompleteTaskRequest>* reader,
+                            CompleteTaskReply*) override {
+    CompleteTaskRequest msg;
+    CompletedTask result;
+    bool have_outcome = false;
+    std::map<std::string, size_t> index;  // name -> position in result.tensors
+    while (reader->Read(&msg)) {
+      if (msg.has_outcome()) {
+        if (have_outcome) {
+          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "outcome: sent twice");
+        }
+        have_outcome = true;
+        result.outcome = msg.outcome();
+        continue;
+      }
+      if (!have_outcome) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "outcome: must be the first message of CompleteTask");
+      }
+      TensorBlob& c = *msg.mutable_tensor();
+      auto it = index.find(c.name());
+      if (it == index.end()) {
+        if (c.offset() != 0) {
+          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              absl::StrCat("tensor '", c.name(), "': first chunk at offset ",
+                                           c.offset()));
+        }
+        index[c.name()] = result.tensors.size();
+        result.tensors.push_back(std::move(c));
+        continue;
+      }
+      TensorBlob& t = result.tensors[it->second];
+      if (c.offset() != t.data().size() || c.total_bytes() != t.total_bytes()) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            absl::StrCat("tensor '", c.name(), "': chunk at offset ", c.offset(),
+                                         " does not continue ", t.data().size(), " bytes"));
+      }
+      t.mutable_data()->append(c.data());
+    }
+    if (!have_outcome) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "outcome: missing");
+    }
+    for (const TensorBlob& t : result.tensors) {
+      if (t.total_bytes() != t.data().size()) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            absl::StrCat("tensor '", t.name(), "': ", t.data().size(), " of ",
+                                         t.total_bytes(), " bytes arrived"));
+      }
+    }
+    return ToGrpcStatus(jobs_->Complete(std::move(result)));
+  }
+
+ private:
+  JobManager* jobs_;
+};
+
+}  // namespace
+
+struct CoordinatorServer::Impl {
+  std::unique_ptr<CoordinatorMetrics> metrics;
+  std::unique_ptr<CheckpointStore> store;
+  std::unique_ptr<LatencyProvider> latency;
+  std::unique_ptr<JobManager> jobs;
+  std::unique_ptr<SearchServiceImpl> search;
+  std::unique_ptr<WorkerGatewayImpl> gateway;
+  std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<prometheus::Exposer> exposer;
+  int port = 0;
+  int metrics_port = -1;
+  bool shut_down = false;
+};
+
+CoordinatorServer::CoordinatorServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Options o) {
+  if (o.db_dir.empty()) return absl::InvalidArgumentError("db: a RocksDB directory is required");
+  if (o.port < 0 || o.port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("port: ", o.port, " is not 0..65535"));
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->metrics = std::make_unique<CoordinatorMetrics>();
+  CheckpointStoreOptions so;
+  so.sync = o.sync;
+  NAS_ASSIGN_OR_RETURN(impl->store, CheckpointStore::Open(o.db_dir, so));
+  if (!o.latency_table.empty()) {
+    NAS_ASSIGN_OR_RETURN(LatencyTable t, LatencyTable::Load(o.latency_table));
+    impl->latency = std::make_unique<FileLatencyProvider>(std::move(t));
+  } else if (!o.latency_service.empty()) {
+    LatencyClientOptions lo;
+    lo.timeout = absl::Seconds(10);
+    NAS_ASSIGN_OR_RETURN(std::unique_ptr<LatencyClient> c,
+                         LatencyClient::Connect(o.latency_service, lo));
+    impl->latency = std::make_unique<ServiceLatencyProvider>(std::move(c));
+  }
+  o.jobs.metrics = impl->metrics.get();
+  NAS_ASSIGN_OR_RETURN(impl->jobs,
+                       JobManager::Create(impl->store.get(), impl->latency.get(), o.jobs));
+  impl->search = std::make_unique<SearchServiceImpl>(impl->jobs.get());
+  impl->gateway = std::make_unique<WorkerGatewayImpl>(impl->jobs.get());
+  grpc::ServerBuilder builder;
+  const std::string address = absl::StrCat(o.address, ":", o.port);
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &impl->port);
+  builder.SetMaxReceiveMessageSize(o.max_message_bytes);
+  builder.SetMaxSendMessageSize(o.max_message_bytes);
+  builder.RegisterService(impl->search.get());
+  builder.RegisterService(impl->gateway.get());
+  impl->server = builder.BuildAndStart();
+  if (impl->server == nullptr || impl->port == 0) {
+    return absl::UnavailableError(absl::StrCat("port: cannot listen on ", address));
+  }
+  if (o.metrics_port >= 0) {
+    NAS_ASSIGN_OR_RETURN(impl->exposer,
+                         impl->metrics->Expose(absl::StrCat(o.address, ":", o.metrics_port)));
+    std::vector<int> ports = impl->exposer->GetListeningPorts();
+    impl->metrics_port = ports.empty() ? -1 : ports[0];
+  }
+  return std::unique_ptr<CoordinatorServer>(new CoordinatorServer(std::move(impl)));
+}
+
+int CoordinatorServer::port() const { return impl_->port; }
+int CoordinatorServer::metrics_port() const { return impl_->metrics_port; }
+JobManager& CoordinatorServer::jobs() { return *impl_->jobs; }
+
+void CoordinatorServer::Shutdown() {
+  if (impl_->shut_down) return;
+  impl_->shut_down = true;
+  impl_->jobs.reset();  // wakes long polls
+  impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  impl_->server->Wait();
+  impl_->exposer.reset();
+}
+
+CoordinatorServer::~CoordinatorServer() { Shutdown(); }
+
+}  // namespace nas

@@ -1,0 +1,1275 @@
+#include "coordinator/job_manager.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "coordinator/metrics.h"
+#include "core/architecture.h"
+#include "core/json_fields.h"
+#include "core/param_names.h"
+#include "core/search_driver.h"
+#include "core/search_space.h"
+#include "core/status_macros.h"
+#include "nas/coordinator.pb.h"
+
+namespace nas {
+
+namespace {
+
+constexpr char kArtifactPrefix[] = "artifact:";
+
+int64_t UnixMs(absl::Time t) { return absl::ToUnixMillis(t); }
+
+int ElementSize(const std::string& dtype) {
+  if (dtype == "float32") return 4;
+  if (dtype == "int64") return 8;
+  if (dtype == "bytes") return 1;
+  return 0;
+}
+
+int64_t NumElements(const TensorBlob& b) {
+  int64_t n = 1;
+  for (int64_t d : b.shape()) n *= d;
+  return n;
+}
+
+absl::Status CheckBlob(const TensorBlob& b, const std::string& where) {
+  if (b.name().empty()) return absl::InvalidArgumentError(absl::StrCat(where, ": empty name"));
+  int es = ElementSize(b.dtype());
+  if (es == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, " '", b.name(), "': dtype '", b.dtype(), "' is not float32/int64/bytes"));
+  }
+  for (int64_t d : b.shape()) {
+    if (d < 0) return absl::InvalidArgumentError(absl::StrCat(where, " '", b.name(), "': negative dimension"));
+  }
+  if (static_cast<int64_t>(b.data().size()) != NumElements(b) * es) {
+    return absl::InvalidArgumentError(absl::StrCat(where, " '", b.name(), "': ", b.data().size(),
+                                                   " bytes for shape [",
+                                                   absl::StrJoin(b.shape(), ","), "] of ",
+                                                   b.dtype()));
+  }
+  return absl::OkStatus();
+}
+
+bool SameShape(const TensorBlob& a, const TensorBlob& b) {
+  return a.dtype() == b.dtype() && a.shape().size() == b.shape().size() &&
+         std::equal(a.shape().begin(), a.shape().end(), b.shape().begin());
+}
+
+// Element-wise mean of float32 tensors (in the given order); int64 takes the largest (BatchNorm's
+// num_batches_tracked). One input is returned unchanged, so one worker is bit-exact.
+TensorBlob Merge(const std::vector<const TensorBlob*>& in) {
+  TensorBlob out = *in[0];
+  if (in.size() == 1) return out;
+  int64_t n = NumElements(out);
+  if (out.dtype() == "float32") {
+    std::vector<float> acc(n, 0.f);
+    for (const TensorBlob* b : in) {
+      const float* p = reinterpret_cast<const float*>(b->data().data());
+      for (int64_t i = 0; i < n; ++i) acc[i] += p[i];
+    }
+    for (float& v : acc) v /= static_cast<float>(in.size());
+    out.set_data(std::string(reinterpret_cast<const char*>(acc.data()), n * sizeof(float)));
+  } else if (out.dtype() == "int64") {
+    std::vector<int64_t> acc(n);
+    std::memcpy(acc.data(), in[0]->data().data(), n * sizeof(int64_t));
+    for (const TensorBlob* b : in) {
+      const int64_t* p = reinterpret_cast<const int64_t*>(b->data().data());
+      for (int64_t i = 0; i < n; ++i) acc[i] = std::max(acc[i], p[i]);
+    }
+    out.set_data(std::string(reinterpret_cast<const char*>(acc.data()), n * sizeof(int64_t)));
+  }
+  return out;
+}
+
+bool ValidJobState(const std::string& s) {
+  return s == "QUEUED" || s == "PREPARING" || s == "RUNNING" || s == "FINAL" || s == "DONE" ||
+         s == "FAILED" || s == "CANCELLED";
+}
+
+// One line on stderr, timestamped: the coordinator's operational log.
+void Log(const std::string& message) {
+  absl::FPrintF(stderr, "%s coordinator: %s\n",
+                absl::FormatTime("%Y-%m-%d %H:%M:%E3S", absl::Now(), absl::UTCTimeZone()),
+                message);
+}
+
+bool Terminal(const std::string& s) { return s == "DONE" || s == "FAILED" || s == "CANCELLED"; }
+
+// Fills defaults and validates; errors name the field.
+absl::StatusOr<JobSpec> Normalize(JobSpec s) {
+  if (s.space_json().empty() && s.space().empty()) s.set_space("fashion-mnist");
+  if (s.dataset().empty()) s.set_dataset("fashion-mnist");
+  if (s.dataset() != "fashion-mnist" && s.dataset() != "mnist" && s.dataset() != "cifar10") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dataset: '", s.dataset(), "' is not one of fashion-mnist, mnist, cifar10"));
+  }
+  if (s.device().empty()) {
+    return absl::InvalidArgumentError(
+        "device: required (the latency-service device whose table the job uses)");
+  }
+  if (s.target_fraction() == 0) s.set_target_fraction(0.9);
+  if (s.target_fraction() < 0) return absl::InvalidArgumentError("target_fraction: must be positive");
+  if (s.loss().empty()) s.set_loss("add#linear");
+  NAS_RETURN_IF_ERROR(HardwareLossOptions::ParseType(s.loss()).status());
+  if (s.loss_lambda() == 0) s.set_loss_lambda(0.1);
+  if (s.warmup_epochs() == 0) s.set_warmup_epochs(1);
+  if (s.warmup_epochs() < -1) return absl::InvalidArgumentError("warmup_epochs: must be >= -1");
+  if (s.search_epochs() == 0) s.set_search_epochs(3);
+  if (s.search_epochs() < 0) return absl::InvalidArgumentError("search_epochs: must be positive");
+  if (s.train_epochs() == 0) s.set_train_epochs(6);
+  if (s.train_epochs() < -1) return absl::InvalidArgumentError("train_epochs: must be >= -1");
+  if (s.batch_size() == 0) s.set_batch_size(128);
+  if (s.batch_size() < 0) return absl::InvalidArgumentError("batch_size: must be positive");
+  if (s.search_lr() == 0) s.set_search_lr(0.05);
+  if (s.train_lr() == 0) s.set_train_lr(0.1);
+  if (s.arch_lr() == 0) s.set_arch_lr(0.015);
+  if (s.search_lr() < 0 || s.train_lr() < 0 || s.arch_lr() < 0) {
+    return absl::InvalidArgumentError("search_lr/train_lr/arch_lr: must be positive");
+  }
+  if (s.arch_every() == 0) s.set_arch_every(5);
+  if (s.arch_every() < 0) return absl::InvalidArgumentError("arch_every: must be positive");
+  if (s.arch_algo().empty()) s.set_arch_algo("gradient");
+  if (s.arch_algo() != "gradient" && s.arch_algo() != "rl") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("arch_algo: '", s.arch_algo(), "' is not one of gradient, rl"));
+  }
+  if (s.valid_size() == 0) s.set_valid_size(5000);
+  if (s.valid_size() < 0) return absl::InvalidArgumentError("valid_size: must be positive");
+  if (s.train_subset() < 0 || s.test_subset() < 0) {
+    return absl::InvalidArgumentError("train_subset/test_subset: must be >= 0");
+  }
+  if (s.tenant().empty()) s.set_tenant("default");
+  if (s.parallel_tasks() == 0) s.set_parallel_tasks(1);
+  if (s.parallel_tasks() < 0 || s.parallel_tasks() > 4096) {
+    return absl::InvalidArgumentError("parallel_tasks: must be in [1, 4096]");
+  }
+  if (s.steps_per_task() == 0) s.set_steps_per_task(1);
+  if (s.steps_per_task() < 0) return absl::InvalidArgumentError("steps_per_task: must be positive");
+  if (s.label_smoothing() == 0) s.set_label_smoothing(0.1);
+  if (s.label_smoothing() < 0 || s.label_smoothing() >= 1) {
+    return absl::InvalidArgumentError("label_smoothing: must be in [0, 1)");
+  }
+  if (s.profile_threads() < 0) return absl::InvalidArgumentError("profile_threads: must be >= 0");
+  return s;
+}
+
+absl::StatusOr<SearchSpace> SpaceOf(const JobSpec& s) {
+  if (!s.space_json().empty()) {
+    auto sp = SearchSpace::FromJson(s.space_json());
+    if (!sp.ok()) return absl::InvalidArgumentError(absl::StrCat("space_json: ", sp.status().message()));
+    return sp;
+  }
+  auto sp = SearchSpace::Preset(s.space());
+  if (!sp.ok()) return absl::InvalidArgumentError(absl::StrCat("space: ", sp.status().message()));
+  return sp;
+}
+
+HardwareLossOptions LossOf(const JobSpec& s, double target_ms) {
+  HardwareLossOptions l;
+  l.type = *HardwareLossOptions::ParseType(s.loss());
+  l.lambda = s.loss_lambda();
+  l.target_ms = target_ms;
+  return l;
+}
+
+std::string KindOf(const Task& t) {
+  switch (t.kind_case()) {
+    case Task::kInit:
+      return "init";
+    case Task::kWeight:
+      return "weight";
+    case Task::kArch:
+      return "arch";
+    case Task::kFinal:
+      return "final";
+    default:
+      return "none";
+  }
+}
+
+}  // namespace
+
+struct JobManager::Lease {
+  Task task;  // lease id and deadline set while leased
+  enum class State { kQueued, kLeased, kDone } state = State::kQueued;
+  std::string worker_id;
+  absl::Time deadline;
+  std::set<std::string> names;  // tensors the task may fetch and return
+  std::optional<CompletedTask> result;
+};
+
+struct JobManager::Job {
+  JobRecord rec;
+  SearchSpace space;
+  LatencyTable table;
+  LatencyModel latency;
+  std::optional<SearchDriver> driver;
+  std::map<std::string, std::shared_ptr<const TensorBlob>> tensors;
+  enum class Stage { kNone, kInit, kWeights, kArch, kFinal } stage = Stage::kNone;
+  std::vector<Lease> tasks;
+  std::vector<WeightTaskSpec> wspecs;
+  std::vector<ArchTaskSpec> aspecs;
+  std::set<std::string> dirty;  // tensors changed since the last commit
+  std::vector<std::string> history;
+  // Preparation (latency fetch) retries.
+  bool degraded = false;
+  bool preparing = false;
+  absl::Time next_try = absl::InfinitePast();
+  absl::Duration backoff = absl::ZeroDuration();
+  int64_t change = 0;  // bumped on every visible change
+  int64_t weight_steps() const { return driver ? driver->weight_steps() : 0; }
+};
+
+struct JobManager::Worker {
+  std::string id, name, device;
+  absl::Time last_seen;
+  bool dead = false;
+};
+
+struct JobManager::Ticker {
+  std::thread thread;
+};
+
+JobManager::JobManager(CheckpointStore* store, LatencyProvider* latency, JobManagerOptions options)
+    : store_(store), latency_(latency), options_(std::move(options)) {}
+
+absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(CheckpointStore* store,
+                                                               LatencyProvider* latency,
+                                                               JobManagerOptions options) {
+  std::unique_ptr<JobManager> m(new JobManager(store, latency, std::move(options)));
+  NAS_ASSIGN_OR_RETURN(m->incarnation_, store->NextIncarnation());
+  NAS_RETURN_IF_ERROR(m->Recover());
+  {
+    absl::MutexLock lock(&m->mu_);
+    int active = 0;
+    for (const auto& [id, j] : m->jobs_) active += Terminal(j->rec.state()) ? 0 : 1;
+    Log(absl::StrCat("incarnation ", m->incarnation_, ": recovered ", m->jobs_.size(),
+                     " job(s), ", active, " active"));
+  }
+  m->ticker_ = std::make_unique<Ticker>();
+  JobManager* self = m.get();
+  m->ticker_->thread = std::thread([self] {
+    while (true) {
+      {
+        absl::MutexLock lock(&self->mu_);
+        if (self->stopping_) return;
+      }
+      self->Tick();
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+  });
+  return m;
+}
+
+JobManager::~JobManager() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    changed_.SignalAll();
+  }
+  if (ticker_ && ticker_->thread.joinable()) ticker_->thread.join();
+}
+
+std::string JobManager::NewLeaseId() {
+  return absl::StrCat("L", incarnation_, "-", ++next_lease_);
+}
+
+JobManager::Job* JobManager::FindJob(const std::string& id) const {
+  auto it = jobs_.find(id);
+  return it == jobs_.end() ? nullptr : it->second.get();
+}
+
+absl::Status JobManager::PersistRecord(Job& job) {
+  ++job.change;
+  changed_.SignalAll();
+  return store_->PutJob(job.rec.job_id(), job.rec.SerializeAsString());
+}
+
+void JobManager::Fail(Job& job, const std::string& message) {
+  job.rec.set_state("FAILED");
+  job.rec.set_message(message);
+  job.rec.set_finished_unix_ms(UnixMs(options_.clock()));
+  for (Lease& l : job.tasks) lease_job_.erase(l.task.lease_id());
+  job.tasks.clear();
+  job.stage = Job::Stage::kNone;
+  absl::Status s = PersistRecord(job);
+  (void)s;  // the in-memory state is authoritative until the next restart
+  UpdateGauges();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recovery
+
+absl::Status JobManager::Recover() {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [id, bytes] : store_->ListJobs()) {
+    auto job = std::make_unique<Job>();
+    if (!job->rec.ParseFromString(bytes) || job->rec.job_id() != id ||
+        !ValidJobState(job->rec.state())) {
+      return absl::DataLossError(absl::StrCat("checkpoint store: job record ", id, " is corrupt"));
+    }
+    uint64_t n = 0;
+    if (absl::SimpleAtoi(absl::string_view(id).substr(1), &n)) next_job_ = std::max(next_job_, n);
+    Job& j = *job;
+    jobs_[id] = std::move(job);
+    const std::string state = j.rec.state();
+    if (Terminal(state) && state != "DONE") continue;
+    auto space = SpaceOf(j.rec.spec());
+    if (!space.ok()) {
+      Fail(j, std::string(space.status().message()));
+      continue;
+    }
+    j.space = *space;
+    if (state == "QUEUED" || state == "PREPARING" || j.rec.latency_table_json().empty()) {
+      j.rec.set_state("PREPARING");
+      continue;
+    }
+    auto table = LatencyTable::ParseJson(j.rec.latency_table_json());
+    if (!table.ok()) return absl::DataLossError(absl::StrCat("job ", id, ": stored latency table: ", table.status().message()));
+    j.table = *table;
+    NAS_ASSIGN_OR_RETURN(j.latency, BuildLatencyModel(j.space, j.table));
+    NAS_ASSIGN_OR_RETURN(std::vector<std::string> events, store_->Events(id));
+    j.history = events;
+    if (state == "DONE") continue;
+    auto committed = store_->GetSearchState(id);
+    if (!committed.ok()) {
+      if (committed.status().code() != absl::StatusCode::kNotFound) return committed.status();
+      // Preparation finished but init never committed: build the supernet again.
+      j.history.clear();
+      NAS_RETURN_IF_ERROR(StartSearch(j));
+      continue;
+    }
+    NAS_ASSIGN_OR_RETURN(std::vector<TensorBlob> tensors, store_->LoadTensors(id));
+    for (TensorBlob& t : tensors) {
+      std::string name = t.name();
+      j.tensors[name] = std::make_shared<const TensorBlob>(std::move(t));
+    }
+    SearchPlan plan = SearchPlan::ForSpace(j.space);
+    const JobSpec& s = j.rec.spec();
+    plan.warmup_epochs = std::max(0, s.warmup_epochs());
+    plan.search_epochs = s.search_epochs();
+    plan.train_batches = j.rec.train_size() / s.batch_size();
+    plan.valid_batches = j.rec.valid_size() / s.batch_size();
+    plan.arch_every = s.arch_every();
+    plan.search_lr = s.search_lr();
+    plan.steps_per_task = s.steps_per_task();
+    plan.arch_algo = s.arch_algo();
+    plan.adam.lr = s.arch_lr();
+    plan.loss = LossOf(s, j.rec.target_latency_ms());
+    plan.latency = j.latency;
+    plan.seed = s.seed();
+    NAS_ASSIGN_OR_RETURN(SearchDriver d, SearchDriver::Create(plan));
+    NAS_RETURN_IF_ERROR(d.RestoreState(committed->second));
+    j.driver = std::move(d);
+    if (j.driver->done()) {
+      PlanFinalStage(j);
+    } else {
+      j.rec.set_state("RUNNING");
+      PlanWeightStage(j);
+    }
+  }
+  UpdateGauges();
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Users
+
+absl::StatusOr<std::string> JobManager::Submit(const JobSpec& raw) {
+  NAS_ASSIGN_OR_RETURN(JobSpec spec, Normalize(raw));
+  NAS_ASSIGN_OR_RETURN(SearchSpace space, SpaceOf(spec));
+  absl::MutexLock lock(&mu_);
+  auto job = std::make_unique<Job>();
+  std::string id = absl::StrFormat("j%06d", ++next_job_);
+  job->rec.set_job_id(id);
+  *job->rec.mutable_spec() = spec;
+  job->rec.set_state("PREPARING");
+  job->rec.set_submitted_unix_ms(UnixMs(options_.clock()));
+  job->rec.set_space_json(space.ToJson());
+  job->space = std::move(space);
+  Job& j = *job;
+  NAS_RETURN_IF_ERROR(store_->PutJob(id, j.rec.SerializeAsString()));
+  jobs_[id] = std::move(job);
+  UpdateGauges();
+  changed_.SignalAll();
+  return id;
+}
+
+JobStatus JobManager::StatusOf(const Job& j) const {
+  JobStatus s;
+  s.set_job_id(j.rec.job_id());
+  s.set_state(j.rec.state());
+  s.set_message(j.rec.message());
+  s.set_degraded(j.degraded);
+  s.set_tenant(j.rec.spec().tenant());
+  s.set_priority(j.rec.spec().priority());
+  s.set_submitted_unix_ms(j.rec.submitted_unix_ms());
+  s.set_target_latency_ms(j.rec.target_latency_ms());
+  if (j.driver) {
+    const SearchDriver& d = *j.driver;
+    s.set_round(d.round());
+    s.set_train_loss(d.ema_loss());
+    s.set_val_accuracy(d.last_arch_accuracy());
+    s.set_expected_latency_ms(d.ExpectedLatency());
+    s.set_arch_entropy(d.alpha().MeanEntropy());
+    s.set_phase(SearchDriver::PhaseName(d.phase()));
+    s.set_epoch(d.epoch());
+    s.set_weight_steps(d.weight_steps());
+    s.set_total_weight_steps(d.total_weight_steps());
+    s.set_arch_steps(d.arch_steps());
+  }
+  int total = j.rec.spec().train_epochs() < 0 ? 0 : (j.rec.spec().no_baseline() ? 1 : 2);
+  s.set_final_total(total);
+  s.set_final_done(j.rec.final_reports_size());
+  return s;
+}
+
+absl::StatusOr<JobStatus> JobManager::Get(const std::string& job_id) const {
+  absl::MutexLock lock(&mu_);
+  const Job* j = FindJob(job_id);
+  if (j == nullptr) return absl::NotFoundError(absl::StrCat("job_id: no job '", job_id, "'"));
+  return StatusOf(*j);
+}
+
+std::vector<JobStatus> JobManager::List(const std::string& tenant) const {
+  absl::MutexLock lock(&mu_);
+  std::vector<JobStatus> out;
+  for (const auto& [id, j] : jobs_) {
+    if (tenant.empty() || j->rec.spec().tenant() == tenant) out.push_back(StatusOf(*j));
+  }
+  return out;
+}
+
+absl::StatusOr<JobStatus> JobManager::WaitForChange(const std::string& job_id,
+                                                    const JobStatus& last,
+                                                    absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    const Job* j = FindJob(job_id);
+    if (j == nullptr) return absl::NotFoundError(absl::StrCat("job_id: no job '", job_id, "'"));
+    JobStatus now = StatusOf(*j);
+    if (now.state() != last.state() || now.round() != last.round() ||
+        now.weight_steps() != last.weight_steps() || now.degraded() != last.degraded() ||
+        now.final_done() != last.final_done() || now.message() != last.message() ||
+        stopping_) {
+      return now;
+    }
+    if (changed_.WaitWithDeadline(&mu_, deadline)) return now;
+  }
+}
+
+absl::Status JobManager::Cancel(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  Job* j = FindJob(job_id);
+  if (j == nullptr) return absl::NotFoundError(absl::StrCat("job_id: no job '", job_id, "'"));
+  if (Terminal(j->rec.state())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", job_id, " already ended (", j->rec.state(), ")"));
+  }
+  for (Lease& l : j->tasks) lease_job_.erase(l.task.lease_id());
+  j->tasks.clear();
+  j->stage = Job::Stage::kNone;
+  j->rec.set_state("CANCELLED");
+  j->rec.set_finished_unix_ms(UnixMs(options_.clock()));
+  NAS_RETURN_IF_ERROR(PersistRecord(*j));
+  UpdateGauges();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<JobResult> JobManager::Result(const std::string& job_id) const {
+  {
+    absl::MutexLock lock(&mu_);
+    const Job* j = FindJob(job_id);
+    if (j == nullptr) return absl::NotFoundError(absl::StrCat("job_id: no job '", job_id, "'"));
+    if (j->rec.state() != "DONE") {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job ", job_id, " is ", j->rec.state(),
+          j->rec.message().empty() ? "" : absl::StrCat(" (", j->rec.message(), ")"),
+          "; its result exists once it is DONE"));
+    }
+  }
+  NAS_ASSIGN_OR_RETURN(std::string bytes, store_->GetResult(job_id));
+  JobResult r;
+  if (!r.ParseFromString(bytes)) {
+    return absl::DataLossError(absl::StrCat("job ", job_id, ": stored result is corrupt"));
+  }
+  return r;
+}
+
+absl::StatusOr<std::string> JobManager::Artifact(const std::string& job_id,
+                                                 const std::string& name) const {
+  auto t = store_->GetTensor(job_id, kArtifactPrefix + name);
+  if (!t.ok()) {
+    return absl::NotFoundError(absl::StrCat("name: job ", job_id, " has no artifact '", name, "'"));
+  }
+  return t->data();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Preparation: latencies, then the init task.
+
+void JobManager::Prepare(const std::string& job_id) {
+  std::string device;
+  std::vector<std::string> keys;
+  {
+    absl::MutexLock lock(&mu_);
+    Job* j = FindJob(job_id);
+    if (j == nullptr || j->rec.state() != "PREPARING" || j->preparing) return;
+    j->preparing = true;
+    device = j->rec.spec().device();
+    keys = j->space.AllLayerKeys();
+  }
+  absl::StatusOr<LatencyTable> table =
+      latency_ != nullptr ? latency_->Fetch(device, keys)
+                          : absl::UnavailableError("no latency service configured");
+  absl::MutexLock lock(&mu_);
+  Job* j = FindJob(job_id);
+  if (j == nullptr) return;
+  j->preparing = false;
+  if (j->rec.state() != "PREPARING") return;
+  if (!table.ok()) {
+    absl::StatusCode c = table.status().code();
+    if (c == absl::StatusCode::kUnavailable || c == absl::StatusCode::kDeadlineExceeded ||
+        c == absl::StatusCode::kInternal || c == absl::StatusCode::kUnknown) {
+      j->backoff = j->backoff == absl::ZeroDuration()
+                       ? options_.latency_retry_initial
+                       : std::min(options_.latency_retry_max, j->backoff * 2);
+      j->next_try = options_.clock() + j->backoff;
+      j->degraded = true;
+      j->rec.set_message(absl::StrCat("degraded: latency service unavailable (",
+                                      table.status().message(), "); retrying in ",
+                                      absl::FormatDuration(j->backoff)));
+      ++j->change;
+      changed_.SignalAll();
+      UpdateGauges();
+      return;
+    }
+    Fail(*j, absl::StrCat("latency service: ", table.status().message()));
+    return;
+  }
+  j->degraded = false;
+  j->rec.set_message("");
+  j->table = *table;
+  auto model = BuildLatencyModel(j->space, j->table);
+  if (!model.ok()) {
+    Fail(*j, std::string(model.status().message()));
+    return;
+  }
+  j->latency = *model;
+  j->rec.set_latency_table_json(j->table.ToJson());
+  double target = j->rec.spec().target_latency_ms();
+  if (target <= 0) {
+    ArchParams uniform(j->space.CandidatesPerEdge());
+    target = j->rec.spec().target_fraction() * j->latency.Expected(uniform);
+  }
+  j->rec.set_target_latency_ms(target);
+  absl::Status v = LossOf(j->rec.spec(), target).Validate();
+  if (!v.ok()) {
+    Fail(*j, std::string(v.message()));
+    return;
+  }
+  absl::Status s = StartSearch(*j);
+  if (!s.ok()) Fail(*j, std::string(s.message()));
+  UpdateGauges();
+}
+
+namespace {
+void FillData(const JobSpec& s, const SearchDriver* d, DataSpec* data);
+}  // namespace
+
+absl::Status JobManager::StartSearch(Job& j) {
+  j.rec.set_state("RUNNING");
+  j.stage = Job::Stage::kInit;
+  j.tasks.clear();
+  Lease l;
+  l.task.set_job_id(j.rec.job_id());
+  l.task.set_space_json(j.rec.space_json());
+  FillData(j.rec.spec(), nullptr, l.task.mutable_data());
+  l.task.mutable_init()->set_seed(j.rec.spec().seed());
+  j.tasks.push_back(std::move(l));
+  return PersistRecord(j);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Planning
+
+namespace {
+
+void FillData(const JobSpec& s, const SearchDriver* d, DataSpec* data) {
+  data->set_dataset(s.dataset());
+  data->set_data_dir(s.data_dir());
+  data->set_train_subset(s.train_subset());
+  data->set_test_subset(s.test_subset());
+  data->set_valid_size(s.valid_size());
+  data->set_split_seed(s.seed());
+  data->set_batch_size(s.batch_size());
+  data->set_augment_pad(2);
+  data->set_augment_hflip(true);
+  if (d != nullptr) {
+    data->set_train_seed(d->train_seed());
+    data->set_valid_seed(d->valid_seed());
+  }
+}
+
+std::vector<std::vector<bool>> Keep(const SearchSpace& space, const std::vector<int>& a,
+                                    const std::vector<int>& b = {}) {
+  std::vector<std::vector<bool>> keep;
+  for (int e = 0; e < space.num_edges(); ++e) {
+    keep.emplace_back(space.edges()[e].candidates.size(), false);
+    for (const std::vector<int>* v : {&a, &b}) {
+      if (e < static_cast<int>(v->size())) keep[e][(*v)[e]] = true;
+    }
+  }
+  return keep;
+}
+
+}  // namespace
+
+void JobManager::PlanWeightStage(Job& j) {
+  j.stage = Job::Stage::kWeights;
+  j.tasks.clear();
+  j.wspecs = j.driver->PlanWeightTasks(j.rec.spec().parallel_tasks());
+  j.aspecs.clear();
+  for (const WeightTaskSpec& w : j.wspecs) {
+    Lease l;
+    Task& t = l.task;
+    t.set_job_id(j.rec.job_id());
+    t.set_round(j.driver->round());
+    t.set_space_json(j.rec.space_json());
+    FillData(j.rec.spec(), &*j.driver, t.mutable_data());
+    WeightTask* wt = t.mutable_weight();
+    for (int c : w.path) wt->add_path(c);
+    wt->set_data_epoch(w.data_epoch);
+    for (int64_t b : w.batches) wt->add_batches(b);
+    for (double lr : w.lrs) wt->add_lrs(lr);
+    wt->set_label_smoothing(j.rec.spec().label_smoothing());
+    auto keep = Keep(j.space, w.path);
+    for (const auto& [name, blob] : j.tensors) {
+      if (absl::StartsWith(name, kArtifactPrefix) || !TensorNeeded(name, keep)) continue;
+      l.names.insert(name);
+      TensorRef* r = t.add_tensors();
+      r->set_name(name);
+      r->set_version(blob->version());
+    }
+    j.tasks.push_back(std::move(l));
+  }
+  changed_.SignalAll();
+}
+
+void JobManager::PlanFinalStage(Job& j) {
+  j.rec.set_state("FINAL");
+  j.stage = Job::Stage::kFinal;
+  j.tasks.clear();
+  std::vector<int> derived = j.driver->alpha().Argmax();
+  j.rec.clear_derived();
+  for (int c : derived) j.rec.add_derived(c);
+  const JobSpec& s = j.rec.spec();
+  std::vector<std::pair<std::string, std::vector<int>>> nets;
+  if (s.train_epochs() >= 0) {
+    nets.push_back({"derived", derived});
+    if (!s.no_baseline()) nets.push_back({"baseline", j.space.LargestChoices()});
+  }
+  for (const auto& [label, choices] : nets) {
+    if (j.rec.final_reports().count(label) > 0) continue;  // finished before a restart
+    Lease l;
+    Task& t = l.task;
+    t.set_job_id(j.rec.job_id());
+    t.set_round(j.driver->round());
+    t.set_space_json(j.rec.space_json());
+    FillData(s, &*j.driver, t.mutable_data());
+    FinalTask* f = t.mutable_final();
+    f->set_label(label);
+    for (int c : choices) f->add_choices(c);
+    f->set_epochs(s.train_epochs());
+    f->set_lr(s.train_lr());
+    f->set_label_smoothing(s.label_smoothing());
+    f->set_seed(s.seed() + 17);
+    // Measured as the table was profiled, so that predicted and measured latency compare.
+    f->set_profile_batch_size(std::max(1, j.table.info().batch_size));
+    f->set_profile_threads(s.profile_threads() > 0 ? s.profile_threads()
+                                                   : std::max(1, j.table.info().threads));
+    j.tasks.push_back(std::move(l));
+  }
+  changed_.SignalAll();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workers
+
+absl::StatusOr<RegisterWorkerReply> JobManager::RegisterWorker(const RegisterWorkerRequest& r) {
+  absl::MutexLock lock(&mu_);
+  auto w = std::make_unique<Worker>();
+  w->id = absl::StrCat("w", incarnation_, "-", ++next_worker_);
+  w->name = r.name();
+  w->device = r.device();
+  w->last_seen = options_.clock();
+  RegisterWorkerReply reply;
+  reply.set_worker_id(w->id);
+  reply.set_heartbeat_ms(static_cast<int32_t>(absl::ToInt64Milliseconds(options_.heartbeat)));
+  reply.set_lease_ms(static_cast<int32_t>(absl::ToInt64Milliseconds(options_.lease)));
+  workers_[w->id] = std::move(w);
+  UpdateGauges();
+  return reply;
+}
+
+absl::StatusOr<HeartbeatReply> JobManager::Heartbeat(const HeartbeatRequest& r) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(r.worker_id());
+  if (it == workers_.end()) {
+    return absl::NotFoundError(absl::StrCat("worker_id: unknown worker '", r.worker_id(),
+                                            "' (register again)"));
+  }
+  it->second->last_seen = options_.clock();
+  it->second->dead = false;
+  HeartbeatReply reply;
+  if (r.lease_id().empty()) return reply;
+  auto lj = lease_job_.find(r.lease_id());
+  if (lj == lease_job_.end()) return reply;
+  Job* j = FindJob(lj->second);
+  if (j == nullptr) return reply;
+  for (Lease& l : j->tasks) {
+    if (l.task.lease_id() == r.lease_id() && l.state == Lease::State::kLeased &&
+        l.worker_id == r.worker_id()) {
+      l.deadline = options_.clock() + options_.lease;
+      l.task.set_deadline_unix_ms(UnixMs(l.deadline));
+      reply.set_lease_valid(true);
+    }
+  }
+  return reply;
+}
+
+absl::StatusOr<std::optional<Task>> JobManager::Acquire(const std::string& worker_id,
+                                                        absl::Duration wait) {
+  absl::MutexLock lock(&mu_);
+  absl::Time deadline = absl::Now() + wait;
+  while (true) {
+    auto wit = workers_.find(worker_id);
+    if (wit == workers_.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("worker_id: unknown worker '", worker_id, "' (register again)"));
+    }
+    wit->second->last_seen = options_.clock();
+    // Highest priority first, then the oldest job.
+    Job* best = nullptr;
+    Lease* best_task = nullptr;
+    for (auto& [id, jp] : jobs_) {
+      Job& j = *jp;
+      if (Terminal(j.rec.state())) continue;
+      for (Lease& l : j.tasks) {
+        if (l.state != Lease::State::kQueued) continue;
+        if (best == nullptr || j.rec.spec().priority() > best->rec.spec().priority()) {
+          best = &j;
+          best_task = &l;
+        }
+        break;
+      }
+    }
+    if (best_task != nullptr) {
+      Lease& l = *best_task;
+      l.state = Lease::State::kLeased;
+      l.worker_id = worker_id;
+      l.deadline = options_.clock() + options_.lease;
+      l.task.set_lease_id(NewLeaseId());
+      l.task.set_deadline_unix_ms(UnixMs(l.deadline));
+      lease_job_[l.task.lease_id()] = best->rec.job_id();
+      UpdateGauges();
+      return std::optional<Task>(l.task);
+    }
+    if (stopping_) return std::optional<Task>();
+    if (changed_.WaitWithDeadline(&mu_, deadline)) return std::optional<Task>();
+  }
+}
+
+absl::StatusOr<std::vector<std::shared_ptr<const TensorBlob>>> JobManager::Fetch(
+    const std::string& lease_id, const std::vector<std::string>& names) {
+  absl::MutexLock lock(&mu_);
+  auto lj = lease_job_.find(lease_id);
+  Job* j = lj == lease_job_.end() ? nullptr : FindJob(lj->second);
+  Lease* lease = nullptr;
+  if (j != nullptr) {
+    for (Lease& l : j->tasks) {
+      if (l.task.lease_id() == lease_id && l.state == Lease::State::kLeased) lease = &l;
+    }
+  }
+  if (lease == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("lease_id: '", lease_id, "' is not current (expired, re-issued or unknown)"));
+  }
+  std::vector<std::shared_ptr<const TensorBlob>> out;
+  double bytes = 0;
+  for (const std::string& n : names) {
+    auto it = j->tensors.find(n);
+    if (lease->names.count(n) == 0 || it == j->tensors.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("names: '", n, "' is not a tensor of lease ", lease_id));
+    }
+    out.push_back(it->second);
+    bytes += static_cast<double>(it->second->data().size());
+  }
+  if (options_.metrics != nullptr) options_.metrics->TensorBytes("fetched", bytes);
+  return out;
+}
+
+absl::Status JobManager::Validate(const Job& j, const Lease& l, const CompletedTask& r) const {
+  const TaskOutcome& o = r.outcome;
+  std::set<std::string> seen;
+  for (const TensorBlob& b : r.tensors) {
+    NAS_RETURN_IF_ERROR(CheckBlob(b, "tensors"));
+    if (!seen.insert(b.name()).second) {
+      return absl::InvalidArgumentError(absl::StrCat("tensors: '", b.name(), "' twice"));
+    }
+  }
+  if (!std::isfinite(o.loss()) || !(o.accuracy() >= 0) || o.accuracy() > 1) {
+    return absl::InvalidArgumentError("outcome: loss must be finite and accuracy in [0, 1]");
+  }
+  auto check_known = [&](const TensorBlob& b, bool allow_new_momentum) -> absl::Status {
+    auto it = j.tensors.find(b.name());
+    if (it != j.tensors.end() && l.names.count(b.name()) > 0) {
+      if (!SameShape(*it->second, b)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "tensors: '", b.name(), "' has shape [", absl::StrJoin(b.shape(), ","), "] ",
+            b.dtype(), ", expected [", absl::StrJoin(it->second->shape(), ","), "] ",
+            it->second->dtype()));
+      }
+      return absl::OkStatus();
+    }
+    if (allow_new_momentum && absl::StartsWith(b.name(), kMomentumPrefix)) {
+      std::string param = b.name().substr(std::strlen(kMomentumPrefix));
+      auto p = j.tensors.find(param);
+      if (p != j.tensors.end() && l.names.count(param) > 0) {
+        if (!SameShape(*p->second, b)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("tensors: '", b.name(), "' does not have its parameter's shape"));
+        }
+        return absl::OkStatus();
+      }
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensors: '", b.name(), "' is not a tensor of this task"));
+  };
+  switch (l.task.kind_case()) {
+    case Task::kInit:
+      if (o.train_size() <= 0 || o.valid_size() < 0) {
+        return absl::InvalidArgumentError("outcome.train_size: must be positive");
+      }
+      if (r.tensors.empty()) return absl::InvalidArgumentError("tensors: init returned none");
+      for (const TensorBlob& b : r.tensors) {
+        if (absl::StartsWith(b.name(), kMomentumPrefix) || b.dtype() == "bytes") {
+          return absl::InvalidArgumentError(
+              absl::StrCat("tensors: '", b.name(), "' is not a supernet tensor"));
+        }
+      }
+      return absl::OkStatus();
+    case Task::kWeight: {
+      for (const TensorBlob& b : r.tensors) NAS_RETURN_IF_ERROR(check_known(b, true));
+      for (const std::string& n : l.names) {
+        if (!absl::StartsWith(n, kMomentumPrefix) && seen.count(n) == 0) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("tensors: the weight task's tensor '", n, "' is missing"));
+        }
+      }
+      return absl::OkStatus();
+    }
+    case Task::kArch: {
+      for (const TensorBlob& b : r.tensors) {
+        if (absl::StartsWith(b.name(), kMomentumPrefix)) {
+          return absl::InvalidArgumentError("tensors: an arch task returns no momentum");
+        }
+        NAS_RETURN_IF_ERROR(check_known(b, false));
+      }
+      if (!l.task.arch().rl()) {
+        int n = j.space.num_edges();
+        if (o.gate_grads_size() != 2 * n) {
+          return absl::InvalidArgumentError(absl::StrCat("outcome.gate_grads: expected ", 2 * n,
+                                                         " values (2 per edge), got ",
+                                                         o.gate_grads_size()));
+        }
+        for (double g : o.gate_grads()) {
+          if (!std::isfinite(g)) return absl::InvalidArgumentError("outcome.gate_grads: not finite");
+        }
+      }
+      return absl::OkStatus();
+    }
+    case Task::kFinal: {
+      auto report = ParseJson(o.report_json(), "outcome.report_json");
+      if (!report.ok() || !report->is_object()) {
+        return absl::InvalidArgumentError("outcome.report_json: not a JSON object");
+      }
+      std::string want = l.task.final().label() + ".pt";
+      if (r.tensors.size() != 1 || r.tensors[0].name() != want || r.tensors[0].dtype() != "bytes") {
+        return absl::InvalidArgumentError(
+            absl::StrCat("tensors: a final task returns exactly '", want, "' (dtype bytes)"));
+      }
+      return absl::OkStatus();
+    }
+    default:
+      return absl::InvalidArgumentError("task: unknown kind");
+  }
+}
+
+absl::Status JobManager::Complete(CompletedTask result) {
+  absl::MutexLock lock(&mu_);
+  const std::string lease_id = result.outcome.lease_id();
+  auto lj = lease_job_.find(lease_id);
+  Job* j = lj == lease_job_.end() ? nullptr : FindJob(lj->second);
+  Lease* lease = nullptr;
+  if (j != nullptr) {
+    for (Lease& l : j->tasks) {
+      if (l.task.lease_id() == lease_id && l.state == Lease::State::kLeased) lease = &l;
+    }
+  }
+  if (lease == nullptr) {
+    if (options_.metrics != nullptr) options_.metrics->Task("unknown", "refused");
+    Log(absl::StrCat("refused the result of lease ", lease_id, ": not current"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "lease_id: '", lease_id,
+        "' is not current (expired and re-issued, already completed, or from before a restart); "
+        "result refused"));
+  }
+  const std::string kind = KindOf(lease->task);
+  if (!result.outcome.error().empty()) {
+    if (options_.metrics != nullptr) options_.metrics->Task(kind, "failed");
+    Log(absl::StrCat("job ", j->rec.job_id(), ": ", kind, " task failed on worker ",
+                     lease->worker_id, ": ", result.outcome.error()));
+    Fail(*j, absl::StrCat(kind, " task on worker ", lease->worker_id,
+                          " failed: ", result.outcome.error()));
+    return absl::OkStatus();
+  }
+  absl::Status v = Validate(*j, *lease, result);
+  if (!v.ok()) {
+    if (options_.metrics != nullptr) options_.metrics->Task(kind, "refused");
+    Log(absl::StrCat("refused the result of lease ", lease_id, ": ", v.message()));
+    return v;
+  }
+  if (options_.metrics != nullptr) {
+    double bytes = 0;
+    for (const TensorBlob& b : result.tensors) bytes += static_cast<double>(b.data().size());
+    options_.metrics->TensorBytes("returned", bytes);
+    options_.metrics->Task(kind, "ok");
+  }
+  lease_job_.erase(lease_id);
+  lease->state = Lease::State::kDone;
+  lease->result = std::move(result);
+  bool all = std::all_of(j->tasks.begin(), j->tasks.end(),
+                         [](const Lease& l) { return l.state == Lease::State::kDone; });
+  if (all) {
+    absl::Status s = AdvanceStage(*j);
+    if (!s.ok()) Fail(*j, std::string(s.message()));
+  }
+  UpdateGauges();
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stages
+
+absl::Status JobManager::AdvanceStage(Job& j) {
+  // Merges the tensors of every finished task: averaged where several returned the same name.
+  auto merge = [&]() {
+    std::map<std::string, std::vector<const TensorBlob*>> by_name;
+    for (const Lease& l : j.tasks) {
+      for (const TensorBlob& b : l.result->tensors) by_name[b.name()].push_back(&b);
+    }
+    for (auto& [name, list] : by_name) {
+      TensorBlob merged = Merge(list);
+      auto old = j.tensors.find(name);
+      merged.set_version(old == j.tensors.end() ? 1 : old->second->version() + 1);
+      merged.set_offset(0);
+      merged.set_total_bytes(merged.data().size());
+      j.tensors[name] = std::make_shared<const TensorBlob>(std::move(merged));
+      j.dirty.insert(name);
+    }
+  };
+  switch (j.stage) {
+    case Job::Stage::kInit: {
+      const TaskOutcome& o = j.tasks[0].result->outcome;
+      j.rec.set_train_size(o.train_size());
+      j.rec.set_valid_size(o.valid_size());
+      const JobSpec& s = j.rec.spec();
+      SearchPlan plan = SearchPlan::ForSpace(j.space);
+      plan.warmup_epochs = std::max(0, s.warmup_epochs());
+      plan.search_epochs = s.search_epochs();
+      plan.train_batches = o.train_size() / s.batch_size();
+      plan.valid_batches = o.valid_size() / s.batch_size();
+      plan.arch_every = s.arch_every();
+      plan.search_lr = s.search_lr();
+      plan.steps_per_task = s.steps_per_task();
+      plan.arch_algo = s.arch_algo();
+      plan.adam.lr = s.arch_lr();
+      plan.loss = LossOf(s, j.rec.target_latency_ms());
+      plan.latency = j.latency;
+      plan.seed = s.seed();
+      NAS_ASSIGN_OR_RETURN(SearchDriver d, SearchDriver::Create(plan));
+      j.tensors.clear();
+      merge();
+      j.driver = std::move(d);
+      j.history.clear();
+      NAS_RETURN_IF_ERROR(CommitRound(j, {j.driver->HistoryLine("init", 0, 0)}));
+      PlanWeightStage(j);
+      return absl::OkStatus();
+    }
+    case Job::Stage::kWeights: {
+      merge();
+      std::vector<WeightTaskResult> results;
+      for (const Lease& l : j.tasks) {
+        results.push_back({l.result->outcome.loss(), l.result->outcome.accuracy()});
+      }
+      NAS_RETURN_IF_ERROR(j.driver->ApplyWeightResults(results));
+      j.aspecs = j.driver->PlanArchTasks();
+      if (j.aspecs.empty()) break;
+      j.stage = Job::Stage::kArch;
+      j.tasks.clear();
+      for (const ArchTaskSpec& a : j.aspecs) {
+        Lease l;
+        Task& t = l.task;
+        t.set_job_id(j.rec.job_id());
+        t.set_round(j.driver->round());
+        t.set_space_json(j.rec.space_json());
+        FillData(j.rec.spec(), &*j.driver, t.mutable_data());
+        ArchTask* at = t.mutable_arch();
+        at->set_rl(a.rl);
+        std::vector<int> act, oth;
+        for (const PairSample& p : a.pairs) {
+          at->add_active(p.active);
+          at->add_other(p.other);
+          act.push_back(p.active);
+          oth.push_back(p.other);
+        }
+        for (int c : a.path) at->add_path(c);
+        at->set_valid_epoch(a.valid_epoch);
+        at->set_valid_batch(a.valid_batch);
+        auto keep = a.rl ? Keep(j.space, a.path) : Keep(j.space, act, oth);
+        for (const auto& [name, blob] : j.tensors) {
+          if (absl::StartsWith(name, kArtifactPrefix) || absl::StartsWith(name, kMomentumPrefix) ||
+              !TensorNeeded(name, keep)) {
+            continue;
+          }
+          l.names.insert(name);
+          TensorRef* r = t.add_tensors();
+          r->set_name(name);
+          r->set_version(blob->version());
+        }
+        j.tasks.push_back(std::move(l));
+      }
+      ++j.change;
+      changed_.SignalAll();
+      return absl::OkStatus();
+    }
+    case Job::Stage::kArch: {
+      std::vector<std::string> lines;
+      // Validate every result against alpha before applying any (ApplyArchResult validates too).
+      merge();
+      for (size_t i = 0; i < j.tasks.size(); ++i) {
+        const TaskOutcome& o = j.tasks[i].result->outcome;
+        ArchTaskResult r;
+        r.ce = o.loss();
+        r.accuracy = o.accuracy();
+        for (int e = 0; e + 1 < o.gate_grads_size(); e += 2) {
+          r.gate_grads.push_back({o.gate_grads(e), o.gate_grads(e + 1)});
+        }
+        NAS_ASSIGN_OR_RETURN(std::string line, j.driver->ApplyArchResult(j.aspecs[i], r));
+        lines.push_back(std::move(line));
+      }
+      NAS_RETURN_IF_ERROR(CommitRound(j, std::move(lines)));
+      return absl::OkStatus();
+    }
+    case Job::Stage::kFinal: {
+      std::vector<TensorBlob> artifacts;
+      for (Lease& l : j.tasks) {
+        (*j.rec.mutable_final_reports())[l.task.final().label()] = l.result->outcome.report_json();
+        TensorBlob b = l.result->tensors[0];
+        b.set_name(kArtifactPrefix + b.name());
+        b.set_version(1);
+        b.set_total_bytes(b.data().size());
+        j.tensors[b.name()] = std::make_shared<const TensorBlob>(b);
+        j.dirty.insert(b.name());
+      }
+      j.tasks.clear();
+      // The result.
+      JobResult res;
+      res.set_job_id(j.rec.job_id());
+      std::vector<int> derived(j.rec.derived().begin(), j.rec.derived().end());
+      Architecture arch{j.space.name(), derived};
+      res.mutable_architecture()->set_space(j.space.name());
+      for (int e = 0; e < j.space.num_edges(); ++e) {
+        res.mutable_architecture()->add_choices(j.space.edges()[e].candidates[derived[e]].Name());
+      }
+      res.set_architecture_json(arch.ToJson(j.space));
+      auto net = j.space.Derive(derived);
+      if (net.ok()) res.set_network_json(net->ToReferenceJson());
+      res.set_space_json(j.rec.space_json());
+      res.set_latency_table_json(j.rec.latency_table_json());
+      for (const std::string& h : j.history) res.add_history(h);
+      Json spec = Json::object();
+      {
+        std::string text;
+        // The spec as JSON through its fields that matter for reproduction.
+        const JobSpec& s = j.rec.spec();
+        spec = {{"space", s.space()},       {"dataset", s.dataset()},
+                {"device", s.device()},     {"target_latency_ms", s.target_latency_ms()},
+                {"target_fraction", s.target_fraction()}, {"loss", s.loss()},
+                {"loss_lambda", s.loss_lambda()},         {"warmup_epochs", s.warmup_epochs()},
+                {"search_epochs", s.search_epochs()},     {"train_epochs", s.train_epochs()},
+                {"batch_size", s.batch_size()},           {"search_lr", s.search_lr()},
+                {"train_lr", s.train_lr()},               {"arch_lr", s.arch_lr()},
+                {"arch_every", s.arch_every()},           {"arch_algo", s.arch_algo()},
+                {"valid_size", s.valid_size()},           {"train_subset", s.train_subset()},
+                {"test_subset", s.test_subset()},         {"seed", s.seed()},
+                {"parallel_tasks", s.parallel_tasks()},   {"steps_per_task", s.steps_per_task()}};
+      }
+      res.set_spec_json(spec.dump(2));
+      Json report = {{"job_id", j.rec.job_id()},
+                     {"space", j.space.name()},
+                     {"dataset", j.rec.spec().dataset()},
+                     {"device", j.table.info().device},
+                     {"runtime", j.table.info().runtime},
+                     {"latency_table_method", j.table.info().method},
+                     {"loss", j.rec.spec().loss()},
+                     {"target_latency_ms", j.rec.target_latency_ms()},
+                     {"final_expected_latency_ms", j.driver->ExpectedLatency()},
+                     {"final_entropy", j.driver->alpha().MeanEntropy()},
+                     {"final_probabilities", j.driver->alpha().AllProbs()},
+                     {"weight_steps", j.driver->weight_steps()},
+                     {"arch_steps", j.driver->arch_steps()},
+                     {"rounds", j.driver->round()},
+                     {"arch_algo", j.rec.spec().arch_algo()},
+                     {"seed", j.rec.spec().seed()},
+                     {"spec", spec}};
+      auto add_net = [&](const std::string& label, const std::vector<int>& choices) {
+        auto it = j.rec.final_reports().find(label);
+        Json n = Json::object();
+        if (it != j.rec.final_reports().end()) {
+          auto parsed = ParseJson(it->second, label);
+          if (parsed.ok()) n = *parsed;
+        }
+        n["architecture"] = Architecture{j.space.name(), choices}.ToString(j.space);
+        n["predicted_latency_ms"] = j.latency.PathLatency(choices);
+        report[label] = n;
+        return n;
+      };
+      Json d = add_net("derived", derived);
+      if (j.rec.final_reports().count("baseline") > 0) add_net("baseline", j.space.LargestChoices());
+      res.set_test_accuracy(d.value("test_accuracy", 0.0));
+      res.set_predicted_latency_ms(j.latency.PathLatency(derived));
+      res.set_measured_latency_ms(d.value("measured_latency_ms", 0.0));
+      res.set_report_json(report.dump(2));
+      for (const auto& [label, r] : j.rec.final_reports()) res.add_artifacts(label + ".pt");
+      j.rec.set_state("DONE");
+      j.rec.set_finished_unix_ms(UnixMs(options_.clock()));
+      NAS_RETURN_IF_ERROR(store_->PutResult(j.rec.job_id(), res.SerializeAsString()));
+      NAS_RETURN_IF_ERROR(CommitRound(j, {}));
+      j.stage = Job::Stage::kNone;
+      return absl::OkStatus();
+    }
+    case Job::Stage::kNone:
+      return absl::OkStatus();
+  }
+  return CommitRound(j, {});
+}
+
+absl::Status JobManager::CommitRound(Job& j, std::vector<std::string> events) {
+  bool round_end = j.stage == Job::Stage::kWeights || j.stage == Job::Stage::kArch;
+  if (round_end) j.driver->FinishRound();
+  bool search_done = round_end && j.driver->done();
+  if (search_done) {
+    events.push_back(j.driver->HistoryLine("final", j.driver->ema_loss(),
+                                           j.driver->last_arch_accuracy()));
+    PlanFinalStage(j);  // sets the record's state and derived architecture
+    if (j.tasks.empty()) {
+      j.rec.set_state("DONE");
+      j.stage = Job::Stage::kNone;
+    }
+  }
+  RoundCommit c;
+  c.job_id = j.rec.job_id();
+  c.round = j.driver->round();
+  c.search_state = j.driver->SaveState();
+  for (const std::string& n : j.dirty) c.tensors.push_back(*j.tensors.at(n));
+  c.events = events;
+  c.job_record = j.rec.SerializeAsString();
+  absl::Time t0 = absl::Now();
+  NAS_RETURN_IF_ERROR(store_->CommitRound(c));
+  double seconds = absl::ToDoubleSeconds(absl::Now() - t0);
+  j.dirty.clear();
+  for (std::string& e : events) j.history.push_back(std::move(e));
+  if (options_.metrics != nullptr) {
+    options_.metrics->Round(j.rec.job_id(), seconds, j.driver->ema_loss(),
+                            j.driver->last_arch_accuracy(), j.driver->ExpectedLatency(),
+                            j.rec.target_latency_ms(), j.driver->alpha().MeanEntropy());
+  }
+  ++j.change;
+  changed_.SignalAll();
+  if (round_end && !search_done) PlanWeightStage(j);
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Time
+
+void JobManager::Tick() {
+  std::vector<std::string> to_prepare;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::Time now = options_.clock();
+    for (auto& [id, jp] : jobs_) {
+      Job& j = *jp;
+      for (Lease& l : j.tasks) {
+        if (l.state == Lease::State::kLeased && l.deadline < now) {
+          Log(absl::StrCat("lease ", l.task.lease_id(), " (", KindOf(l.task), " task of job ", id,
+                           ", worker ", l.worker_id, ") expired; re-issuing the task"));
+          lease_job_.erase(l.task.lease_id());
+          l.state = Lease::State::kQueued;
+          l.task.clear_lease_id();
+          l.worker_id.clear();
+          if (options_.metrics != nullptr) {
+            options_.metrics->LeaseExpired();
+            options_.metrics->Task(KindOf(l.task), "expired");
+          }
+          changed_.SignalAll();
+        }
+      }
+      if (j.rec.state() == "PREPARING" && !j.preparing && j.next_try <= now) {
+        to_prepare.push_back(id);
+      }
+    }
+    for (auto& [id, w] : workers_) {
+      w->dead = w->last_seen + options_.worker_timeout < now;
+    }
+    UpdateGauges();
+  }
+  for (const std::string& id : to_prepare) Prepare(id);
+}
+
+void JobManager::UpdateGauges() {
+  if (options_.metrics == nullptr) return;
+  std::map<std::string, int> by_state;
+  std::map<std::string, int> queued;
+  bool degraded = false;
+  for (const auto& [id, j] : jobs_) {
+    ++by_state[j->rec.state()];
+    degraded = degraded || j->degraded;
+    int& q = queued[j->rec.spec().tenant()];
+    for (const Lease& l : j->tasks) q += l.state == Lease::State::kQueued ? 1 : 0;
+  }
+  options_.metrics->SetJobs(by_state);
+  for (const auto& [tenant, n] : queued) options_.metrics->SetQueueDepth(tenant, n);
+  int live = 0, dead = 0;
+  for (const auto& [id, w] : workers_) (w->dead ? dead : live)++;
+  options_.metrics->SetWorkers(live, dead);
+  options_.metrics->SetLatencyDegraded(degraded);
+}
+
+}  // namespace nas

@@ -1,0 +1,158 @@
+// The coordinator's domain logic, without gRPC or LibTorch: search jobs, their architecture
+// parameters (through core/search_driver.h), the parameter store, the round scheduler, leases,
+// fencing and checkpoints.
+//
+// A job goes QUEUED -> PREPARING (its latencies are fetched once from the latency service and
+// kept in the job record; a failing service is retried with backoff and the job is marked
+// degraded) -> RUNNING (an init task builds the supernet on a worker and uploads every tensor;
+// then rounds: weight tasks from one parameter version, merged in task order - tensors returned
+// by several tasks are averaged - then the arch tasks due, whose gate gradients update alpha in
+// task order; every round ends with one atomic, synced RocksDB write batch) -> FINAL (the
+// derived network, and the baseline, are trained from scratch and measured on workers) -> DONE.
+//
+// Tasks are leases: a lease expires `lease` after its last heartbeat and the task is re-issued
+// under a new lease id; a result for any lease but the current one is refused
+// (FailedPrecondition), so nothing is applied twice. Lease ids carry the coordinator's
+// incarnation (a counter in the store), so they never repeat across restarts. After a crash,
+// Create() reloads every job and continues from its last committed round; the round in flight
+// is planned again from the committed RNG state, so it is the same round.
+//
+//   NAS_ASSIGN_OR_RETURN(auto store, CheckpointStore::Open(dir));
+//   NAS_ASSIGN_OR_RETURN(auto jobs, JobManager::Create(store.get(), &latency, {}));
+//   NAS_ASSIGN_OR_RETURN(std::string id, jobs->Submit(spec));
+//
+// Thread-safety: every public method may be called concurrently (one mutex inside; the latency
+// service is called without holding it).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "coordinator/checkpoint_store.h"
+#include "core/latency_table.h"
+#include "nas/search.pb.h"
+#include "nas/worker.pb.h"
+
+namespace nas {
+
+// Where a job's latencies come from (the latency service in production; a table in tests).
+class LatencyProvider {
+ public:
+  virtual ~LatencyProvider() = default;
+  // The table of `device` for `keys`; Unavailable when the source cannot be reached.
+  virtual absl::StatusOr<LatencyTable> Fetch(const std::string& device,
+                                             const std::vector<std::string>& keys) = 0;
+};
+
+class CoordinatorMetrics;
+
+struct JobManagerOptions {
+  // A lease lasts this long after it is granted or heartbeated. Default 60 s.
+  absl::Duration lease = absl::Seconds(60);
+  // Workers are asked to heartbeat this often. Default 2 s.
+  absl::Duration heartbeat = absl::Seconds(2);
+  // A worker silent for this long is dead. Default 20 s.
+  absl::Duration worker_timeout = absl::Seconds(20);
+  // Latency-service retries: first delay, doubling up to the maximum. Defaults 0.5 s, 10 s.
+  absl::Duration latency_retry_initial = absl::Milliseconds(500);
+  absl::Duration latency_retry_max = absl::Seconds(10);
+  // The clock (tests inject one). Default absl::Now.
+  std::function<absl::Time()> clock = [] { return absl::Now(); };
+  // Metrics sink; null for none. Default null.
+  CoordinatorMetrics* metrics = nullptr;
+};
+
+// A task result as the gateway assembled it from the CompleteTask stream.
+struct CompletedTask {
+  TaskOutcome outcome;
+  std::vector<TensorBlob> tensors;  // whole tensors (chunks joined)
+};
+
+class JobManager {
+ public:
+  static absl::StatusOr<std::unique_ptr<JobManager>> Create(CheckpointStore* store,
+                                                            LatencyProvider* latency,
+                                                            JobManagerOptions options);
+  ~JobManager();
+
+  // Users. Submit validates the spec (InvalidArgument naming the field) and returns once the
+  // job is durable.
+  absl::StatusOr<std::string> Submit(const JobSpec& spec);
+  absl::StatusOr<JobStatus> Get(const std::string& job_id) const;
+  std::vector<JobStatus> List(const std::string& tenant) const;
+  absl::Status Cancel(const std::string& job_id);
+  // FailedPrecondition until the job is DONE.
+  absl::StatusOr<JobResult> Result(const std::string& job_id) const;
+  absl::StatusOr<std::string> Artifact(const std::string& job_id, const std::string& name) const;
+  // Blocks until the job's status differs from `last` (round, state, steps) or `timeout`.
+  absl::StatusOr<JobStatus> WaitForChange(const std::string& job_id, const JobStatus& last,
+                                          absl::Duration timeout) const;
+
+  // Workers.
+  absl::StatusOr<RegisterWorkerReply> RegisterWorker(const RegisterWorkerRequest& request);
+  // NotFound for an unknown worker (it should register again).
+  absl::StatusOr<HeartbeatReply> Heartbeat(const HeartbeatRequest& request);
+  // The next task (highest priority job first), waiting up to `wait`; nullopt when none.
+  absl::StatusOr<std::optional<Task>> Acquire(const std::string& worker_id, absl::Duration wait);
+  // The named tensors of a current lease (each must be among the task's tensors).
+  absl::StatusOr<std::vector<std::shared_ptr<const TensorBlob>>> Fetch(
+      const std::string& lease_id, const std::vector<std::string>& names);
+  // FailedPrecondition: the lease is not current (expired, re-issued, from before a restart).
+  // InvalidArgument: malformed result (names, shapes, dtypes, sizes, gate gradients); nothing
+  // changes and the lease stays current.
+  absl::Status Complete(CompletedTask result);
+
+  // Expires leases and workers, retries preparation. Called by an internal thread every
+  // 100 ms; tests with an injected clock may call it directly.
+  void Tick();
+
+ private:
+  struct Job;
+  struct Worker;
+  struct Lease;
+  explicit JobManager(CheckpointStore* store, LatencyProvider* latency, JobManagerOptions options);
+
+  absl::Status Recover();
+  void Prepare(const std::string& job_id);
+  Job* FindJob(const std::string& job_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  JobStatus StatusOf(const Job& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status StartSearch(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PlanWeightStage(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PlanFinalStage(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status AdvanceStage(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CommitRound(Job& job, std::vector<std::string> events)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status PersistRecord(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Validate(const Job& job, const Lease& lease, const CompletedTask& r) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Fail(Job& job, const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string NewLeaseId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  CheckpointStore* store_;
+  LatencyProvider* latency_;
+  JobManagerOptions options_;
+  uint64_t incarnation_ = 0;
+
+  mutable absl::Mutex mu_;
+  mutable absl::CondVar changed_;  // tasks became available or a job changed
+  std::map<std::string, std::unique_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::unique_ptr<Worker>> workers_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> lease_job_ ABSL_GUARDED_BY(mu_);  // lease id -> job id
+  uint64_t next_lease_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t next_worker_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t next_job_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+
+  struct Ticker;
+  std::unique_ptr<Ticker> ticker_;
+};
+
+}  // namespace nas

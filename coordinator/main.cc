@@ -1,0 +1,56 @@
+// The coordinator: `coordinator --port=50051 --db=/var/lib/nas/db --latency_service=host:50052`.
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/synchronization/notification.h"
+#include "coordinator/coordinator_server.h"
+
+ABSL_FLAG(std::string, address, "0.0.0.0", "address to bind");
+ABSL_FLAG(int, port, 50051, "gRPC port (0: pick one; printed as 'listening on port N')");
+ABSL_FLAG(int, metrics_port, 9091, "Prometheus /metrics port (-1: none, 0: pick one)");
+ABSL_FLAG(std::string, db, "", "RocksDB directory for checkpoints (required)");
+ABSL_FLAG(bool, sync, true, "fsync every submission and round");
+ABSL_FLAG(std::string, latency_service, "", "latency service host:port");
+ABSL_FLAG(std::string, latency_table, "", "a local table file instead of a latency service");
+ABSL_FLAG(int, lease_ms, 60000, "lease duration after grant or heartbeat");
+ABSL_FLAG(int, heartbeat_ms, 2000, "worker heartbeat period");
+ABSL_FLAG(int, worker_timeout_ms, 20000, "a worker silent this long is dead");
+
+namespace {
+absl::Notification* g_stop = nullptr;
+void OnSignal(int) {
+  if (g_stop != nullptr && !g_stop->HasBeenNotified()) g_stop->Notify();
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  nas::CoordinatorServer::Options o;
+  o.address = absl::GetFlag(FLAGS_address);
+  o.port = absl::GetFlag(FLAGS_port);
+  o.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  o.db_dir = absl::GetFlag(FLAGS_db);
+  o.sync = absl::GetFlag(FLAGS_sync);
+  o.latency_service = absl::GetFlag(FLAGS_latency_service);
+  o.latency_table = absl::GetFlag(FLAGS_latency_table);
+  o.jobs.lease = absl::Milliseconds(absl::GetFlag(FLAGS_lease_ms));
+  o.jobs.heartbeat = absl::Milliseconds(absl::GetFlag(FLAGS_heartbeat_ms));
+  o.jobs.worker_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_worker_timeout_ms));
+  auto server = nas::CoordinatorServer::Start(o);
+  if (!server.ok()) {
+    std::cerr << "coordinator: " << server.status().message() << "\n";
+    return 2;
+  }
+  std::cout << "coordinator: listening on port " << (*server)->port() << " (metrics port "
+            << (*server)->metrics_port() << ", db " << o.db_dir << ")" << std::endl;
+  absl::Notification stop;
+  g_stop = &stop;
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGINT, OnSignal);
+  stop.WaitForNotification();
+  (*server)->Shutdown();
+  return 0;
+}

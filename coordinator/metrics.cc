@@ -1,0 +1,148 @@
+#include "coordinator/metrics.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <exception>
+
+#include "absl/strings/str_cat.h"
+
+namespace nas {
+
+struct CoordinatorMetrics::Impl {
+  explicit Impl(prometheus::Registry& r)
+      : jobs(prometheus::BuildGauge().Name("nas_jobs").Help("Jobs by state").Register(r)),
+        queue(prometheus::BuildGauge()
+                  .Name("nas_queue_depth")
+                  .Help("Tasks waiting for a worker, by tenant")
+                  .Register(r)),
+        rounds(prometheus::BuildCounter()
+                   .Name("nas_rounds_total")
+                   .Help("Committed search rounds, by job")
+                   .Register(r)),
+        train_loss(prometheus::BuildGauge()
+                       .Name("nas_train_loss")
+                       .Help("Smoothed training loss of weight steps, by job")
+                       .Register(r)),
+        val_accuracy(prometheus::BuildGauge()
+                         .Name("nas_val_accuracy")
+                         .Help("Validation accuracy of the last arch step, by job")
+                         .Register(r)),
+        expected_ms(prometheus::BuildGauge()
+                        .Name("nas_expected_latency_ms")
+                        .Help("Expected latency E[lat] under p, by job")
+                        .Register(r)),
+        target_ms(prometheus::BuildGauge()
+                      .Name("nas_target_latency_ms")
+                      .Help("Target latency of the hardware loss, by job")
+                      .Register(r)),
+        entropy(prometheus::BuildGauge()
+                    .Name("nas_arch_entropy")
+                    .Help("Mean entropy of p over edges (nats), by job")
+                    .Register(r)),
+        tasks(prometheus::BuildCounter()
+                  .Name("nas_tasks_total")
+                  .Help("Task completions by kind and outcome")
+                  .Register(r)),
+        expired(prometheus::BuildCounter()
+                    .Name("nas_lease_expired_total")
+                    .Help("Leases that expired and were re-issued")
+                    .Register(r)
+                    .Add({})),
+        workers(prometheus::BuildGauge().Name("nas_workers").Help("Workers by state").Register(r)),
+        checkpoint(prometheus::BuildHistogram()
+                       .Name("nas_checkpoint_seconds")
+                       .Help("Time to write one round to RocksDB (one synced write batch)")
+                       .Register(r)
+                       .Add({}, prometheus::Histogram::BucketBoundaries{
+                                    1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1,
+                                    0.25, 0.5, 1, 2.5})),
+        tensor_bytes(prometheus::BuildCounter()
+                         .Name("nas_tensor_bytes_total")
+                         .Help("Tensor bytes sent to (fetched) and received from workers")
+                         .Register(r)),
+        degraded(prometheus::BuildGauge()
+                     .Name("nas_latency_service_degraded")
+                     .Help("1 while a job waits for an unreachable latency service")
+                     .Register(r)
+                     .Add({})) {}
+
+  prometheus::Family<prometheus::Gauge>& jobs;
+  prometheus::Family<prometheus::Gauge>& queue;
+  prometheus::Family<prometheus::Counter>& rounds;
+  prometheus::Family<prometheus::Gauge>& train_loss;
+  prometheus::Family<prometheus::Gauge>& val_accuracy;
+  prometheus::Family<prometheus::Gauge>& expected_ms;
+  prometheus::Family<prometheus::Gauge>& target_ms;
+  prometheus::Family<prometheus::Gauge>& entropy;
+  prometheus::Family<prometheus::Counter>& tasks;
+  prometheus::Counter& expired;
+  prometheus::Family<prometheus::Gauge>& workers;
+  prometheus::Histogram& checkpoint;
+  prometheus::Family<prometheus::Counter>& tensor_bytes;
+  prometheus::Gauge& degraded;
+};
+
+CoordinatorMetrics::CoordinatorMetrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      impl_(std::make_unique<Impl>(*registry_)) {}
+
+CoordinatorMetrics::~CoordinatorMetrics() = default;
+
+absl::StatusOr<std::unique_ptr<prometheus::Exposer>> CoordinatorMetrics::Expose(
+    const std::string& address) {
+  try {
+    auto exposer = std::make_unique<prometheus::Exposer>(address);
+    exposer->RegisterCollectable(registry_);
+    return exposer;
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("metrics: cannot listen on ", address, ": ", e.what()));
+  }
+}
+
+void CoordinatorMetrics::SetJobs(const std::map<std::string, int>& by_state) {
+  for (const char* s : {"QUEUED", "PREPARING", "RUNNING", "FINAL", "DONE", "FAILED", "CANCELLED"}) {
+    auto it = by_state.find(s);
+    impl_->jobs.Add({{"state", s}}).Set(it == by_state.end() ? 0 : it->second);
+  }
+}
+
+void CoordinatorMetrics::SetQueueDepth(const std::string& tenant, int tasks) {
+  impl_->queue.Add({{"tenant", tenant}}).Set(tasks);
+}
+
+void CoordinatorMetrics::Round(const std::string& job, double checkpoint_seconds,
+                               double train_loss, double val_accuracy, double expected_ms,
+                               double target_ms, double entropy) {
+  impl_->rounds.Add({{"job", job}}).Increment();
+  impl_->checkpoint.Observe(checkpoint_seconds);
+  impl_->train_loss.Add({{"job", job}}).Set(train_loss);
+  impl_->val_accuracy.Add({{"job", job}}).Set(val_accuracy);
+  impl_->expected_ms.Add({{"job", job}}).Set(expected_ms);
+  impl_->target_ms.Add({{"job", job}}).Set(target_ms);
+  impl_->entropy.Add({{"job", job}}).Set(entropy);
+}
+
+void CoordinatorMetrics::Task(const std::string& kind, const std::string& outcome) {
+  impl_->tasks.Add({{"kind", kind}, {"outcome", outcome}}).Increment();
+}
+
+void CoordinatorMetrics::LeaseExpired() { impl_->expired.Increment(); }
+
+void CoordinatorMetrics::SetWorkers(int live, int dead) {
+  impl_->workers.Add({{"state", "live"}}).Set(live);
+  impl_->workers.Add({{"state", "dead"}}).Set(dead);
+}
+
+void CoordinatorMetrics::TensorBytes(const std::string& direction, double bytes) {
+  impl_->tensor_bytes.Add({{"direction", direction}}).Increment(bytes);
+}
+
+void CoordinatorMetrics::SetLatencyDegraded(bool degraded) {
+  impl_->degraded.Set(degraded ? 1 : 0);
+}
+
+}  // namespace nas

@@ -1,0 +1,52 @@
+// The coordinator's Prometheus metrics (prometheus-cpp, pulled from an exposer on
+// --metrics_port). Names follow DESIGN.md ("Observability"); deploy/grafana/ uses only these.
+//
+//   CoordinatorMetrics m;  auto exposer = m.Expose("0.0.0.0:9091");
+//   m.Task("weight", "ok");
+//
+// Thread-safety: every method may be called concurrently.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace prometheus {
+class Registry;
+class Exposer;
+}  // namespace prometheus
+
+namespace nas {
+
+class CoordinatorMetrics {
+ public:
+  CoordinatorMetrics();
+  ~CoordinatorMetrics();
+
+  // Starts an HTTP exposer serving /metrics on `address` ("0.0.0.0:9091"; port 0 picks one).
+  absl::StatusOr<std::unique_ptr<prometheus::Exposer>> Expose(const std::string& address);
+  std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+
+  // Jobs per state (every state listed is set; missing ones are 0) and queued tasks per tenant.
+  void SetJobs(const std::map<std::string, int>& by_state);
+  void SetQueueDepth(const std::string& tenant, int tasks);
+  // One committed round of a job, with the job's current figures.
+  void Round(const std::string& job, double checkpoint_seconds, double train_loss,
+             double val_accuracy, double expected_ms, double target_ms, double entropy);
+  // kind: init, weight, arch, final; outcome: ok, refused, expired, failed.
+  void Task(const std::string& kind, const std::string& outcome);
+  void LeaseExpired();
+  void SetWorkers(int live, int dead);
+  // direction: fetched (to workers), returned (from workers).
+  void TensorBytes(const std::string& direction, double bytes);
+  void SetLatencyDegraded(bool degraded);
+
+ private:
+  struct Impl;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace nas

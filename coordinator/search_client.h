@@ -1,0 +1,56 @@
+// A client of the coordinator's SearchService (proto/nas/search.proto): what nasctl, `nas search
+// --coordinator` and the tests use. gRPC errors come back as absl::Status with the server's code
+// and message.
+//
+//   NAS_ASSIGN_OR_RETURN(auto c, SearchClient::Connect("localhost:50051"));
+//   NAS_ASSIGN_OR_RETURN(std::string id, c->Submit(spec));
+//   c->Watch(id, [](const JobStatus& s) { ...; return true; });   // until DONE/FAILED/CANCELLED
+//   NAS_ASSIGN_OR_RETURN(JobResult r, c->Result(id));
+//
+// Thread-safety: every method may be called concurrently.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "nas/search.pb.h"
+
+namespace nas {
+
+class SearchClient {
+ public:
+  // Does not wait for the server. Each unary call has `timeout`. Default 30 s.
+  static absl::StatusOr<std::unique_ptr<SearchClient>> Connect(
+      const std::string& target, absl::Duration timeout = absl::Seconds(30));
+  ~SearchClient();
+
+  absl::StatusOr<std::string> Submit(const JobSpec& spec);
+  absl::StatusOr<JobStatus> Get(const std::string& job_id);
+  absl::StatusOr<std::vector<JobStatus>> List(const std::string& tenant);
+  absl::Status Cancel(const std::string& job_id);
+  absl::StatusOr<JobResult> Result(const std::string& job_id);
+  absl::StatusOr<std::string> Artifact(const std::string& job_id, const std::string& name);
+  // Streams status changes to `on_status` until the job ends, on_status returns false, or the
+  // stream breaks (the error is returned; callers may Watch again).
+  absl::Status Watch(const std::string& job_id,
+                     const std::function<bool(const JobStatus&)>& on_status);
+  // Waits until the server answers or `timeout`.
+  absl::Status WaitForReady(absl::Duration timeout);
+
+ private:
+  struct Impl;
+  explicit SearchClient(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Writes a finished job's result directory, as `nas search` does: architecture.json,
+// network.json, alpha_history.jsonl, latency_table.json, search_space.json, job_spec.json,
+// report.json, report.md and the trained weights (derived.pt, baseline.pt). Returns report.md.
+absl::StatusOr<std::string> WriteResultDirectory(SearchClient& client, const JobResult& result,
+                                                 const std::string& out_dir);
+
+}  // namespace nas

@@ -1,0 +1,215 @@
+#include "coordinator/sim_worker.h"
+
+#include <algorithm>
+#include <map>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "core/param_names.h"
+#include "core/search_space.h"
+#include "core/status_macros.h"
+#include "latency_service/grpc_status.h"
+
+namespace nas {
+
+namespace {
+
+TensorBlob FloatBlob(const std::string& name, int n, float value) {
+  TensorBlob b;
+  b.set_name(name);
+  b.add_shape(n);
+  b.set_dtype("float32");
+  std::vector<float> v(n, value);
+  b.set_data(std::string(reinterpret_cast<const char*>(v.data()), n * sizeof(float)));
+  b.set_total_bytes(b.data().size());
+  return b;
+}
+
+TensorBlob CounterBlob(const std::string& name) {
+  TensorBlob b;
+  b.set_name(name);
+  b.set_dtype("int64");
+  int64_t zero = 0;
+  b.set_data(std::string(reinterpret_cast<const char*>(&zero), sizeof(zero)));
+  b.set_total_bytes(b.data().size());
+  return b;
+}
+
+void WithDeadline(grpc::ClientContext* ctx, absl::Duration d) {
+  ctx->set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::milliseconds(absl::ToInt64Milliseconds(d)));
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<TensorBlob>> SyntheticSupernetTensors(const std::string& space_json,
+                                                                 int floats) {
+  NAS_ASSIGN_OR_RETURN(SearchSpace space, SearchSpace::FromJson(space_json));
+  std::vector<TensorBlob> out;
+  out.push_back(FloatBlob("stem.conv.weight", floats, 0.5f));
+  out.push_back(FloatBlob("stem.bn.running_mean", floats, 0.f));
+  out.push_back(CounterBlob("stem.bn.num_batches_tracked"));
+  for (int e = 0; e < space.num_edges(); ++e) {
+    for (size_t i = 0; i < space.edges()[e].candidates.size(); ++i) {
+      if (space.edges()[e].candidates[i].zero) continue;
+      std::string m = CandidateModuleName(e, static_cast<int>(i));
+      out.push_back(FloatBlob(m + ".depthwise_conv.weight", floats, 0.25f));
+      out.push_back(FloatBlob(m + ".depthwise_bn.running_mean", floats, 0.f));
+      out.push_back(CounterBlob(m + ".depthwise_bn.num_batches_tracked"));
+    }
+  }
+  out.push_back(FloatBlob("classifier.linear.weight", floats, 0.1f));
+  return out;
+}
+
+SimWorker::SimWorker(std::shared_ptr<grpc::Channel> channel, int floats)
+    : stub_(WorkerGateway::NewStub(channel)), floats_(floats) {}
+
+absl::Status SimWorker::Register(const std::string& name) {
+  grpc::ClientContext ctx;
+  WithDeadline(&ctx, absl::Seconds(10));
+  RegisterWorkerRequest req;
+  req.set_name(name);
+  req.set_device("sim");
+  RegisterWorkerReply reply;
+  NAS_RETURN_IF_ERROR(FromGrpcStatus(stub_->RegisterWorker(&ctx, req, &reply)));
+  worker_id_ = reply.worker_id();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> SimWorker::Acquire(absl::Duration wait) {
+  grpc::ClientContext ctx;
+  WithDeadline(&ctx, wait + absl::Seconds(10));
+  AcquireTaskRequest req;
+  req.set_worker_id(worker_id_);
+  req.set_wait_ms(static_cast<int32_t>(absl::ToInt64Milliseconds(wait)));
+  AcquireTaskReply reply;
+  NAS_RETURN_IF_ERROR(FromGrpcStatus(stub_->AcquireTask(&ctx, req, &reply)));
+  if (reply.idle()) return false;
+  task_ = reply.task();
+  return true;
+}
+
+absl::StatusOr<std::vector<TensorBlob>> SimWorker::Fetch(const std::string& lease_id,
+                                                         const std::vector<std::string>& names) {
+  grpc::ClientContext ctx;
+  WithDeadline(&ctx, absl::Seconds(30));
+  FetchTensorsRequest req;
+  req.set_lease_id(lease_id);
+  for (const std::string& n : names) req.add_names(n);
+  auto reader = stub_->FetchTensors(&ctx, req);
+  std::vector<TensorBlob> out;
+  TensorBlob c;
+  while (reader->Read(&c)) {
+    bytes_fetched_ += static_cast<int64_t>(c.data().size());
+    if (!out.empty() && out.back().name() == c.name()) {
+      out.back().mutable_data()->append(c.data());
+    } else {
+      out.push_back(c);
+    }
+  }
+  NAS_RETURN_IF_ERROR(FromGrpcStatus(reader->Finish()));
+  return out;
+}
+
+absl::StatusOr<std::pair<TaskOutcome, std::vector<TensorBlob>>> SimWorker::MakeResult() {
+  TaskOutcome o;
+  o.set_lease_id(task_.lease_id());
+  std::vector<TensorBlob> tensors;
+  int batch = std::max(1, task_.data().batch_size());
+  switch (task_.kind_case()) {
+    case Task::kInit: {
+      NAS_ASSIGN_OR_RETURN(tensors, SyntheticSupernetTensors(task_.space_json(), floats_));
+      o.set_train_size(4 * batch);
+      o.set_valid_size(2 * batch);
+      break;
+    }
+    case Task::kWeight:
+    case Task::kArch: {
+      std::vector<std::string> names;
+      for (const TensorRef& r : task_.tensors()) names.push_back(r.name());
+      NAS_ASSIGN_OR_RETURN(tensors, Fetch(task_.lease_id(), names));
+      o.set_loss(1.0);
+      o.set_accuracy(0.5);
+      if (task_.has_weight()) {
+        std::vector<TensorBlob> momentum;
+        for (const TensorBlob& t : tensors) {
+          if (t.dtype() != "float32" || absl::StartsWith(t.name(), kMomentumPrefix)) continue;
+          bool have = std::any_of(tensors.begin(), tensors.end(), [&](const TensorBlob& m) {
+            return m.name() == kMomentumPrefix + t.name();
+          });
+          if (have) continue;
+          TensorBlob m = t;
+          m.set_name(kMomentumPrefix + t.name());
+          momentum.push_back(std::move(m));
+        }
+        for (TensorBlob& m : momentum) tensors.push_back(std::move(m));
+      } else if (!task_.arch().rl()) {
+        for (int e = 0; e < task_.arch().active_size(); ++e) {
+          o.add_gate_grads(0.01);
+          o.add_gate_grads(-0.01);
+        }
+      }
+      break;
+    }
+    case Task::kFinal: {
+      o.set_report_json(absl::StrCat("{\"label\": \"", task_.final().label(),
+                                     "\", \"test_accuracy\": 0.5, \"measured_latency_ms\": 1.0}"));
+      TensorBlob w;
+      w.set_name(task_.final().label() + ".pt");
+      w.set_dtype("bytes");
+      w.add_shape(8);
+      w.set_data(std::string(8, 'w'));
+      w.set_total_bytes(8);
+      tensors.push_back(std::move(w));
+      break;
+    }
+    default:
+      return absl::InvalidArgumentError("task: no kind");
+  }
+  for (TensorBlob& t : tensors) {
+    t.set_offset(0);
+    t.set_total_bytes(t.data().size());
+  }
+  return std::make_pair(o, tensors);
+}
+
+absl::Status SimWorker::Complete(const TaskOutcome& outcome, const std::vector<TensorBlob>& tensors,
+                                 size_t chunk) {
+  grpc::ClientContext ctx;
+  WithDeadline(&ctx, absl::Seconds(30));
+  CompleteTaskReply reply;
+  auto writer = stub_->CompleteTask(&ctx, &reply);
+  CompleteTaskRequest first;
+  *first.mutable_outcome() = outcome;
+  bool ok = writer->Write(first);
+  for (const TensorBlob& t : tensors) {
+    size_t total = t.data().size();
+    size_t off = 0;
+    do {
+      CompleteTaskRequest m;
+      TensorBlob* c = m.mutable_tensor();
+      c->set_name(t.name());
+      *c->mutable_shape() = t.shape();
+      c->set_dtype(t.dtype());
+      c->set_offset(off);
+      c->set_total_bytes(total);
+      size_t n = std::min(chunk, total - off);
+      c->set_data(t.data().substr(off, n));
+      ok = ok && writer->Write(m);
+      off += n;
+    } while (off < total && ok);
+  }
+  writer->WritesDone();
+  return FromGrpcStatus(writer->Finish());
+}
+
+absl::StatusOr<bool> SimWorker::RunOne(absl::Duration wait) {
+  NAS_ASSIGN_OR_RETURN(bool got, Acquire(wait));
+  if (!got) return false;
+  NAS_ASSIGN_OR_RETURN(auto result, MakeResult());
+  NAS_RETURN_IF_ERROR(Complete(result.first, result.second));
+  return true;
+}
+
+}  // namespace nas

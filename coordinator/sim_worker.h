@@ -1,0 +1,60 @@
+// A simulated search worker: speaks the real WorkerGateway protocol (proto/nas/worker.proto) to a
+// real coordinator but computes nothing - an init task returns small synthetic tensors named like
+// the supernet's, a weight task returns the tensors it fetched (plus momentum), an arch task
+// returns zero gate gradients, a final task returns a report and a few bytes of "weights". Used
+// to load-test the coordinator (bench/dispatch_bench) and to drive protocol tests; never part of
+// a real search.
+//
+//   SimWorker w(channel);   NAS_RETURN_IF_ERROR(w.Register("sim-0"));
+//   while (...) { NAS_ASSIGN_OR_RETURN(bool ran, w.RunOne(absl::Milliseconds(100))); }
+//
+// Thread-compatible: one SimWorker per thread.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "nas/worker.grpc.pb.h"
+
+namespace nas {
+
+// Every tensor of a synthetic supernet of `space_json` (fixed layers and one depthwise weight,
+// BN statistics and counter per candidate), `floats` values per float tensor.
+absl::StatusOr<std::vector<TensorBlob>> SyntheticSupernetTensors(const std::string& space_json,
+                                                                 int floats);
+
+class SimWorker {
+ public:
+  explicit SimWorker(std::shared_ptr<grpc::Channel> channel, int floats = 4);
+  absl::Status Register(const std::string& name);
+  const std::string& worker_id() const { return worker_id_; }
+  // Acquires one task (waiting up to `wait`), completes it; false when none came.
+  absl::StatusOr<bool> RunOne(absl::Duration wait);
+  // The last task acquired.
+  const Task& last_task() const { return task_; }
+  int64_t bytes_fetched() const { return bytes_fetched_; }
+
+  // Pieces, for tests that misbehave on purpose.
+  absl::StatusOr<bool> Acquire(absl::Duration wait);
+  absl::StatusOr<std::vector<TensorBlob>> Fetch(const std::string& lease_id,
+                                                const std::vector<std::string>& names);
+  // The well-formed result of the last task.
+  absl::StatusOr<std::pair<TaskOutcome, std::vector<TensorBlob>>> MakeResult();
+  // Sends outcome then tensors, each split into chunks of `chunk` bytes.
+  absl::Status Complete(const TaskOutcome& outcome, const std::vector<TensorBlob>& tensors,
+                        size_t chunk = 1 << 20);
+
+ private:
+  std::unique_ptr<WorkerGateway::Stub> stub_;
+  int floats_;
+  std::string worker_id_;
+  Task task_;
+  int64_t bytes_fetched_ = 0;
+};
+
+}  // namespace nas

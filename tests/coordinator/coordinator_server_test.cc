@@ -1,0 +1,406 @@
+// The real coordinator (gRPC server on localhost:0, RocksDB in a temporary directory) driven by
+// simulated workers that speak the real protocol (coordinator/sim_worker.h): a job runs to DONE;
+// malformed results, wrong shapes, unknown leases and jobs are refused and change nothing; an
+// expired lease is re-issued and its late result refused; a restart on the same database
+// continues from the last committed round without applying any round twice.
+#include <grpcpp/grpcpp.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "coordinator/coordinator_server.h"
+#include "coordinator/search_client.h"
+#include "coordinator/sim_worker.h"
+#include "core/json_fields.h"
+#include "core/latency_table.h"
+#include "core/param_names.h"
+#include "core/search_space.h"
+#include "gtest/gtest.h"
+#include "tests/test_util.h"
+
+namespace nas {
+namespace {
+
+namespace fs = std::filesystem;
+
+class CoordinatorServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::path(::testing::TempDir()) /
+           ("coord_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    // A table for every layer of the Fashion-MNIST space (device "test-cpu").
+    auto space = SearchSpace::Preset("fashion-mnist");
+    ASSERT_TRUE(space.ok());
+    LatencyTableInfo info;
+    info.device = "test-cpu";
+    info.runtime = "synthetic";
+    LatencyTable t(info);
+    int i = 0;
+    for (const std::string& k : space->AllLayerKeys()) {
+      ASSERT_TRUE(t.Insert(k, LatencyEntry{1, 0.05 + 0.01 * (i++ % 7), 0.0}).ok());
+    }
+    table_ = (dir_ / "table.json").string();
+    ASSERT_TRUE(t.Save(table_).ok());
+    Start();
+  }
+  void TearDown() override {
+    server_.reset();
+    fs::remove_all(dir_);
+  }
+
+  void Start(absl::Duration lease = absl::Seconds(60)) {
+    CoordinatorServer::Options o;
+    o.address = "127.0.0.1";
+    o.port = 0;
+    o.db_dir = (dir_ / "db").string();
+    o.sync = false;
+    o.latency_table = table_;
+    o.jobs.lease = lease;
+    auto s = CoordinatorServer::Start(o);
+    ASSERT_TRUE(s.ok()) << s.status();
+    server_ = std::move(*s);
+    target_ = "127.0.0.1:" + std::to_string(server_->port());
+    auto c = SearchClient::Connect(target_);
+    ASSERT_TRUE(c.ok());
+    client_ = std::move(*c);
+  }
+
+  std::shared_ptr<grpc::Channel> Channel() {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(64 << 20);
+    return grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(), args);
+  }
+
+  JobSpec SmallSpec() {
+    JobSpec s;
+    s.set_device("test-cpu");
+    s.set_batch_size(16);
+    s.set_warmup_epochs(1);
+    s.set_search_epochs(2);
+    s.set_arch_every(2);
+    s.set_seed(3);
+    return s;
+  }
+
+  // Runs simulated workers until the job ends; returns its last status.
+  JobStatus RunToEnd(const std::string& job, SimWorker& w) {
+    for (int i = 0; i < 1000; ++i) {
+      auto st = client_->Get(job);
+      EXPECT_TRUE(st.ok());
+      if (st->state() == "DONE" || st->state() == "FAILED") return *st;
+      auto ran = w.RunOne(absl::Milliseconds(200));
+      EXPECT_TRUE(ran.ok()) << ran.status();
+    }
+    return *client_->Get(job);
+  }
+
+  // Acquires the next task, waiting for preparation.
+  void AcquireTask(SimWorker& w) {
+    for (int i = 0; i < 100; ++i) {
+      auto got = w.Acquire(absl::Milliseconds(200));
+      ASSERT_TRUE(got.ok()) << got.status();
+      if (*got) return;
+    }
+    FAIL() << "no task";
+  }
+
+  fs::path dir_;
+  std::string table_, target_;
+  std::unique_ptr<CoordinatorServer> server_;
+  std::unique_ptr<SearchClient> client_;
+};
+
+TEST_F(CoordinatorServerTest, BadSpecsAndUnknownJobsAreClearErrors) {
+  JobSpec s = SmallSpec();
+  s.set_device("");
+  EXPECT_TRUE(IsError(client_->Submit(s).status(), absl::StatusCode::kInvalidArgument, {"device"}));
+  s = SmallSpec();
+  s.set_dataset("imagenet");
+  EXPECT_TRUE(IsError(client_->Submit(s).status(), absl::StatusCode::kInvalidArgument, {"dataset"}));
+  s = SmallSpec();
+  s.set_arch_algo("evolution");
+  EXPECT_TRUE(IsError(client_->Submit(s).status(), absl::StatusCode::kInvalidArgument, {"arch_algo"}));
+  s = SmallSpec();
+  s.set_space("no-such-space");
+  EXPECT_TRUE(IsError(client_->Submit(s).status(), absl::StatusCode::kInvalidArgument, {"space"}));
+  s = SmallSpec();
+  s.set_loss("mul#exp");
+  EXPECT_FALSE(client_->Submit(s).ok());
+  EXPECT_TRUE(IsError(client_->Get("j999").status(), absl::StatusCode::kNotFound, {"j999"}));
+  EXPECT_TRUE(IsError(client_->Result("j999").status(), absl::StatusCode::kNotFound, {"j999"}));
+  EXPECT_TRUE(IsError(client_->Cancel("j999"), absl::StatusCode::kNotFound, {"j999"}));
+  auto jobs = client_->List("");
+  ASSERT_TRUE(jobs.ok());
+  EXPECT_TRUE(jobs->empty());
+}
+
+TEST_F(CoordinatorServerTest, UnknownDeviceFailsTheJobWithTheReason) {
+  JobSpec s = SmallSpec();
+  s.set_device("pixel9");
+  auto id = client_->Submit(s);
+  ASSERT_TRUE(id.ok());
+  JobStatus st;
+  for (int i = 0; i < 100; ++i) {
+    st = *client_->Get(*id);
+    if (st.state() == "FAILED") break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(st.state(), "FAILED");
+  EXPECT_NE(st.message().find("pixel9"), std::string::npos) << st.message();
+}
+
+TEST_F(CoordinatorServerTest, JobRunsToDoneWithEveryRoundOnce) {
+  auto id = client_->Submit(SmallSpec());
+  ASSERT_TRUE(id.ok()) << id.status();
+  SimWorker w(Channel());
+  ASSERT_TRUE(w.Register("sim").ok());
+  JobStatus st = RunToEnd(*id, w);
+  ASSERT_EQ(st.state(), "DONE") << st.message();
+  // 4 training batches per epoch (train_size = 4 x batch), 1 + 2 epochs, an arch step after
+  // every 2nd batch of the second joint epoch.
+  EXPECT_EQ(st.weight_steps(), 12);
+  EXPECT_EQ(st.total_weight_steps(), 12);
+  EXPECT_EQ(st.arch_steps(), 2);
+  EXPECT_EQ(st.round(), 12);
+  auto r = client_->Result(*id);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->architecture().choices_size(), 7);
+  EXPECT_EQ(r->history_size(), 1 + 2 + 1);  // init, two arch steps, final
+  ASSERT_EQ(r->artifacts_size(), 2);
+  auto weights = client_->Artifact(*id, "derived.pt");
+  ASSERT_TRUE(weights.ok());
+  EXPECT_EQ(*weights, std::string(8, 'w'));
+  EXPECT_TRUE(IsError(client_->Artifact(*id, "nope.pt").status(), absl::StatusCode::kNotFound,
+                      {"nope.pt"}));
+  auto report = ParseJson(r->report_json(), "report");
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ((*report)["device"], "test-cpu");
+  EXPECT_TRUE(report->contains("baseline"));
+  // The result directory, as `nas search` writes it.
+  auto md = WriteResultDirectory(*client_, *r, (dir_ / "out").string());
+  ASSERT_TRUE(md.ok()) << md.status();
+  for (const char* f : {"architecture.json", "network.json", "alpha_history.jsonl",
+                        "latency_table.json", "report.json", "report.md", "derived.pt",
+                        "baseline.pt", "job_spec.json"}) {
+    EXPECT_TRUE(fs::exists(dir_ / "out" / f)) << f;
+  }
+}
+
+TEST_F(CoordinatorServerTest, TasksListOnlyTheirPathsTensors) {
+  auto id = client_->Submit(SmallSpec());
+  ASSERT_TRUE(id.ok());
+  SimWorker w(Channel());
+  ASSERT_TRUE(w.Register("sim").ok());
+  ASSERT_NO_FATAL_FAILURE(AcquireTask(w));
+  ASSERT_TRUE(w.last_task().has_init());
+  auto init = w.MakeResult();
+  ASSERT_TRUE(init.ok());
+  size_t supernet_tensors = init->second.size();
+  ASSERT_TRUE(w.Complete(init->first, init->second).ok());
+  ASSERT_NO_FATAL_FAILURE(AcquireTask(w));
+  const Task& t = w.last_task();
+  ASSERT_TRUE(t.has_weight());
+  std::vector<int> path(t.weight().path().begin(), t.weight().path().end());
+  size_t candidates = 0;
+  for (const TensorRef& r : t.tensors()) {
+    TensorOwner o = ClassifyTensor(r.name());
+    if (o.fixed) continue;
+    ++candidates;
+    EXPECT_EQ(o.candidate, path[o.edge]) << r.name() << " is not on the task's path";
+  }
+  EXPECT_LT(static_cast<size_t>(t.tensors_size()), supernet_tensors / 3);
+  // 3 tensors per non-Zero candidate on the path.
+  auto space = SearchSpace::Preset("fashion-mnist");
+  size_t non_zero = 0;
+  for (int e = 0; e < space->num_edges(); ++e) {
+    non_zero += space->edges()[e].candidates[path[e]].zero ? 0 : 1;
+  }
+  EXPECT_EQ(candidates, 3 * non_zero);
+}
+
+TEST_F(CoordinatorServerTest, MalformedResultsAreRefusedAndChangeNothing) {
+  auto id = client_->Submit(SmallSpec());
+  ASSERT_TRUE(id.ok());
+  SimWorker w(Channel());
+  ASSERT_TRUE(w.Register("sim").ok());
+  ASSERT_NO_FATAL_FAILURE(AcquireTask(w));
+  auto init = w.MakeResult();
+  ASSERT_TRUE(init.ok());
+  {
+    TaskOutcome o = init->first;
+    o.set_train_size(0);
+    EXPECT_TRUE(IsError(w.Complete(o, init->second), absl::StatusCode::kInvalidArgument,
+                        {"train_size"}));
+  }
+  ASSERT_TRUE(w.Complete(init->first, init->second).ok());
+  ASSERT_NO_FATAL_FAILURE(AcquireTask(w));
+  ASSERT_TRUE(w.last_task().has_weight());
+  auto good = w.MakeResult();
+  ASSERT_TRUE(good.ok());
+  JobStatus before = *client_->Get(*id);
+
+  // Unknown lease.
+  TaskOutcome unknown = good->first;
+  unknown.set_lease_id("L-none");
+  EXPECT_TRUE(IsError(w.Complete(unknown, good->second), absl::StatusCode::kFailedPrecondition,
+                      {"L-none", "not current"}));
+  // Wrong shape.
+  std::vector<TensorBlob> wrong = good->second;
+  wrong[0].clear_shape();
+  wrong[0].add_shape(2);
+  wrong[0].add_shape(2);
+  wrong[0].set_data(std::string(16, '\0'));
+  EXPECT_TRUE(IsError(w.Complete(good->first, wrong), absl::StatusCode::kInvalidArgument,
+                      {wrong[0].name(), "shape"}));
+  // Bytes that do not fill the shape.
+  wrong = good->second;
+  wrong[0].mutable_data()->pop_back();
+  EXPECT_TRUE(IsError(w.Complete(good->first, wrong), absl::StatusCode::kInvalidArgument,
+                      {wrong[0].name(), "bytes"}));
+  // A tensor of another candidate.
+  wrong = good->second;
+  wrong.push_back(wrong[0]);
+  wrong.back().set_name("edge0_99.depthwise_conv.weight");
+  EXPECT_TRUE(IsError(w.Complete(good->first, wrong), absl::StatusCode::kInvalidArgument,
+                      {"edge0_99", "not a tensor of this task"}));
+  // A missing tensor.
+  wrong = good->second;
+  wrong.erase(wrong.begin());
+  EXPECT_TRUE(IsError(w.Complete(good->first, wrong), absl::StatusCode::kInvalidArgument,
+                      {"missing"}));
+  // Non-finite loss, unknown dtype.
+  TaskOutcome nan = good->first;
+  nan.set_loss(std::nan(""));
+  EXPECT_TRUE(IsError(w.Complete(nan, good->second), absl::StatusCode::kInvalidArgument,
+                      {"loss"}));
+  wrong = good->second;
+  wrong[0].set_dtype("float16");
+  EXPECT_TRUE(IsError(w.Complete(good->first, wrong), absl::StatusCode::kInvalidArgument,
+                      {"float16"}));
+  // Fetching a tensor outside the task.
+  EXPECT_TRUE(IsError(w.Fetch(w.last_task().lease_id(), {"edge0_99.x"}).status(),
+                      absl::StatusCode::kInvalidArgument, {"edge0_99.x"}));
+  EXPECT_TRUE(IsError(w.Fetch("L-none", {"stem.conv.weight"}).status(),
+                      absl::StatusCode::kFailedPrecondition, {"L-none"}));
+
+  JobStatus same = *client_->Get(*id);
+  EXPECT_EQ(same.round(), before.round());
+  EXPECT_EQ(same.weight_steps(), before.weight_steps());
+  EXPECT_EQ(same.state(), "RUNNING");
+
+  // The lease is still current: the good result (in small chunks) is applied once.
+  ASSERT_TRUE(w.Complete(good->first, good->second, /*chunk=*/5).ok());
+  JobStatus after = *client_->Get(*id);
+  EXPECT_EQ(after.weight_steps(), before.weight_steps() + 1);
+  EXPECT_TRUE(IsError(w.Complete(good->first, good->second), absl::StatusCode::kFailedPrecondition,
+                      {"not current"}));
+  EXPECT_EQ(client_->Get(*id)->weight_steps(), after.weight_steps());
+}
+
+TEST_F(CoordinatorServerTest, WrongGateGradientCountIsRefused) {
+  JobSpec s = SmallSpec();
+  s.set_warmup_epochs(-1);  // straight to the joint phase
+  auto id = client_->Submit(s);
+  ASSERT_TRUE(id.ok());
+  SimWorker w(Channel());
+  ASSERT_TRUE(w.Register("sim").ok());
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_NO_FATAL_FAILURE(AcquireTask(w));
+    if (w.last_task().has_arch()) break;
+    auto r = w.MakeResult();
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE(w.Complete(r->first, r->second).ok());
+  }
+  ASSERT_TRUE(w.last_task().has_arch());
+  auto r = w.MakeResult();
+  ASSERT_TRUE(r.ok());
+  TaskOutcome o = r->first;
+  o.add_gate_grads(0.5);
+  EXPECT_TRUE(IsError(w.Complete(o, r->second), absl::StatusCode::kInvalidArgument,
+                      {"gate_grads", "2 per edge"}));
+  o = r->first;
+  o.set_gate_grads(0, std::numeric_limits<double>::infinity());
+  EXPECT_TRUE(IsError(w.Complete(o, r->second), absl::StatusCode::kInvalidArgument,
+                      {"gate_grads"}));
+  int64_t arch_before = client_->Get(*id)->arch_steps();
+  ASSERT_TRUE(w.Complete(r->first, r->second).ok());
+  EXPECT_EQ(client_->Get(*id)->arch_steps(), arch_before + 1);
+}
+
+TEST_F(CoordinatorServerTest, ExpiredLeaseIsReissuedAndItsLateResultRefused) {
+  server_.reset();
+  Start(absl::Milliseconds(300));
+  auto id = client_->Submit(SmallSpec());
+  ASSERT_TRUE(id.ok());
+  SimWorker a(Channel()), b(Channel());
+  ASSERT_TRUE(a.Register("a").ok());
+  ASSERT_TRUE(b.Register("b").ok());
+  ASSERT_NO_FATAL_FAILURE(AcquireTask(a));
+  auto late = a.MakeResult();  // a computes its result but is too slow to send it
+  ASSERT_TRUE(late.ok());
+  absl::SleepFor(absl::Milliseconds(800));
+  ASSERT_NO_FATAL_FAILURE(AcquireTask(b));
+  EXPECT_EQ(b.last_task().kind_case(), a.last_task().kind_case());
+  EXPECT_NE(b.last_task().lease_id(), a.last_task().lease_id());
+  EXPECT_TRUE(IsError(a.Complete(late->first, late->second),
+                      absl::StatusCode::kFailedPrecondition, {"not current"}));
+  auto fresh = b.MakeResult();
+  ASSERT_TRUE(fresh.ok());
+  ASSERT_TRUE(b.Complete(fresh->first, fresh->second).ok());
+  EXPECT_EQ(client_->Get(*id)->state(), "RUNNING");
+}
+
+TEST_F(CoordinatorServerTest, RestartContinuesFromTheLastCommittedRound) {
+  auto id = client_->Submit(SmallSpec());
+  ASSERT_TRUE(id.ok());
+  SimWorker w(Channel());
+  ASSERT_TRUE(w.Register("sim").ok());
+  for (int i = 0; i < 6; ++i) {  // init + 5 weight rounds
+    ASSERT_NO_FATAL_FAILURE(AcquireTask(w));
+    auto r = w.MakeResult();
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE(w.Complete(r->first, r->second).ok());
+  }
+  ASSERT_NO_FATAL_FAILURE(AcquireTask(w));  // a lease in flight across the restart
+  auto in_flight = w.MakeResult();
+  ASSERT_TRUE(in_flight.ok());
+  JobStatus before = *client_->Get(*id);
+  EXPECT_EQ(before.round(), 5);
+
+  server_.reset();
+  Start();
+  JobStatus after = *client_->Get(*id);
+  EXPECT_EQ(after.round(), before.round());
+  EXPECT_EQ(after.weight_steps(), before.weight_steps());
+  EXPECT_EQ(after.state(), "RUNNING");
+  SimWorker w2(Channel());
+  ASSERT_TRUE(w2.Register("sim2").ok());
+  EXPECT_TRUE(IsError(w2.Complete(in_flight->first, in_flight->second),
+                      absl::StatusCode::kFailedPrecondition, {"not current"}));
+  JobStatus st = RunToEnd(*id, w2);
+  ASSERT_EQ(st.state(), "DONE") << st.message();
+  EXPECT_EQ(st.weight_steps(), 12);
+  EXPECT_EQ(st.round(), 12);
+  auto r = client_->Result(*id);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->history_size(), 4);  // no arch step recorded twice
+}
+
+TEST_F(CoordinatorServerTest, CancelledJobHandsOutNoTasks) {
+  auto id = client_->Submit(SmallSpec());
+  ASSERT_TRUE(id.ok());
+  ASSERT_TRUE(client_->Cancel(*id).ok());
+  EXPECT_EQ(client_->Get(*id)->state(), "CANCELLED");
+  SimWorker w(Channel());
+  ASSERT_TRUE(w.Register("sim").ok());
+  auto got = w.Acquire(absl::Milliseconds(300));
+  ASSERT_TRUE(got.ok());
+  EXPECT_FALSE(*got);
+  EXPECT_TRUE(IsError(client_->Cancel(*id), absl::StatusCode::kFailedPrecondition, {"ended"}));
+}
+
+}  // namespace
+}  // namespace nas

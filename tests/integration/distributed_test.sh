@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# The distributed search as real processes on loopback (issue 4's "must hold" list):
+#  - equivalence: `nas search --workers 1` follows the single-process search's alpha trajectory
+#    and derives the same architecture (same seed, same threads);
+#  - memory: a worker holds only its task's path (two candidates per edge for an arch task),
+#    never the supernet - from the bytes it reports fetching and holding per task;
+#  - coordinator crash: kill -9 mid-search, restart on the same RocksDB directory; the job
+#    finishes with exactly the single-process trajectory (no round lost or applied twice);
+#  - worker crash: a frozen worker's lease expires, the task is re-issued to another worker,
+#    the frozen worker's late result is refused; kill -9 of a worker; the job finishes, same
+#    trajectory;
+#  - latency service down: the job waits, reported as degraded, nothing crashes; once the
+#    service is up the job runs.
+# Usage: distributed_test.sh BIN_DIR   (the build directory)
+set -uo pipefail
+BIN=${1:?usage: distributed_test.sh BUILD_DIR}
+NAS=$BIN/cli/nas
+NASCTL=$BIN/cli/nasctl
+COORD=$BIN/coordinator/coordinator
+WORKER=$BIN/worker/nas_worker
+LSERVER=$BIN/latency_service/latency_server
+LCTL=$BIN/latency_service/latency_ctl
+command -v python3 >/dev/null || { echo "SKIP: python3 is needed"; exit 77; }
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+pass=0
+fail=0
+check() {  # check NAME COMMAND...
+  local name=$1
+  shift
+  if "$@"; then
+    pass=$((pass + 1))
+    echo "ok   $name"
+  else
+    fail=$((fail + 1))
+    echo "FAIL $name"
+  fi
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_for() {  # wait_for SECONDS COMMAND...: polls COMMAND every 0.1 s
+  local deadline=$((SECONDS + $1))
+  shift
+  while [ $SECONDS -lt $deadline ]; do
+    "$@" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+status() { "$NASCTL" --coordinator="127.0.0.1:$CP" status "$JOB" 2>/dev/null; }
+round_of() { status | sed -n 's/.* round \([0-9]*\) .*/\1/p'; }
+round_at_least() { local r; r=$(round_of); [ -n "$r" ] && [ "$r" -ge "$1" ]; }
+state_is() { status | grep -q " $1 "; }
+start_coordinator() {  # start_coordinator EXTRA_FLAGS...: on $CP with the RocksDB in $DB
+  COORD_LOG="$WORK/coordinator-$CP-$RANDOM.log"
+  "$COORD" --address=127.0.0.1 --port="$CP" --metrics_port=-1 --db="$DB" --lease_ms=3000 \
+    --heartbeat_ms=300 "$@" >"$COORD_LOG" 2>&1 &
+  COORD_PID=$!
+  PIDS+=("$COORD_PID")
+  wait_for 30 grep -q "listening on port $CP" "$COORD_LOG"
+}
+start_worker() {  # start_worker NAME: sets WORKER_PID
+  "$WORKER" --coordinator="127.0.0.1:$CP" --threads=1 --name="$1" \
+    --stats_file="$WORK/$1.jsonl" >"$WORK/$1.log" 2>&1 &
+  WORKER_PID=$!
+  PIDS+=("$WORKER_PID")
+}
+same_trajectory() {  # same_trajectory A_DIR B_DIR: alpha histories and architectures equal
+  python3 - "$1" "$2" <<'EOF'
+import json, sys
+a, b = sys.argv[1], sys.argv[2]
+ha = [json.loads(l) for l in open(a + "/alpha_history.jsonl")]
+hb = [json.loads(l) for l in open(b + "/alpha_history.jsonl")]
+if len(ha) != len(hb):
+    sys.exit(f"{len(ha)} vs {len(hb)} history lines")
+worst = 0.0
+for x, y in zip(ha, hb):
+    for ra, rb in zip(x["alpha"], y["alpha"]):
+        for u, v in zip(ra, rb):
+            worst = max(worst, abs(u - v))
+arch_a = json.load(open(a + "/architecture.json"))["choices"]
+arch_b = json.load(open(b + "/architecture.json"))["choices"]
+print(f"  {len(ha)} history lines, largest alpha difference {worst:.3g}, architectures {arch_a} / {arch_b}")
+sys.exit(0 if worst <= 1e-6 and arch_a == arch_b else 1)
+EOF
+}
+
+# A latency table of this machine for the Fashion-MNIST space (short profile: the test needs
+# a complete table, not precise numbers).
+"$NAS" profile --space fashion-mnist --device local-cpu --threads 1 --profile_repeats 3 \
+  --table_out "$WORK/table.json" >"$WORK/profile.log" 2>&1 || { cat "$WORK/profile.log"; exit 1; }
+
+TINY=(--train_subset 1200 --valid_size 200 --test_subset 300 --warmup_epochs 1 --search_epochs 2
+      --train_epochs 1 --batch_size 50 --arch_every 2 --threads 1 --progress=false --seed 7
+      --latency_table "$WORK/table.json")
+cat >"$WORK/spec.json" <<'EOF'
+{"space": "fashion-mnist", "device": "local-cpu", "trainSubset": "1200", "validSize": "200",
+ "testSubset": "300", "warmupEpochs": 1, "searchEpochs": 2, "trainEpochs": 1, "batchSize": 50,
+ "archEvery": 2, "seed": "7", "parallelTasks": 1}
+EOF
+
+# --- equivalence -------------------------------------------------------------------------
+"$NAS" search --out "$WORK/single" "${TINY[@]}" >"$WORK/single.log" 2>&1
+check "single-process search finishes" test -f "$WORK/single/report.json"
+"$NAS" search --workers 1 --out "$WORK/dist" "${TINY[@]}" >"$WORK/dist.log" 2>&1
+check "distributed search (1 worker) finishes" test -f "$WORK/dist/report.json"
+check "distributed result directory is complete" test -s "$WORK/dist/derived.pt" -a \
+  -s "$WORK/dist/baseline.pt" -a -s "$WORK/dist/network.json" -a -s "$WORK/dist/job_spec.json"
+check "one worker follows the single-process trajectory" same_trajectory "$WORK/single" "$WORK/dist"
+[ -f "$WORK/dist/report.json" ] || { cat "$WORK/dist.log" "$WORK"/dist/logs/*.log; }
+
+# --- memory + coordinator crash ----------------------------------------------------------
+CP=$(free_port)
+DB="$WORK/db-crash"
+start_coordinator --latency_table="$WORK/table.json"
+start_worker wa
+JOB=$("$NASCTL" --coordinator="127.0.0.1:$CP" submit --spec="$WORK/spec.json")
+check "job submitted" test -n "$JOB"
+wait_for 120 round_at_least 25
+R_KILL=$(round_of)
+kill -9 "$COORD_PID"
+wait "$COORD_PID" 2>/dev/null
+start_coordinator --latency_table="$WORK/table.json"
+R_RESTART=$(round_of)
+echo "  killed the coordinator at round $R_KILL; restarted at committed round $R_RESTART"
+check "restart resumes at the last committed round" test -n "$R_RESTART" -a "${R_RESTART:-0}" -ge 20
+check "job finishes after the coordinator crash" wait_for 300 state_is DONE
+"$NASCTL" --coordinator="127.0.0.1:$CP" result "$JOB" --out="$WORK/crash" >/dev/null 2>&1
+check "crashed-and-resumed job has the single-process trajectory" same_trajectory "$WORK/single" "$WORK/crash"
+check "worker memory: one path per weight task, two candidates per edge per arch task" \
+  python3 - "$WORK/wa.jsonl" "$WORK/single/search_space.json" <<'EOF'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+init = [l for l in lines if l["kind"] == "init" and l["outcome"] == "ok"]
+weight = [l for l in lines if l["kind"] == "weight" and l["outcome"] == "ok"]
+arch = [l for l in lines if l["kind"] == "arch" and l["outcome"] == "ok"]
+assert init and weight and arch, "no tasks recorded"
+supernet = init[0]["resident_bytes"]
+worst_w = max(l["resident_bytes"] for l in weight)
+worst_a = max(l["resident_bytes"] for l in arch)
+print(f"  supernet {supernet} B; largest weight task {worst_w} B; largest arch task {worst_a} B; "
+      f"{len(weight)} weight / {len(arch)} arch tasks")
+# A path holds at most its parameters twice (weights + momentum) plus BN statistics; the
+# supernet holds 6 candidates per edge. Fetched bytes never exceed what is held.
+assert worst_w < 0.6 * supernet, "a weight task held more than one path"
+assert worst_a < 0.6 * supernet, "an arch task held more than two candidates per edge"
+assert all(l["fetched_bytes"] <= l["resident_bytes"] for l in weight + arch)
+EOF
+
+kill "$WORKER_PID" "$COORD_PID" 2>/dev/null
+
+# --- worker crash --------------------------------------------------------------------------
+CP=$(free_port)
+DB="$WORK/db-worker"
+start_coordinator --latency_table="$WORK/table.json"
+start_worker wb
+WB=$WORKER_PID
+JOB=$("$NASCTL" --coordinator="127.0.0.1:$CP" submit --spec="$WORK/spec.json")
+wait_for 120 round_at_least 10
+start_worker wc
+WC=$WORKER_PID
+refused=0
+for attempt in 1 2 3; do
+  kill -STOP "$WB"  # wb stops mid-task: its heartbeats stop, its lease expires
+  R0=$(round_of)
+  wait_for 60 round_at_least $((R0 + 5))
+  kill -CONT "$WB"
+  sleep 2
+  # Fenced either way: the coordinator refuses its result, or refuses its fetch / tells it by
+  # heartbeat that the lease is gone, and the worker drops the task.
+  if grep -q "expired; re-issuing" "$COORD_LOG" &&
+     { grep -q "refused the result of lease" "$COORD_LOG" ||
+       grep -q "abandoning the task of lease" "$WORK/wb.log"; }; then
+    refused=1
+    break
+  fi
+done
+check "a frozen worker's lease expired, its task was re-issued, its late work was fenced off" \
+  test "$refused" = 1
+wait_for 60 round_at_least $(($(round_of) + 3))
+kill -9 "$WB"
+check "job finishes after kill -9 of a worker" wait_for 300 state_is DONE
+"$NASCTL" --coordinator="127.0.0.1:$CP" result "$JOB" --out="$WORK/wcrash" >/dev/null 2>&1
+check "job with a crashed worker has the single-process trajectory" same_trajectory "$WORK/single" "$WORK/wcrash"
+kill "$WC" "$COORD_PID" 2>/dev/null
+
+# --- latency service down ------------------------------------------------------------------
+CP=$(free_port)
+LP=$(free_port)
+DB="$WORK/db-latency"
+start_coordinator --latency_service="127.0.0.1:$LP"
+start_worker wd
+JOB=$("$NASCTL" --coordinator="127.0.0.1:$CP" submit --spec="$WORK/spec.json")
+check "job waits as degraded while the latency service is down" wait_for 30 state_is "PREPARING.*DEGRADED"
+check "the degraded state says why" sh -c "\"$NASCTL\" --coordinator=127.0.0.1:$CP status $JOB | grep -q 'latency service unavailable'"
+check "the coordinator is still up" kill -0 "$COORD_PID"
+"$LSERVER" --address=127.0.0.1 --port="$LP" --metrics_port=-1 --table_dir="$WORK/lt" \
+  >"$WORK/latency.log" 2>&1 &
+PIDS+=("$!")
+wait_for 30 grep -q "listening" "$WORK/latency.log"
+"$LCTL" --server="127.0.0.1:$LP" put "$WORK/table.json" >/dev/null
+check "the job runs once the latency service is back" wait_for 120 state_is "RUNNING\|FINAL\|DONE"
+
+echo "distributed_test: $pass passed, $fail failed"
+if [ $fail -ne 0 ]; then
+  for f in "$WORK"/coordinator-*.log; do echo "--- $f"; tail -n 20 "$f"; done
+  for f in "$WORK"/w*.log; do echo "--- $f"; tail -n 15 "$f"; done
+fi
+[ $fail -eq 0 ]

@@ -1,0 +1,91 @@
+// The search worker process: pulls tasks from the coordinator over gRPC (proto/nas/worker.proto)
+// and runs them with LibTorch (DESIGN.md "Distributed search").
+//
+// The loop:
+//   1. RegisterWorker(name, device, threads) -> worker id, heartbeat and lease periods.
+//      A background thread then sends Heartbeat{worker id, lease of the running task or ""}
+//      every heartbeat_ms. lease_valid == false marks the running task abandoned: it stops at
+//      the next opportunity (a final task between batches, the others when their step ends)
+//      and its result is never sent. NOT_FOUND (the coordinator restarted and forgot us)
+//      re-registers and drops the tensor cache.
+//   2. AcquireTask{worker id, wait_ms} long-polls; idle replies loop, NOT_FOUND re-registers.
+//   3. The task builds only what it needs: init builds the whole supernet (seeded) and returns
+//      every tensor; a weight task materialises its path, an arch task its pairs (or rl path),
+//      and fetches (FetchTensors) exactly the task's tensors that are not cached at the listed
+//      version; a final task trains a derived network on the full training set, evaluates and
+//      measures it. Data sets are loaded once per DataSpec and kept.
+//   4. CompleteTask streams {outcome} then the result tensors in chunks of at most 1 MiB.
+//      A refusal (FAILED_PRECONDITION: stale lease; NOT_FOUND; INVALID_ARGUMENT) is logged and
+//      dropped, never retried. A failed task reports outcome.error and no tensors.
+// An unreachable coordinator is retried forever (100 ms backoff doubling to 2 s), logged once
+// per change of state. Stop() (SIGTERM/SIGINT in nas_worker) ends the loop: a weight, arch or
+// init task in progress finishes and reports; a final task is abandoned at its next batch.
+//
+//   nas_worker --coordinator=coordinator:50051 --threads=2 --stats_file=/tmp/worker.jsonl
+//
+// Thread-safety: Run() is called once, from one thread; Stop() may be called from any thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace nas {
+
+struct RemoteWorkerOptions {
+  // The coordinator's WorkerGateway address, host:port. Required.
+  std::string coordinator;
+  // Worker name reported at registration. Default "" (hostname-pid).
+  std::string name;
+  // "cpu" or "cuda" (accepted only where LibTorch sees a GPU). Default "cpu".
+  std::string device = "cpu";
+  // Intra-op threads (ConfigureCpuRuntime); 0: all cores. Default 0.
+  int threads = 0;
+  // When set, one JSON line per task is appended: {"job","lease","kind","fetched_bytes",
+  // "resident_bytes","tensors_fetched","cache_hits","seconds","outcome"}. Default "".
+  std::string stats_file;
+  // Run() returns after this many tasks (whatever their outcome); 0: forever. Default 0.
+  int64_t max_tasks = 0;
+  // Overrides the data directory of every task's DataSpec. Default "" (the task's).
+  std::string data_dir;
+  // Long-poll budget of one AcquireTask. Default 5000.
+  int acquire_wait_ms = 5000;
+  // Deadline of each unary call. Default 30 s.
+  absl::Duration rpc_timeout = absl::Seconds(30);
+  // Deadline of each FetchTensors / CompleteTask stream. Default 10 min.
+  absl::Duration stream_timeout = absl::Minutes(10);
+  // gRPC max send/receive message size. Default 64 MiB.
+  int max_message_bytes = 64 << 20;
+  // Reconnect backoff: first delay, doubling up to the max. Defaults 100 ms and 2 s.
+  absl::Duration backoff_initial = absl::Milliseconds(100);
+  absl::Duration backoff_max = absl::Seconds(2);
+};
+
+class RemoteWorker {
+ public:
+  // Validates the options (InvalidArgument: no coordinator; FailedPrecondition: "cuda" without
+  // a visible GPU), configures the CPU runtime and creates the channel. Connects lazily.
+  static absl::StatusOr<std::unique_ptr<RemoteWorker>> Create(RemoteWorkerOptions options);
+  ~RemoteWorker();
+  RemoteWorker(const RemoteWorker&) = delete;
+  RemoteWorker& operator=(const RemoteWorker&) = delete;
+
+  // Registers and serves tasks until Stop() or max_tasks. Returns OK then; a connection
+  // problem never ends it.
+  absl::Status Run();
+  // Asks Run() to return (wakes a long poll or a backoff sleep). Thread-safe, not
+  // async-signal-safe: call it from a thread that waited for the signal.
+  void Stop();
+  // Tasks handled so far (any outcome).
+  int64_t tasks_done() const;
+
+ private:
+  struct Impl;
+  explicit RemoteWorker(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace nas

@@ -1,0 +1,99 @@
+// nas_worker: a search worker. Registers with the coordinator, long-polls tasks, fetches only the
+// tensors of each task, runs it with LibTorch and returns the result (worker/remote_worker.h).
+//
+//   nas_worker --coordinator=coordinator:50051 --threads=2 --stats_file=/tmp/worker.jsonl
+//
+// Exit status: 0 after SIGTERM/SIGINT or --max_tasks tasks; 2 for bad flags (including
+// --device=cuda where LibTorch sees no GPU); 1 for other errors. An unreachable coordinator is
+// retried forever.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "worker/remote_worker.h"
+
+ABSL_FLAG(std::string, coordinator, "", "coordinator WorkerGateway address, host:port (required)");
+ABSL_FLAG(std::string, name, "", "worker name reported to the coordinator; default hostname-pid");
+ABSL_FLAG(std::string, device, "cpu", "cpu or cuda (cuda only where LibTorch sees a GPU)");
+ABSL_FLAG(int, threads, 0, "intra-op threads; 0 uses all cores");
+ABSL_FLAG(std::string, stats_file, "", "append one JSON line per task to this file");
+ABSL_FLAG(int64_t, max_tasks, 0, "exit after this many tasks; 0 runs until SIGTERM");
+ABSL_FLAG(std::string, data_dir, "", "overrides the data directory of every task");
+
+namespace {
+
+int g_signal_pipe[2] = {-1, -1};
+
+void OnStopSignal(int sig) {
+  unsigned char b = static_cast<unsigned char>(sig);
+  ssize_t ignored = write(g_signal_pipe[1], &b, 1);
+  (void)ignored;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "nas_worker --coordinator=HOST:PORT [--threads=N] [--device=cpu|cuda] [--stats_file=F]");
+  absl::ParseCommandLine(argc, argv);
+
+  nas::RemoteWorkerOptions o;
+  o.coordinator = absl::GetFlag(FLAGS_coordinator);
+  o.name = absl::GetFlag(FLAGS_name);
+  o.device = absl::GetFlag(FLAGS_device);
+  o.threads = absl::GetFlag(FLAGS_threads);
+  o.stats_file = absl::GetFlag(FLAGS_stats_file);
+  o.max_tasks = absl::GetFlag(FLAGS_max_tasks);
+  o.data_dir = absl::GetFlag(FLAGS_data_dir);
+
+  // SIGINT/SIGTERM write to a pipe that a thread waits on (LibTorch and gRPC start threads of
+  // their own, some before main, so masking the signals is not enough).
+  if (pipe(g_signal_pipe) != 0) {
+    std::perror("nas_worker: pipe");
+    return 1;
+  }
+  struct sigaction sa = {};
+  sa.sa_handler = OnStopSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+
+  absl::StatusOr<std::unique_ptr<nas::RemoteWorker>> worker = nas::RemoteWorker::Create(o);
+  if (!worker.ok()) {
+    std::fprintf(stderr, "nas_worker: %s\n", worker.status().ToString().c_str());
+    bool flag_error = worker.status().code() == absl::StatusCode::kInvalidArgument ||
+                      worker.status().code() == absl::StatusCode::kFailedPrecondition;
+    return flag_error ? 2 : 1;
+  }
+  nas::RemoteWorker* w = worker->get();
+  // Detached: it may still wait when Run() returns after --max_tasks; exit ends it.
+  std::thread([w] {
+    unsigned char sig = 0;
+    ssize_t n;
+    do {
+      n = read(g_signal_pipe[0], &sig, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n == 1) {
+      std::fprintf(stderr, "nas_worker: signal %d, stopping\n", sig);
+      w->Stop();
+    }
+  }).detach();
+
+  absl::Status s = w->Run();
+  if (!s.ok()) {
+    std::fprintf(stderr, "nas_worker: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  std::fflush(stderr);
+  // Skip destructors: the signal thread may still hold `w`.
+  std::_Exit(0);
+}
