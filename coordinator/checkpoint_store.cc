@@ -191,7 +191,19 @@ absl::StatusOr<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(
   static_assert(std::size(kKnownCfNames) == kNumCfs, "one name per Cf");
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const char* name : kKnownCfNames) {
-    descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    rocksdb::ColumnFamilyOptions cf;
+    if (std::string(name) == "params") {
+      // Tensors: float bytes do not compress, and large values go to blob files so that
+      // compaction does not rewrite them (every round replaces a path's tensors).
+      cf.compression = rocksdb::kNoCompression;
+      cf.enable_blob_files = true;
+      cf.min_blob_size = 64 << 10;
+      cf.blob_compression_type = rocksdb::kNoCompression;
+      cf.enable_blob_garbage_collection = true;
+    } else {
+      cf.write_buffer_size = 4 << 20;  // small records; keeps the coordinator's memory low
+    }
+    descriptors.emplace_back(name, cf);
   }
   for (const std::string& name : existing) {
     const bool known = std::find(std::begin(kKnownCfNames), std::end(kKnownCfNames), name) !=

@@ -4,6 +4,8 @@
 #include <prometheus/exposer.h>
 
 #include <algorithm>
+#include <map>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "coordinator/metrics.h"
@@ -160,15 +162,7 @@ class WorkerGatewayImpl final : public WorkerGateway::Service {
   }
   grpc::Status AcquireTask(grpc::ServerContext*, const AcquireTaskRequest* req,
                            AcquireTaskReply* reply) override {
-    int wait = std::clamp(req->wait_ms(), 0, 30000);
-    auto t = jobs_->Acquire(req->worker_id(), absl::Milliseconds(wait));
-    if (!t.ok()) return ToGrpcStatus(t.status());
-    if (t->has_value()) {
-      *reply->mutable_task() = std::move(**t);
-    } else {
-      reply->set_idle(true);
-    }
-    return grpc::Status::OK;
+    return ToGrpcStatus(Acquire(*req, reply));
   }
   grpc::Status FetchTensors(grpc::ServerContext*, const FetchTensorsRequest* req,
                             grpc::ServerWriter<TensorBlob>* writer) override {
@@ -181,7 +175,7 @@ class WorkerGatewayImpl final : public WorkerGateway::Service {
     return grpc::Status::OK;
   }
   grpc::Status CompleteTask(grpc::ServerContext*, grpc::ServerReader<CompleteTaskRequest>* reader,
-                            CompleteTaskReply*) override {
+                            CompleteTaskReply* reply) override {
     CompleteTaskRequest msg;
     CompletedTask result;
     bool have_outcome = false;
@@ -229,10 +223,46 @@ class WorkerGatewayImpl final : public WorkerGateway::Service {
                                          t.total_bytes(), " bytes arrived"));
       }
     }
-    return ToGrpcStatus(jobs_->Complete(std::move(result)));
+    std::optional<AcquireTaskRequest> next;
+    if (result.outcome.has_next()) next = result.outcome.next();
+    absl::Status done = jobs_->Complete(std::move(result));
+    if (!done.ok() || !next.has_value()) return ToGrpcStatus(done);
+    return ToGrpcStatus(Acquire(*next, reply->mutable_next()));
   }
 
  private:
+  // A task (or idle), with the tensors the worker lacks inline when they fit its limit.
+  absl::Status Acquire(const AcquireTaskRequest& req, AcquireTaskReply* reply) {
+    int wait = std::clamp(req.wait_ms(), 0, 30000);
+    auto t = jobs_->Acquire(req.worker_id(), absl::Milliseconds(wait));
+    if (!t.ok()) return t.status();
+    if (!t->has_value()) {
+      reply->set_idle(true);
+      return absl::OkStatus();
+    }
+    Task& task = **t;
+    int64_t limit = std::min<int64_t>(req.inline_limit_bytes(), kChunkBytes * 4);
+    if (limit > 0 && task.tensors_size() > 0) {
+      std::map<std::string, uint64_t> cached;
+      for (const TensorRef& r : req.cached()) cached[r.name()] = r.version();
+      std::vector<std::string> missing;
+      for (const TensorRef& r : task.tensors()) {
+        auto it = cached.find(r.name());
+        if (it == cached.end() || it->second != r.version()) missing.push_back(r.name());
+      }
+      auto blobs = jobs_->Fetch(task.lease_id(), missing);
+      if (blobs.ok()) {
+        int64_t total = 0;
+        for (const auto& b : *blobs) total += static_cast<int64_t>(b->data().size());
+        if (total <= limit) {
+          for (const auto& b : *blobs) *task.add_inline_tensors() = *b;
+        }
+      }
+    }
+    *reply->mutable_task() = std::move(task);
+    return absl::OkStatus();
+  }
+
   JobManager* jobs_;
 };
 
@@ -284,6 +314,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &impl->port);
   builder.SetMaxReceiveMessageSize(o.max_message_bytes);
   builder.SetMaxSendMessageSize(o.max_message_bytes);
+  // Keep polling threads alive between calls: the sync server otherwise creates and destroys a
+  // thread per burst of calls, which dominated the coordinator's CPU per task.
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, 1);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 4);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 64);
   builder.RegisterService(impl->search.get());
   builder.RegisterService(impl->gateway.get());
   impl->server = builder.BuildAndStart();

@@ -229,6 +229,7 @@ struct JobManager::Job {
   absl::Time next_try = absl::InfinitePast();
   absl::Duration backoff = absl::ZeroDuration();
   int64_t change = 0;  // bumped on every visible change
+  std::string persisted_record;  // the record as last written to the store
   int64_t weight_steps() const { return driver ? driver->weight_steps() : 0; }
 };
 
@@ -294,7 +295,10 @@ JobManager::Job* JobManager::FindJob(const std::string& id) const {
 absl::Status JobManager::PersistRecord(Job& job) {
   ++job.change;
   changed_.SignalAll();
-  return store_->PutJob(job.rec.job_id(), job.rec.SerializeAsString());
+  std::string record = job.rec.SerializeAsString();
+  NAS_RETURN_IF_ERROR(store_->PutJob(job.rec.job_id(), record));
+  job.persisted_record = std::move(record);
+  return absl::OkStatus();
 }
 
 void JobManager::Fail(Job& job, const std::string& message) {
@@ -323,6 +327,7 @@ absl::Status JobManager::Recover() {
     uint64_t n = 0;
     if (absl::SimpleAtoi(absl::string_view(id).substr(1), &n)) next_job_ = std::max(next_job_, n);
     Job& j = *job;
+    j.persisted_record = bytes;
     jobs_[id] = std::move(job);
     const std::string state = j.rec.state();
     if (Terminal(state) && state != "DONE") continue;
@@ -375,6 +380,8 @@ absl::Status JobManager::Recover() {
     j.driver = std::move(d);
     if (j.driver->done()) {
       PlanFinalStage(j);
+      // Every final training finished before the crash: only the result was not written.
+      if (j.tasks.empty()) NAS_RETURN_IF_ERROR(FinishJob(j));
     } else {
       j.rec.set_state("RUNNING");
       PlanWeightStage(j);
@@ -785,7 +792,6 @@ absl::StatusOr<std::optional<Task>> JobManager::Acquire(const std::string& worke
       l.task.set_lease_id(NewLeaseId());
       l.task.set_deadline_unix_ms(UnixMs(l.deadline));
       lease_job_[l.task.lease_id()] = best->rec.job_id();
-      UpdateGauges();
       return std::optional<Task>(l.task);
     }
     if (stopping_) return std::optional<Task>();
@@ -969,7 +975,6 @@ absl::Status JobManager::Complete(CompletedTask result) {
     absl::Status s = AdvanceStage(*j);
     if (!s.ok()) Fail(*j, std::string(s.message()));
   }
-  UpdateGauges();
   return absl::OkStatus();
 }
 
@@ -1017,6 +1022,7 @@ absl::Status JobManager::AdvanceStage(Job& j) {
       merge();
       j.driver = std::move(d);
       j.history.clear();
+      j.rec.set_search_started_unix_ms(UnixMs(options_.clock()));
       NAS_RETURN_IF_ERROR(CommitRound(j, {j.driver->HistoryLine("init", 0, 0)}));
       PlanWeightStage(j);
       return absl::OkStatus();
@@ -1087,7 +1093,6 @@ absl::Status JobManager::AdvanceStage(Job& j) {
       return absl::OkStatus();
     }
     case Job::Stage::kFinal: {
-      std::vector<TensorBlob> artifacts;
       for (Lease& l : j.tasks) {
         (*j.rec.mutable_final_reports())[l.task.final().label()] = l.result->outcome.report_json();
         TensorBlob b = l.result->tensors[0];
@@ -1098,85 +1103,92 @@ absl::Status JobManager::AdvanceStage(Job& j) {
         j.dirty.insert(b.name());
       }
       j.tasks.clear();
-      // The result.
-      JobResult res;
-      res.set_job_id(j.rec.job_id());
-      std::vector<int> derived(j.rec.derived().begin(), j.rec.derived().end());
-      Architecture arch{j.space.name(), derived};
-      res.mutable_architecture()->set_space(j.space.name());
-      for (int e = 0; e < j.space.num_edges(); ++e) {
-        res.mutable_architecture()->add_choices(j.space.edges()[e].candidates[derived[e]].Name());
-      }
-      res.set_architecture_json(arch.ToJson(j.space));
-      auto net = j.space.Derive(derived);
-      if (net.ok()) res.set_network_json(net->ToReferenceJson());
-      res.set_space_json(j.rec.space_json());
-      res.set_latency_table_json(j.rec.latency_table_json());
-      for (const std::string& h : j.history) res.add_history(h);
-      Json spec = Json::object();
-      {
-        std::string text;
-        // The spec as JSON through its fields that matter for reproduction.
-        const JobSpec& s = j.rec.spec();
-        spec = {{"space", s.space()},       {"dataset", s.dataset()},
-                {"device", s.device()},     {"target_latency_ms", s.target_latency_ms()},
-                {"target_fraction", s.target_fraction()}, {"loss", s.loss()},
-                {"loss_lambda", s.loss_lambda()},         {"warmup_epochs", s.warmup_epochs()},
-                {"search_epochs", s.search_epochs()},     {"train_epochs", s.train_epochs()},
-                {"batch_size", s.batch_size()},           {"search_lr", s.search_lr()},
-                {"train_lr", s.train_lr()},               {"arch_lr", s.arch_lr()},
-                {"arch_every", s.arch_every()},           {"arch_algo", s.arch_algo()},
-                {"valid_size", s.valid_size()},           {"train_subset", s.train_subset()},
-                {"test_subset", s.test_subset()},         {"seed", s.seed()},
-                {"parallel_tasks", s.parallel_tasks()},   {"steps_per_task", s.steps_per_task()}};
-      }
-      res.set_spec_json(spec.dump(2));
-      Json report = {{"job_id", j.rec.job_id()},
-                     {"space", j.space.name()},
-                     {"dataset", j.rec.spec().dataset()},
-                     {"device", j.table.info().device},
-                     {"runtime", j.table.info().runtime},
-                     {"latency_table_method", j.table.info().method},
-                     {"loss", j.rec.spec().loss()},
-                     {"target_latency_ms", j.rec.target_latency_ms()},
-                     {"final_expected_latency_ms", j.driver->ExpectedLatency()},
-                     {"final_entropy", j.driver->alpha().MeanEntropy()},
-                     {"final_probabilities", j.driver->alpha().AllProbs()},
-                     {"weight_steps", j.driver->weight_steps()},
-                     {"arch_steps", j.driver->arch_steps()},
-                     {"rounds", j.driver->round()},
-                     {"arch_algo", j.rec.spec().arch_algo()},
-                     {"seed", j.rec.spec().seed()},
-                     {"spec", spec}};
-      auto add_net = [&](const std::string& label, const std::vector<int>& choices) {
-        auto it = j.rec.final_reports().find(label);
-        Json n = Json::object();
-        if (it != j.rec.final_reports().end()) {
-          auto parsed = ParseJson(it->second, label);
-          if (parsed.ok()) n = *parsed;
-        }
-        n["architecture"] = Architecture{j.space.name(), choices}.ToString(j.space);
-        n["predicted_latency_ms"] = j.latency.PathLatency(choices);
-        report[label] = n;
-        return n;
-      };
-      Json d = add_net("derived", derived);
-      if (j.rec.final_reports().count("baseline") > 0) add_net("baseline", j.space.LargestChoices());
-      res.set_test_accuracy(d.value("test_accuracy", 0.0));
-      res.set_predicted_latency_ms(j.latency.PathLatency(derived));
-      res.set_measured_latency_ms(d.value("measured_latency_ms", 0.0));
-      res.set_report_json(report.dump(2));
-      for (const auto& [label, r] : j.rec.final_reports()) res.add_artifacts(label + ".pt");
-      j.rec.set_state("DONE");
-      j.rec.set_finished_unix_ms(UnixMs(options_.clock()));
-      NAS_RETURN_IF_ERROR(store_->PutResult(j.rec.job_id(), res.SerializeAsString()));
-      NAS_RETURN_IF_ERROR(CommitRound(j, {}));
-      j.stage = Job::Stage::kNone;
-      return absl::OkStatus();
+      return FinishJob(j);
     }
     case Job::Stage::kNone:
       return absl::OkStatus();
   }
+  return CommitRound(j, {});
+}
+
+absl::Status JobManager::FinishJob(Job& j) {
+  j.stage = Job::Stage::kNone;
+  j.rec.set_state("DONE");
+  j.rec.set_finished_unix_ms(UnixMs(options_.clock()));
+  j.tasks.clear();
+  JobResult res;
+  res.set_job_id(j.rec.job_id());
+  std::vector<int> derived(j.rec.derived().begin(), j.rec.derived().end());
+  Architecture arch{j.space.name(), derived};
+  res.mutable_architecture()->set_space(j.space.name());
+  for (int e = 0; e < j.space.num_edges(); ++e) {
+    res.mutable_architecture()->add_choices(j.space.edges()[e].candidates[derived[e]].Name());
+  }
+  res.set_architecture_json(arch.ToJson(j.space));
+  auto net = j.space.Derive(derived);
+  if (net.ok()) res.set_network_json(net->ToReferenceJson());
+  res.set_space_json(j.rec.space_json());
+  res.set_latency_table_json(j.rec.latency_table_json());
+  for (const std::string& h : j.history) res.add_history(h);
+  Json spec = Json::object();
+  {
+    std::string text;
+    // The spec as JSON through its fields that matter for reproduction.
+    const JobSpec& s = j.rec.spec();
+    spec = {{"space", s.space()},       {"dataset", s.dataset()},
+            {"device", s.device()},     {"target_latency_ms", s.target_latency_ms()},
+            {"target_fraction", s.target_fraction()}, {"loss", s.loss()},
+            {"loss_lambda", s.loss_lambda()},         {"warmup_epochs", s.warmup_epochs()},
+            {"search_epochs", s.search_epochs()},     {"train_epochs", s.train_epochs()},
+            {"batch_size", s.batch_size()},           {"search_lr", s.search_lr()},
+            {"train_lr", s.train_lr()},               {"arch_lr", s.arch_lr()},
+            {"arch_every", s.arch_every()},           {"arch_algo", s.arch_algo()},
+            {"valid_size", s.valid_size()},           {"train_subset", s.train_subset()},
+            {"test_subset", s.test_subset()},         {"seed", s.seed()},
+            {"parallel_tasks", s.parallel_tasks()},   {"steps_per_task", s.steps_per_task()}};
+  }
+  res.set_spec_json(spec.dump(2));
+  Json report = {{"job_id", j.rec.job_id()},
+                 {"space", j.space.name()},
+                 {"dataset", j.rec.spec().dataset()},
+                 {"device", j.table.info().device},
+                 {"runtime", j.table.info().runtime},
+                 {"latency_table_method", j.table.info().method},
+                 {"loss", j.rec.spec().loss()},
+                 {"target_latency_ms", j.rec.target_latency_ms()},
+                 {"final_expected_latency_ms", j.driver->ExpectedLatency()},
+                 {"final_entropy", j.driver->alpha().MeanEntropy()},
+                 {"final_probabilities", j.driver->alpha().AllProbs()},
+                 {"weight_steps", j.driver->weight_steps()},
+                 {"arch_steps", j.driver->arch_steps()},
+                 {"rounds", j.driver->round()},
+                 {"seconds",
+                  {{"search", (j.rec.search_finished_unix_ms() -
+                               j.rec.search_started_unix_ms()) / 1000.0},
+                   {"total", (j.rec.finished_unix_ms() - j.rec.submitted_unix_ms()) / 1000.0}}},
+                 {"arch_algo", j.rec.spec().arch_algo()},
+                 {"seed", j.rec.spec().seed()},
+                 {"spec", spec}};
+  auto add_net = [&](const std::string& label, const std::vector<int>& choices) {
+    auto it = j.rec.final_reports().find(label);
+    Json n = Json::object();
+    if (it != j.rec.final_reports().end()) {
+      auto parsed = ParseJson(it->second, label);
+      if (parsed.ok()) n = *parsed;
+    }
+    n["architecture"] = Architecture{j.space.name(), choices}.ToString(j.space);
+    n["predicted_latency_ms"] = j.latency.PathLatency(choices);
+    report[label] = n;
+    return n;
+  };
+  Json d = add_net("derived", derived);
+  if (j.rec.final_reports().count("baseline") > 0) add_net("baseline", j.space.LargestChoices());
+  res.set_test_accuracy(d.value("test_accuracy", 0.0));
+  res.set_predicted_latency_ms(j.latency.PathLatency(derived));
+  res.set_measured_latency_ms(d.value("measured_latency_ms", 0.0));
+  res.set_report_json(report.dump(2));
+  for (const auto& [label, r] : j.rec.final_reports()) res.add_artifacts(label + ".pt");
+  NAS_RETURN_IF_ERROR(store_->PutResult(j.rec.job_id(), res.SerializeAsString()));
   return CommitRound(j, {});
 }
 
@@ -1185,13 +1197,10 @@ absl::Status JobManager::CommitRound(Job& j, std::vector<std::string> events) {
   if (round_end) j.driver->FinishRound();
   bool search_done = round_end && j.driver->done();
   if (search_done) {
+    j.rec.set_search_finished_unix_ms(UnixMs(options_.clock()));
     events.push_back(j.driver->HistoryLine("final", j.driver->ema_loss(),
                                            j.driver->last_arch_accuracy()));
     PlanFinalStage(j);  // sets the record's state and derived architecture
-    if (j.tasks.empty()) {
-      j.rec.set_state("DONE");
-      j.stage = Job::Stage::kNone;
-    }
   }
   RoundCommit c;
   c.job_id = j.rec.job_id();
@@ -1199,10 +1208,13 @@ absl::Status JobManager::CommitRound(Job& j, std::vector<std::string> events) {
   c.search_state = j.driver->SaveState();
   for (const std::string& n : j.dirty) c.tensors.push_back(*j.tensors.at(n));
   c.events = events;
-  c.job_record = j.rec.SerializeAsString();
+  // The record (with the job's latency table) only when it changed since it was last written.
+  std::string record = j.rec.SerializeAsString();
+  if (record != j.persisted_record) c.job_record = record;
   absl::Time t0 = absl::Now();
   NAS_RETURN_IF_ERROR(store_->CommitRound(c));
   double seconds = absl::ToDoubleSeconds(absl::Now() - t0);
+  if (c.job_record.has_value()) j.persisted_record = std::move(*c.job_record);
   j.dirty.clear();
   for (std::string& e : events) j.history.push_back(std::move(e));
   if (options_.metrics != nullptr) {
@@ -1213,6 +1225,7 @@ absl::Status JobManager::CommitRound(Job& j, std::vector<std::string> events) {
   ++j.change;
   changed_.SignalAll();
   if (round_end && !search_done) PlanWeightStage(j);
+  if (search_done && j.tasks.empty()) return FinishJob(j);  // no final training
   return absl::OkStatus();
 }
 

@@ -127,6 +127,8 @@ class JobManager {
   void PlanWeightStage(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PlanFinalStage(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status AdvanceStage(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // DONE: the result (report, architecture, history, table) stored with the final commit.
+  absl::Status FinishJob(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CommitRound(Job& job, std::vector<std::string> events)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PersistRecord(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

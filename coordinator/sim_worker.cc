@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/network_config.h"
 #include "core/param_names.h"
 #include "core/search_space.h"
 #include "core/status_macros.h"
@@ -46,6 +47,20 @@ absl::StatusOr<std::vector<TensorBlob>> SyntheticSupernetTensors(const std::stri
                                                                  int floats) {
   NAS_ASSIGN_OR_RETURN(SearchSpace space, SearchSpace::FromJson(space_json));
   std::vector<TensorBlob> out;
+  if (floats <= 0) {
+    // Real sizes: the fixed layers' parameters in one tensor, each candidate's in another.
+    NetworkConfig skeleton = space.Skeleton();
+    out.push_back(FloatBlob("stem.conv.weight", static_cast<int>(skeleton.ParameterCount()), 0.5f));
+    for (int e = 0; e < space.num_edges(); ++e) {
+      for (size_t i = 0; i < space.edges()[e].candidates.size(); ++i) {
+        if (space.edges()[e].candidates[i].zero) continue;
+        std::string m = CandidateModuleName(e, static_cast<int>(i));
+        int64_t n = BlockParameterCount(space.edges()[e].Block(static_cast<int>(i)));
+        out.push_back(FloatBlob(m + ".weights", static_cast<int>(n), 0.25f));
+      }
+    }
+    return out;
+  }
   out.push_back(FloatBlob("stem.conv.weight", floats, 0.5f));
   out.push_back(FloatBlob("stem.bn.running_mean", floats, 0.f));
   out.push_back(CounterBlob("stem.bn.num_batches_tracked"));
@@ -77,12 +92,25 @@ absl::Status SimWorker::Register(const std::string& name) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<bool> SimWorker::Acquire(absl::Duration wait) {
-  grpc::ClientContext ctx;
-  WithDeadline(&ctx, wait + absl::Seconds(10));
+AcquireTaskRequest SimWorker::AcquireRequest(absl::Duration wait) const {
   AcquireTaskRequest req;
   req.set_worker_id(worker_id_);
   req.set_wait_ms(static_cast<int32_t>(absl::ToInt64Milliseconds(wait)));
+  if (single_round_trip_) {
+    req.set_inline_limit_bytes(4 << 20);
+    for (const auto& [name, blob] : cache_) {
+      TensorRef* r = req.add_cached();
+      r->set_name(name);
+      r->set_version(blob.version());
+    }
+  }
+  return req;
+}
+
+absl::StatusOr<bool> SimWorker::Acquire(absl::Duration wait) {
+  grpc::ClientContext ctx;
+  WithDeadline(&ctx, wait + absl::Seconds(10));
+  AcquireTaskRequest req = AcquireRequest(wait);
   AcquireTaskReply reply;
   NAS_RETURN_IF_ERROR(FromGrpcStatus(stub_->AcquireTask(&ctx, req, &reply)));
   if (reply.idle()) return false;
@@ -120,15 +148,32 @@ absl::StatusOr<std::pair<TaskOutcome, std::vector<TensorBlob>>> SimWorker::MakeR
   switch (task_.kind_case()) {
     case Task::kInit: {
       NAS_ASSIGN_OR_RETURN(tensors, SyntheticSupernetTensors(task_.space_json(), floats_));
-      o.set_train_size(4 * batch);
-      o.set_valid_size(2 * batch);
+      o.set_train_size(train_batches_ * batch);
+      o.set_valid_size(std::max<int64_t>(1, train_batches_ / 2) * batch);
       break;
     }
     case Task::kWeight:
     case Task::kArch: {
+      if (single_round_trip_) {
+        for (const TensorBlob& b : task_.inline_tensors()) cache_[b.name()] = b;
+      }
       std::vector<std::string> names;
-      for (const TensorRef& r : task_.tensors()) names.push_back(r.name());
-      NAS_ASSIGN_OR_RETURN(tensors, Fetch(task_.lease_id(), names));
+      for (const TensorRef& r : task_.tensors()) {
+        auto it = cache_.find(r.name());
+        if (it == cache_.end() || it->second.version() != r.version()) names.push_back(r.name());
+      }
+      std::vector<TensorBlob> fetched;
+      if (!names.empty()) {
+        NAS_ASSIGN_OR_RETURN(fetched, Fetch(task_.lease_id(), names));
+      }
+      for (const TensorBlob& b : fetched) {
+        if (single_round_trip_) cache_[b.name()] = b;
+      }
+      for (const TensorRef& r : task_.tensors()) {
+        auto it = std::find_if(fetched.begin(), fetched.end(),
+                               [&](const TensorBlob& b) { return b.name() == r.name(); });
+        tensors.push_back(it != fetched.end() ? *it : cache_.at(r.name()));
+      }
       o.set_loss(1.0);
       o.set_accuracy(0.5);
       if (task_.has_weight()) {
@@ -175,10 +220,11 @@ absl::StatusOr<std::pair<TaskOutcome, std::vector<TensorBlob>>> SimWorker::MakeR
 }
 
 absl::Status SimWorker::Complete(const TaskOutcome& outcome, const std::vector<TensorBlob>& tensors,
-                                 size_t chunk) {
+                                 size_t chunk, CompleteTaskReply* out) {
   grpc::ClientContext ctx;
   WithDeadline(&ctx, absl::Seconds(30));
-  CompleteTaskReply reply;
+  CompleteTaskReply local;
+  CompleteTaskReply& reply = out != nullptr ? *out : local;
   auto writer = stub_->CompleteTask(&ctx, &reply);
   CompleteTaskRequest first;
   *first.mutable_outcome() = outcome;
@@ -205,10 +251,19 @@ absl::Status SimWorker::Complete(const TaskOutcome& outcome, const std::vector<T
 }
 
 absl::StatusOr<bool> SimWorker::RunOne(absl::Duration wait) {
-  NAS_ASSIGN_OR_RETURN(bool got, Acquire(wait));
-  if (!got) return false;
+  if (!have_task_) {
+    NAS_ASSIGN_OR_RETURN(bool got, Acquire(wait));
+    if (!got) return false;
+  }
+  have_task_ = false;
   NAS_ASSIGN_OR_RETURN(auto result, MakeResult());
-  NAS_RETURN_IF_ERROR(Complete(result.first, result.second));
+  CompleteTaskReply reply;
+  if (single_round_trip_) *result.first.mutable_next() = AcquireRequest(absl::ZeroDuration());
+  NAS_RETURN_IF_ERROR(Complete(result.first, result.second, 1 << 20, &reply));
+  if (reply.has_next() && reply.next().has_task()) {
+    task_ = reply.next().task();
+    have_task_ = true;
+  }
   return true;
 }
 

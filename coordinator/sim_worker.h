@@ -13,6 +13,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,7 +25,8 @@
 namespace nas {
 
 // Every tensor of a synthetic supernet of `space_json` (fixed layers and one depthwise weight,
-// BN statistics and counter per candidate), `floats` values per float tensor.
+// BN statistics and counter per candidate), `floats` values per float tensor; floats <= 0 gives
+// each candidate's weight tensor its real parameter count (so bytes moved are realistic).
 absl::StatusOr<std::vector<TensorBlob>> SyntheticSupernetTensors(const std::string& space_json,
                                                                  int floats);
 
@@ -33,6 +35,11 @@ class SimWorker {
   explicit SimWorker(std::shared_ptr<grpc::Channel> channel, int floats = 4);
   absl::Status Register(const std::string& name);
   const std::string& worker_id() const { return worker_id_; }
+  // Training batches per epoch that an init task reports (valid: half). Default 4.
+  void set_train_batches(int64_t n) { train_batches_ = n; }
+  // One round trip per task: tensors inline with the task (what it lacks from its cache) and
+  // the next task acquired with each completion. Default false (Acquire, Fetch, Complete).
+  void set_single_round_trip(bool on) { single_round_trip_ = on; }
   // Acquires one task (waiting up to `wait`), completes it; false when none came.
   absl::StatusOr<bool> RunOne(absl::Duration wait);
   // The last task acquired.
@@ -47,7 +54,7 @@ class SimWorker {
   absl::StatusOr<std::pair<TaskOutcome, std::vector<TensorBlob>>> MakeResult();
   // Sends outcome then tensors, each split into chunks of `chunk` bytes.
   absl::Status Complete(const TaskOutcome& outcome, const std::vector<TensorBlob>& tensors,
-                        size_t chunk = 1 << 20);
+                        size_t chunk = 1 << 20, CompleteTaskReply* reply = nullptr);
 
  private:
   std::unique_ptr<WorkerGateway::Stub> stub_;
@@ -55,6 +62,11 @@ class SimWorker {
   std::string worker_id_;
   Task task_;
   int64_t bytes_fetched_ = 0;
+  int64_t train_batches_ = 4;
+  bool single_round_trip_ = false;
+  bool have_task_ = false;                   // task_ came with the last completion
+  std::map<std::string, TensorBlob> cache_;  // single_round_trip_: tensors by name
+  AcquireTaskRequest AcquireRequest(absl::Duration wait) const;
 };
 
 }  // namespace nas
