@@ -1217,7 +1217,7 @@ absl::Status JobManager::CommitRound(Job& j, std::vector<std::string> events) {
   if (c.job_record.has_value()) j.persisted_record = std::move(*c.job_record);
   j.dirty.clear();
   for (std::string& e : events) j.history.push_back(std::move(e));
-  if (options_.metrics != nullptr) {
+  if (options_.metrics != nullptr && round_end) {
     options_.metrics->Round(j.rec.job_id(), seconds, j.driver->ema_loss(),
                             j.driver->last_arch_accuracy(), j.driver->ExpectedLatency(),
                             j.rec.target_latency_ms(), j.driver->alpha().MeanEntropy());

@@ -189,6 +189,25 @@ TEST_F(CoordinatorServerTest, JobRunsToDoneWithEveryRoundOnce) {
   }
 }
 
+TEST_F(CoordinatorServerTest, JobWithoutFinalTrainingEndsWithAResult) {
+  JobSpec s = SmallSpec();
+  s.set_train_epochs(-1);
+  auto id = client_->Submit(s);
+  ASSERT_TRUE(id.ok());
+  SimWorker w(Channel());
+  ASSERT_TRUE(w.Register("sim").ok());
+  JobStatus st = RunToEnd(*id, w);
+  ASSERT_EQ(st.state(), "DONE") << st.message();
+  auto r = client_->Result(*id);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->artifacts_size(), 0);
+  EXPECT_EQ(r->architecture().choices_size(), 7);
+  auto report = ParseJson(r->report_json(), "report");
+  ASSERT_TRUE(report.ok());
+  EXPECT_FALSE(report->contains("baseline"));
+  EXPECT_GE((*report)["seconds"]["search"].get<double>(), 0.0);
+}
+
 TEST_F(CoordinatorServerTest, TasksListOnlyTheirPathsTensors) {
   auto id = client_->Submit(SmallSpec());
   ASSERT_TRUE(id.ok());

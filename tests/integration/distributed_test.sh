@@ -206,6 +206,54 @@ wait_for 30 grep -q "listening" "$WORK/latency.log"
 "$LCTL" --server="127.0.0.1:$LP" put "$WORK/table.json" >/dev/null
 check "the job runs once the latency service is back" wait_for 120 state_is "RUNNING\|FINAL\|DONE"
 
+# --- metrics: a real Prometheus scrapes the coordinator of a finished job -----------------
+if command -v prometheus >/dev/null && command -v curl >/dev/null; then
+  CP=$(free_port)
+  MP=$(free_port)
+  PP=$(free_port)
+  DB="$WORK/db-metrics"
+  start_coordinator --latency_table="$WORK/table.json" --metrics_port="$MP"
+  start_worker we
+  JOB=$("$NASCTL" --coordinator="127.0.0.1:$CP" submit --spec="$WORK/spec.json")
+  wait_for 300 state_is DONE
+  cat >"$WORK/prometheus.yml" <<YAML
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: coordinator
+    honor_labels: true
+    static_configs:
+      - targets: ["127.0.0.1:$MP"]
+YAML
+  prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/tsdb" \
+    --web.listen-address="127.0.0.1:$PP" >"$WORK/prometheus.log" 2>&1 &
+  PIDS+=("$!")
+  query() {
+    curl -s --get "http://127.0.0.1:$PP/api/v1/query" --data-urlencode "query=$1" |
+      python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")' 2>/dev/null
+  }
+  scraped() { [ "$(query 'up{instance="127.0.0.1:'"$MP"'"}')" = "1" ] && [ -n "$(query 'nas_jobs')" ]; }
+  wait_for 60 scraped
+  expect_metric() {  # expect_metric PROMQL VALUE
+    local got
+    got=$(query "$1")
+    check "prometheus: $1 = $2 (got '$got')" test "$got" = "$2"
+  }
+  expect_metric 'nas_jobs{state="DONE"}' 1
+  expect_metric "nas_rounds_total{job=\"$JOB\"}" 60
+  expect_metric 'nas_tasks_total{kind="weight",outcome="ok"}' 60
+  expect_metric 'nas_tasks_total{kind="arch",outcome="ok"}' 10
+  expect_metric 'nas_tasks_total{kind="final",outcome="ok"}' 2
+  expect_metric 'nas_checkpoint_seconds_count' 60
+  expect_metric 'nas_workers{state="live"}' 1
+  positive() { python3 -c 'import sys; sys.exit(0 if float(sys.argv[1] or 0) > 0 else 1)' "$(query "$1")"; }
+  check "prometheus: nas_expected_latency_ms of the job > 0" positive "nas_expected_latency_ms{job=\"$JOB\"}"
+  check "prometheus: nas_tensor_bytes_total fetched > 0" positive 'nas_tensor_bytes_total{direction="fetched"}'
+  check "prometheus: nas_tensor_bytes_total returned > 0" positive 'nas_tensor_bytes_total{direction="returned"}'
+else
+  echo "skip metrics: prometheus or curl is not installed"
+fi
+
 echo "distributed_test: $pass passed, $fail failed"
 if [ $fail -ne 0 ]; then
   for f in "$WORK"/coordinator-*.log; do echo "--- $f"; tail -n 20 "$f"; done
