@@ -41,6 +41,8 @@ ABSL_FLAG(double, seconds, 10, "measured seconds per workload");
 ABSL_FLAG(std::string, workers, "1,4,16", "simulated worker threads for the capacity workloads");
 ABSL_FLAG(int, tasks_per_round, 64, "weight tasks per round in the capacity workloads");
 ABSL_FLAG(bool, sync, true, "coordinator --sync (fsync every round)");
+ABSL_FLAG(int, batch, 8, "tasks a simulated worker takes per AcquireTask and completes per "
+          "CompleteTask stream in the capacity workloads");
 ABSL_FLAG(bool, single_round_trip, true,
           "workers take tensors inline and the next task with each completion (1 RPC per task); "
           "false: Acquire, FetchTensors, CompleteTask");
@@ -84,6 +86,7 @@ bool StartCoordinator(const std::string& dir, Coordinator* c) {
   std::string log = dir + "/coordinator.log";
   c->pid = fork();
   if (c->pid == 0) {
+    for (int fd = 3; fd < 1024; ++fd) close(fd);  // e.g. a flock the bench runs under
     freopen(log.c_str(), "w", stdout);
     freopen(log.c_str(), "a", stderr);
     std::string bin = absl::GetFlag(FLAGS_coordinator_binary);
@@ -133,12 +136,15 @@ struct Row {
   double seconds = 0;
   double fetched_mb = 0;
   double coordinator_cpu = 0;  // seconds
+  int batch = 1;
 };
 
 // Submits a job and runs `workers` simulated workers for `seconds` after init.
 Row Run(const std::string& target, pid_t pid, const std::string& workload,
-        const std::string& space, int workers, int tasks_per_round, int floats, double seconds) {
+        const std::string& space, int workers, int tasks_per_round, int floats, double seconds,
+        int batch = 1) {
   Row row{workload, workers, tasks_per_round};
+  row.batch = batch;
   auto client = nas::SearchClient::Connect(target);
   nas::JobSpec spec;
   spec.set_space(space);
@@ -176,14 +182,15 @@ Row Run(const std::string& target, pid_t pid, const std::string& workload,
     threads.emplace_back([&, i] {
       nas::SimWorker w(Channel(target), floats);
       w.set_single_round_trip(absl::GetFlag(FLAGS_single_round_trip));
+      w.set_batch(batch);
       if (!w.Register(absl::StrCat("sim-", i)).ok()) return;
       while (!stop.load()) {
-        auto ran = w.RunOne(absl::Milliseconds(100));
+        auto ran = w.RunSome(absl::Milliseconds(100));
         if (!ran.ok()) {
           std::fprintf(stderr, "worker %d: %s\n", i, ran.status().ToString().c_str());
           return;
         }
-        if (*ran) tasks.fetch_add(1);
+        tasks.fetch_add(*ran);
       }
       bytes.fetch_add(w.bytes_fetched());
     });
@@ -216,6 +223,11 @@ int main(int argc, char** argv) {
     int n = std::stoi(std::string(w));
     rows.push_back(Run(coordinator.target, coordinator.pid, "dispatch capacity (fashion-mnist)", "fashion-mnist",
                        n, absl::GetFlag(FLAGS_tasks_per_round), 4, seconds));
+    if (absl::GetFlag(FLAGS_batch) > 1) {
+      rows.push_back(Run(coordinator.target, coordinator.pid, "dispatch capacity (fashion-mnist)",
+                         "fashion-mnist", n, absl::GetFlag(FLAGS_tasks_per_round), 4, seconds,
+                         absl::GetFlag(FLAGS_batch)));
+    }
   }
   rows.push_back(Run(coordinator.target, coordinator.pid, "tensor transfer (ImageNet path)", "proxyless-imagenet",
                      1, 1, 0, seconds));
@@ -223,9 +235,9 @@ int main(int argc, char** argv) {
   std::string table = absl::StrFormat(
       "coordinator %s (sync %s), simulated workers as threads of one process (%s), %.0f s "
       "each\n\n"
-      "| workload | workers | tasks/round | tasks done | tasks/s | rounds/s | ms/round | "
-      "fetched MB/s | coordinator CPU us/task | tasks/s per coordinator core |\n"
-      "|---|---|---|---|---|---|---|---|---|---|\n",
+      "| workload | workers | tasks per call | tasks/round | tasks done | tasks/s | rounds/s | "
+      "ms/round | fetched MB/s | coordinator CPU us/task | tasks/s per coordinator core |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|\n",
       absl::GetFlag(FLAGS_coordinator_binary), absl::GetFlag(FLAGS_sync) ? "on" : "off",
       absl::GetFlag(FLAGS_single_round_trip) ? "1 RPC per task: tensors inline, next task with "
                                                "each completion"
@@ -234,14 +246,20 @@ int main(int argc, char** argv) {
   for (const Row& r : rows) {
     double rps = r.seconds > 0 ? r.rounds / r.seconds : 0;
     double us = r.tasks > 0 ? 1e6 * r.coordinator_cpu / r.tasks : 0;
-    absl::StrAppendFormat(&table, "| %s | %d | %d | %d | %.0f | %.1f | %.2f | %.1f | %.0f | %.0f |\n",
-                          r.workload, r.workers, r.tasks_per_round, r.tasks,
+    absl::StrAppendFormat(&table, "| %s | %d | %d | %d | %d | %.0f | %.1f | %.2f | %.1f | %.0f | %.0f |\n",
+                          r.workload, r.workers, r.batch, r.tasks_per_round, r.tasks,
                           r.seconds > 0 ? r.tasks / r.seconds : 0, rps,
                           rps > 0 ? 1000 / rps : 0, r.seconds > 0 ? r.fetched_mb / r.seconds : 0,
                           us, us > 0 ? 1e6 / us : 0);
   }
   std::printf("%s", table.c_str());
   if (!absl::GetFlag(FLAGS_out).empty()) std::ofstream(absl::GetFlag(FLAGS_out)) << table;
-  fs::remove_all(dir);
+  if (coordinator.pid > 0) {
+    kill(coordinator.pid, SIGTERM);
+    waitpid(coordinator.pid, nullptr, 0);
+    coordinator.pid = -1;
+  }
+  std::error_code ec;
+  fs::remove_all(dir, ec);
   return 0;
 }

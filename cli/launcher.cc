@@ -39,6 +39,7 @@ class Child {
     pid_t pid = fork();
     if (pid < 0) return absl::InternalError("fork failed");
     if (pid == 0) {
+      for (int fd = 3; fd < 1024; ++fd) close(fd);  // no inherited locks or sockets
       int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       if (fd >= 0) {
         dup2(fd, 1);

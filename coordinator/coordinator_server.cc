@@ -176,23 +176,22 @@ class WorkerGatewayImpl final : public WorkerGateway::Service {
   }
   grpc::Status CompleteTask(grpc::ServerContext*, grpc::ServerReader<CompleteTaskRequest>* reader,
                             CompleteTaskReply* reply) override {
+    // One or more results: each outcome followed by its tensors' chunks.
+    std::vector<CompletedTask> results;
+    std::map<std::string, size_t> index;  // tensor name -> position in the current result
     CompleteTaskRequest msg;
-    CompletedTask result;
-    bool have_outcome = false;
-    std::map<std::string, size_t> index;  // name -> position in result.tensors
     while (reader->Read(&msg)) {
       if (msg.has_outcome()) {
-        if (have_outcome) {
-          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "outcome: sent twice");
-        }
-        have_outcome = true;
-        result.outcome = msg.outcome();
+        results.emplace_back();
+        results.back().outcome = std::move(*msg.mutable_outcome());
+        index.clear();
         continue;
       }
-      if (!have_outcome) {
+      if (results.empty()) {
         return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                             "outcome: must be the first message of CompleteTask");
       }
+      std::vector<TensorBlob>& tensors = results.back().tensors;
       TensorBlob& c = *msg.mutable_tensor();
       auto it = index.find(c.name());
       if (it == index.end()) {
@@ -201,11 +200,11 @@ class WorkerGatewayImpl final : public WorkerGateway::Service {
                               absl::StrCat("tensor '", c.name(), "': first chunk at offset ",
                                            c.offset()));
         }
-        index[c.name()] = result.tensors.size();
-        result.tensors.push_back(std::move(c));
+        index[c.name()] = tensors.size();
+        tensors.push_back(std::move(c));
         continue;
       }
-      TensorBlob& t = result.tensors[it->second];
+      TensorBlob& t = tensors[it->second];
       if (c.offset() != t.data().size() || c.total_bytes() != t.total_bytes()) {
         return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                             absl::StrCat("tensor '", c.name(), "': chunk at offset ", c.offset(),
@@ -213,34 +212,56 @@ class WorkerGatewayImpl final : public WorkerGateway::Service {
       }
       t.mutable_data()->append(c.data());
     }
-    if (!have_outcome) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "outcome: missing");
-    }
-    for (const TensorBlob& t : result.tensors) {
-      if (t.total_bytes() != t.data().size()) {
-        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            absl::StrCat("tensor '", t.name(), "': ", t.data().size(), " of ",
-                                         t.total_bytes(), " bytes arrived"));
+    if (results.empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "outcome: missing");
+    for (const CompletedTask& r : results) {
+      for (const TensorBlob& t : r.tensors) {
+        if (t.total_bytes() != t.data().size()) {
+          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              absl::StrCat("tensor '", t.name(), "': ", t.data().size(), " of ",
+                                           t.total_bytes(), " bytes arrived"));
+        }
       }
     }
     std::optional<AcquireTaskRequest> next;
-    if (result.outcome.has_next()) next = result.outcome.next();
-    absl::Status done = jobs_->Complete(std::move(result));
-    if (!done.ok() || !next.has_value()) return ToGrpcStatus(done);
+    if (results.back().outcome.has_next()) next = results.back().outcome.next();
+    absl::Status last;
+    for (CompletedTask& r : results) {
+      last = jobs_->Complete(std::move(r));
+      if (results.size() > 1) {
+        reply->add_codes(static_cast<int32_t>(last.code()));
+        reply->add_messages(std::string(last.message()));
+      }
+    }
+    // One result: its status is the call's. Several: each in `codes`, the call succeeds.
+    if (results.size() == 1 && !last.ok()) return ToGrpcStatus(last);
+    if (!next.has_value()) return grpc::Status::OK;
     return ToGrpcStatus(Acquire(*next, reply->mutable_next()));
   }
 
  private:
-  // A task (or idle), with the tensors the worker lacks inline when they fit its limit.
+  // Up to max_tasks tasks (or idle), each with the tensors the worker lacks inline when they
+  // fit its limit.
   absl::Status Acquire(const AcquireTaskRequest& req, AcquireTaskReply* reply) {
     int wait = std::clamp(req.wait_ms(), 0, 30000);
-    auto t = jobs_->Acquire(req.worker_id(), absl::Milliseconds(wait));
-    if (!t.ok()) return t.status();
-    if (!t->has_value()) {
-      reply->set_idle(true);
-      return absl::OkStatus();
+    int max_tasks = std::clamp(req.max_tasks(), 1, 256);
+    for (int i = 0; i < max_tasks; ++i) {
+      auto t = jobs_->Acquire(req.worker_id(),
+                              i == 0 ? absl::Milliseconds(wait) : absl::ZeroDuration());
+      if (!t.ok()) {
+        if (i == 0) return t.status();
+        break;
+      }
+      if (!t->has_value()) {
+        if (i == 0) reply->set_idle(true);
+        break;
+      }
+      Inline(req, **t);
+      *(i == 0 ? reply->mutable_task() : reply->add_more()) = std::move(**t);
     }
-    Task& task = **t;
+    return absl::OkStatus();
+  }
+
+  void Inline(const AcquireTaskRequest& req, Task& task) {
     int64_t limit = std::min<int64_t>(req.inline_limit_bytes(), kChunkBytes * 4);
     if (limit > 0 && task.tensors_size() > 0) {
       std::map<std::string, uint64_t> cached;
@@ -259,8 +280,6 @@ class WorkerGatewayImpl final : public WorkerGateway::Service {
         }
       }
     }
-    *reply->mutable_task() = std::move(task);
-    return absl::OkStatus();
   }
 
   JobManager* jobs_;

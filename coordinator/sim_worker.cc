@@ -96,6 +96,7 @@ AcquireTaskRequest SimWorker::AcquireRequest(absl::Duration wait) const {
   AcquireTaskRequest req;
   req.set_worker_id(worker_id_);
   req.set_wait_ms(static_cast<int32_t>(absl::ToInt64Milliseconds(wait)));
+  req.set_max_tasks(batch_);
   if (single_round_trip_) {
     req.set_inline_limit_bytes(4 << 20);
     for (const auto& [name, blob] : cache_) {
@@ -115,6 +116,9 @@ absl::StatusOr<bool> SimWorker::Acquire(absl::Duration wait) {
   NAS_RETURN_IF_ERROR(FromGrpcStatus(stub_->AcquireTask(&ctx, req, &reply)));
   if (reply.idle()) return false;
   task_ = reply.task();
+  queue_.clear();
+  queue_.push_back(reply.task());
+  for (const Task& t : reply.more()) queue_.push_back(t);
   return true;
 }
 
@@ -221,14 +225,22 @@ absl::StatusOr<std::pair<TaskOutcome, std::vector<TensorBlob>>> SimWorker::MakeR
 
 absl::Status SimWorker::Complete(const TaskOutcome& outcome, const std::vector<TensorBlob>& tensors,
                                  size_t chunk, CompleteTaskReply* out) {
+  return CompleteMany({{outcome, tensors}}, chunk, out);
+}
+
+absl::Status SimWorker::CompleteMany(
+    const std::vector<std::pair<TaskOutcome, std::vector<TensorBlob>>>& results, size_t chunk,
+    CompleteTaskReply* out) {
   grpc::ClientContext ctx;
   WithDeadline(&ctx, absl::Seconds(30));
   CompleteTaskReply local;
   CompleteTaskReply& reply = out != nullptr ? *out : local;
   auto writer = stub_->CompleteTask(&ctx, &reply);
+  bool ok = true;
+  for (const auto& [outcome, tensors] : results) {
   CompleteTaskRequest first;
   *first.mutable_outcome() = outcome;
-  bool ok = writer->Write(first);
+  ok = ok && writer->Write(first);
   for (const TensorBlob& t : tensors) {
     size_t total = t.data().size();
     size_t off = 0;
@@ -246,25 +258,44 @@ absl::Status SimWorker::Complete(const TaskOutcome& outcome, const std::vector<T
       off += n;
     } while (off < total && ok);
   }
+  }
   writer->WritesDone();
   return FromGrpcStatus(writer->Finish());
 }
 
 absl::StatusOr<bool> SimWorker::RunOne(absl::Duration wait) {
-  if (!have_task_) {
+  NAS_ASSIGN_OR_RETURN(int n, RunSome(wait));
+  return n > 0;
+}
+
+absl::StatusOr<int> SimWorker::RunSome(absl::Duration wait) {
+  if (queue_.empty()) {
     NAS_ASSIGN_OR_RETURN(bool got, Acquire(wait));
-    if (!got) return false;
+    if (!got) return 0;
   }
-  have_task_ = false;
-  NAS_ASSIGN_OR_RETURN(auto result, MakeResult());
+  std::vector<Task> tasks = std::move(queue_);
+  queue_.clear();
+  std::vector<std::pair<TaskOutcome, std::vector<TensorBlob>>> results;
+  for (const Task& t : tasks) {
+    task_ = t;
+    NAS_ASSIGN_OR_RETURN(auto r, MakeResult());
+    results.push_back(std::move(r));
+  }
+  if (single_round_trip_) {
+    *results.back().first.mutable_next() = AcquireRequest(absl::ZeroDuration());
+  }
   CompleteTaskReply reply;
-  if (single_round_trip_) *result.first.mutable_next() = AcquireRequest(absl::ZeroDuration());
-  NAS_RETURN_IF_ERROR(Complete(result.first, result.second, 1 << 20, &reply));
-  if (reply.has_next() && reply.next().has_task()) {
-    task_ = reply.next().task();
-    have_task_ = true;
+  NAS_RETURN_IF_ERROR(CompleteMany(results, 1 << 20, &reply));
+  for (int i = 0; i < reply.codes_size(); ++i) {
+    if (reply.codes(i) != 0) {
+      return absl::Status(static_cast<absl::StatusCode>(reply.codes(i)), reply.messages(i));
+    }
   }
-  return true;
+  if (reply.has_next() && reply.next().has_task()) {
+    queue_.push_back(reply.next().task());
+    for (const Task& t : reply.next().more()) queue_.push_back(t);
+  }
+  return static_cast<int>(tasks.size());
 }
 
 }  // namespace nas

@@ -15,6 +15,7 @@
 
 #include <map>
 #include <memory>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -40,8 +41,12 @@ class SimWorker {
   // One round trip per task: tensors inline with the task (what it lacks from its cache) and
   // the next task acquired with each completion. Default false (Acquire, Fetch, Complete).
   void set_single_round_trip(bool on) { single_round_trip_ = on; }
+  // Tasks taken per AcquireTask and completed per CompleteTask stream. Default 1.
+  void set_batch(int n) { batch_ = n < 1 ? 1 : n; }
   // Acquires one task (waiting up to `wait`), completes it; false when none came.
   absl::StatusOr<bool> RunOne(absl::Duration wait);
+  // Acquires up to the batch size of tasks and completes them; returns how many.
+  absl::StatusOr<int> RunSome(absl::Duration wait);
   // The last task acquired.
   const Task& last_task() const { return task_; }
   int64_t bytes_fetched() const { return bytes_fetched_; }
@@ -55,6 +60,10 @@ class SimWorker {
   // Sends outcome then tensors, each split into chunks of `chunk` bytes.
   absl::Status Complete(const TaskOutcome& outcome, const std::vector<TensorBlob>& tensors,
                         size_t chunk = 1 << 20, CompleteTaskReply* reply = nullptr);
+  // Several results in one stream (each outcome followed by its tensors).
+  absl::Status CompleteMany(
+      const std::vector<std::pair<TaskOutcome, std::vector<TensorBlob>>>& results,
+      size_t chunk, CompleteTaskReply* reply);
 
  private:
   std::unique_ptr<WorkerGateway::Stub> stub_;
@@ -64,7 +73,8 @@ class SimWorker {
   int64_t bytes_fetched_ = 0;
   int64_t train_batches_ = 4;
   bool single_round_trip_ = false;
-  bool have_task_ = false;                   // task_ came with the last completion
+  int batch_ = 1;
+  std::vector<Task> queue_;                  // tasks acquired and not yet run
   std::map<std::string, TensorBlob> cache_;  // single_round_trip_: tensors by name
   AcquireTaskRequest AcquireRequest(absl::Duration wait) const;
 };

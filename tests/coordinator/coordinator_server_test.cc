@@ -408,6 +408,51 @@ TEST_F(CoordinatorServerTest, RestartContinuesFromTheLastCommittedRound) {
   EXPECT_EQ(r->history_size(), 4);  // no arch step recorded twice
 }
 
+// The ImageNet preset's tensors at their real sizes (64 MB of supernet parameters) through a
+// channel with gRPC's default 4 MiB message limit: everything travels in chunks.
+TEST_F(CoordinatorServerTest, ImageNetSizedTensorsTravelInChunks) {
+  // A table for the ImageNet space too.
+  auto space = SearchSpace::Preset("proxyless-imagenet");
+  ASSERT_TRUE(space.ok());
+  LatencyTableInfo info;
+  info.device = "test-imagenet";
+  LatencyTable t(info);
+  for (const std::string& k : space->AllLayerKeys()) {
+    if (!t.Contains(k)) ASSERT_TRUE(t.Insert(k, LatencyEntry{1, 1.0, 0.0}).ok());
+  }
+  table_ = (dir_ / "imagenet.json").string();
+  ASSERT_TRUE(t.Save(table_).ok());
+  server_.reset();
+  Start();
+  JobSpec s = SmallSpec();
+  s.set_space("proxyless-imagenet");
+  s.set_device("test-imagenet");
+  auto id = client_->Submit(s);
+  ASSERT_TRUE(id.ok()) << id.status();
+  auto channel = grpc::CreateChannel(target_, grpc::InsecureChannelCredentials());  // 4 MiB
+  SimWorker w(channel, /*floats=*/0);
+  ASSERT_TRUE(w.Register("sim").ok());
+  ASSERT_NO_FATAL_FAILURE(AcquireTask(w));
+  auto init = w.MakeResult();
+  ASSERT_TRUE(init.ok());
+  int64_t supernet_bytes = 0;
+  for (const TensorBlob& b : init->second) supernet_bytes += b.data().size();
+  EXPECT_GT(supernet_bytes, 60'000'000);
+  ASSERT_TRUE(w.Complete(init->first, init->second).ok());
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_NO_FATAL_FAILURE(AcquireTask(w));
+    ASSERT_TRUE(w.last_task().has_weight());
+    int64_t before = w.bytes_fetched();
+    auto r = w.MakeResult();
+    ASSERT_TRUE(r.ok()) << r.status();
+    int64_t path_bytes = w.bytes_fetched() - before;
+    EXPECT_GT(path_bytes, 4 << 20);               // more than one default-sized message
+    EXPECT_LT(path_bytes, supernet_bytes / 2);  // one path, not the supernet
+    ASSERT_TRUE(w.Complete(r->first, r->second).ok());
+  }
+  EXPECT_EQ(client_->Get(*id)->weight_steps(), 2);
+}
+
 TEST_F(CoordinatorServerTest, CancelledJobHandsOutNoTasks) {
   auto id = client_->Submit(SmallSpec());
   ASSERT_TRUE(id.ok());
