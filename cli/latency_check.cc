@@ -12,6 +12,38 @@
 
 namespace nas {
 
+namespace {
+
+LatencyErrorStats Score(const std::vector<LatencyCheckSample>& samples, bool calibrated) {
+  LatencyErrorStats st;
+  const double n = static_cast<double>(samples.size());
+  double sq = 0;
+  int in10 = 0, in5 = 0;
+  for (const LatencyCheckSample& s : samples) {
+    const double err = (calibrated ? s.predicted_ms : s.layer_sum_ms) - s.measured_ms;
+    const double pe = 100.0 * err / s.measured_ms;
+    sq += err * err;
+    st.mape += std::abs(pe) / n;
+    st.mean_error += pe / n;
+    st.mean_error_ms += err / n;
+    in10 += std::abs(pe) <= 10.0;
+    in5 += std::abs(pe) <= 5.0;
+  }
+  st.rmse_ms = std::sqrt(sq / n);
+  st.within_10 = in10 / n;
+  st.within_5 = in5 / n;
+  return st;
+}
+
+std::string FormatStats(const LatencyErrorStats& s) {
+  return absl::StrFormat(
+      "RMSE %.4f ms, MAPE %.2f%%, mean error %+.2f%% (%+.4f ms), within +-10%%: %.0f%%, "
+      "within +-5%%: %.0f%%",
+      s.rmse_ms, s.mape, s.mean_error, s.mean_error_ms, 100 * s.within_10, 100 * s.within_5);
+}
+
+}  // namespace
+
 absl::StatusOr<LatencyCheckReport> RunLatencyCheck(const LatencyCheckOptions& o) {
   if (o.latency_service.empty()) {
     return absl::InvalidArgumentError("latency_service: give the service as host:port");
@@ -22,23 +54,22 @@ absl::StatusOr<LatencyCheckReport> RunLatencyCheck(const LatencyCheckOptions& o)
                        LatencyClient::Connect(o.latency_service));
   NAS_ASSIGN_OR_RETURN(std::vector<DeviceSummary> devices, client->ListDevices());
   ProfileOptions profile = o.profile;
+  LatencyCheckReport report;
   bool found = false;
   for (const DeviceSummary& d : devices) {
     if (d.name != o.device) continue;
     found = true;
     if (profile.threads <= 0) profile.threads = d.threads;
+    report.calibration = d.calibration;
   }
   if (!found) {
     return absl::NotFoundError(absl::StrCat("device: the latency service at ", o.latency_service,
                                             " has no device \"", o.device, "\""));
   }
-  LatencyCheckReport report;
   report.device = o.device;
   report.space = space.name();
   report.threads = profile.threads;
   Rng rng(o.seed);
-  double sq = 0, ape = 0, signed_pe = 0;
-  int in10 = 0, in5 = 0;
   for (int s = 0; s < o.samples; ++s) {
     std::vector<int> choices;
     LatencyCheckSample sample;
@@ -48,80 +79,65 @@ absl::StatusOr<LatencyCheckReport> RunLatencyCheck(const LatencyCheckOptions& o)
       sample.choices.push_back(e.candidates[c].Name());
     }
     NAS_ASSIGN_OR_RETURN(NetworkConfig net, space.Derive(choices));
+    const std::vector<std::string> keys = net.LayerKeys();
     std::vector<LayerLatency> answers;
-    NAS_RETURN_IF_ERROR(client->Query(o.device, net.LayerKeys(), &answers));
+    NAS_RETURN_IF_ERROR(client->Query(o.device, keys, &answers));
     for (const LayerLatency& a : answers) {
-      sample.predicted_ms += a.mean_ms;
+      sample.layer_sum_ms += a.mean_ms;
       sample.predicted_keys += a.source == LatencySource::kPredicted;
     }
-    NAS_ASSIGN_OR_RETURN(LatencyEntry measured, MeasureNetwork(net, profile));
+    sample.layers = static_cast<int>(keys.size());
+    sample.predicted_ms = sample.layer_sum_ms;
+    if (report.calibration.has_value()) {
+      sample.predicted_ms += report.calibration->Correction(sample.layers);
+    }
+    NAS_ASSIGN_OR_RETURN(LatencyEntry measured, MeasureNetwork(net, profile, &sample.timing));
     sample.measured_ms = measured.mean_ms;
     sample.measured_std_ms = std::sqrt(measured.var);
-    const double err = sample.predicted_ms - sample.measured_ms;
-    const double pe = 100.0 * err / sample.measured_ms;
-    sq += err * err;
-    ape += std::abs(pe);
-    signed_pe += pe;
-    in10 += std::abs(pe) <= 10.0;
-    in5 += std::abs(pe) <= 5.0;
     report.samples.push_back(std::move(sample));
   }
-  const double n = o.samples;
-  report.rmse_ms = std::sqrt(sq / n);
-  report.mape = ape / n;
-  report.mean_error = signed_pe / n;
-  report.within_10 = in10 / n;
-  report.within_5 = in5 / n;
-  if (report.samples.size() >= 2) {
-    double offset = 0;
-    int fitted = 0;
-    for (size_t i = 0; i < report.samples.size(); i += 2) {
-      offset += report.samples[i].measured_ms - report.samples[i].predicted_ms;
-      ++fitted;
-    }
-    report.overhead_ms = offset / fitted;
-    double c_ape = 0;
-    int c_in10 = 0, c_in5 = 0, held = 0;
-    for (size_t i = 1; i < report.samples.size(); i += 2) {
-      const LatencyCheckSample& s = report.samples[i];
-      const double pe =
-          100.0 * std::abs(s.predicted_ms + report.overhead_ms - s.measured_ms) / s.measured_ms;
-      c_ape += pe;
-      c_in10 += pe <= 10.0;
-      c_in5 += pe <= 5.0;
-      ++held;
-    }
-    report.heldout_samples = held;
-    report.corrected_mape = c_ape / held;
-    report.corrected_within_10 = static_cast<double>(c_in10) / held;
-    report.corrected_within_5 = static_cast<double>(c_in5) / held;
+  double window = 0, others = 0;
+  for (const LatencyCheckSample& s : report.samples) {
+    window += s.timing.window_ms;
+    others += s.timing.others_cpu * s.timing.window_ms;
   }
+  report.others_cpu = window > 0 ? others / window : 0;
+  report.layer_sum = Score(report.samples, /*calibrated=*/false);
+  report.predicted = Score(report.samples, /*calibrated=*/true);
   return report;
 }
 
 std::string FormatLatencyCheck(const LatencyCheckReport& r) {
   std::string out = absl::StrFormat(
       "latency check: device %s, space %s, %d networks, measured here with %d threads\n\n"
-      "| # | predicted (ms) | predicted layers | measured (ms) | +-std | error |\n"
-      "|---|---|---|---|---|---|\n",
+      "| # | layers | layer sum (ms) | predicted (ms) | predicted layers | measured (ms) | +-std "
+      "| re-timed | others (cores) | error |\n"
+      "|---|---|---|---|---|---|---|---|---|---|\n",
       r.device, r.space, r.samples.size(), r.threads);
   for (size_t i = 0; i < r.samples.size(); ++i) {
     const LatencyCheckSample& s = r.samples[i];
-    absl::StrAppendFormat(&out, "| %d | %.3f | %d | %.3f | %.3f | %+.1f%% |\n", i, s.predicted_ms,
-                          s.predicted_keys, s.measured_ms, s.measured_std_ms,
+    absl::StrAppendFormat(&out,
+                          "| %d | %d | %.3f | %.3f | %d | %.3f | %.3f | %d | %.2f | %+.1f%% |\n",
+                          i, s.layers, s.layer_sum_ms, s.predicted_ms, s.predicted_keys,
+                          s.measured_ms, s.measured_std_ms, s.timing.retimed, s.timing.others_cpu,
                           100.0 * (s.predicted_ms - s.measured_ms) / s.measured_ms);
   }
   absl::StrAppendFormat(&out,
-                        "\nRMSE %.4f ms, MAPE %.2f%%, mean error %+.2f%%, within +-10%%: %.0f%%, "
-                        "within +-5%%: %.0f%%\n",
-                        r.rmse_ms, r.mape, r.mean_error, 100 * r.within_10, 100 * r.within_5);
-  if (r.heldout_samples > 0) {
-    absl::StrAppendFormat(&out,
-                          "layer sum + %.4f ms per-network overhead (fitted on the even-numbered "
-                          "networks), on the %d others: MAPE %.2f%%, within +-10%%: %.0f%%, "
-                          "within +-5%%: %.0f%%\n",
-                          r.overhead_ms, r.heldout_samples, r.corrected_mape,
-                          100 * r.corrected_within_10, 100 * r.corrected_within_5);
+                        "\nother processes used %.2f cores on average while the networks were "
+                        "timed (0: an idle machine; timings under load are slower than the "
+                        "table's)\n",
+                        r.others_cpu);
+  absl::StrAppendFormat(&out, "layer sum only:          %s\n", FormatStats(r.layer_sum));
+  if (r.calibration.has_value()) {
+    const LatencyCalibration& c = *r.calibration;
+    absl::StrAppendFormat(&out, "layer sum + calibration: %s\n", FormatStats(r.predicted));
+    absl::StrAppendFormat(
+        &out,
+        "calibration of the table: %+.4f ms per network, %+.4f ms per layer (%s; fitted on %d "
+        "other networks at profiling, their RMSE %.4f -> %.4f ms)\n",
+        c.overhead_ms, c.per_layer_ms, c.model, c.networks, c.raw_rmse_ms, c.rmse_ms);
+  } else {
+    absl::StrAppend(&out, "the table has no calibration: predictions are the layer sum\n");
   }
   return out;
 }

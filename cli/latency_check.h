@@ -9,10 +9,12 @@
 // The profiler's threads default to the device table's, so the measurement matches the set-up
 // the table was profiled with.
 //
-// A sum of per-layer times misses what a whole network does between its layers; when that is a
-// constant per-network overhead the raw error is a steady bias. So the report also fits that
-// overhead (mean of measured - predicted over the even-numbered samples) and scores the
-// odd-numbered samples with it added: held-out figures of "layer sum + overhead".
+// A sum of per-layer times misses what a whole network does between its layers; the device's
+// table carries a whole-network calibration for that (core/latency_table.h LatencyCalibration,
+// fitted by `nas profile` on other sampled networks), reported by ListDevices. The prediction of
+// a network is its layer sum plus that correction; the report scores both the plain layer sum
+// ("before") and the calibrated prediction ("after") against the same measurements. A table
+// without calibration is scored on the layer sum alone.
 //
 //   LatencyCheckOptions o;  o.latency_service = "localhost:50052";  o.device = "local-cpu";
 //   NAS_ASSIGN_OR_RETURN(LatencyCheckReport r, RunLatencyCheck(o));
@@ -20,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,29 +49,37 @@ struct LatencyCheckOptions {
 
 struct LatencyCheckSample {
   std::vector<std::string> choices;  // candidate names per edge
-  double predicted_ms = 0;
+  int layers = 0;                    // layer keys of the network
+  double layer_sum_ms = 0;           // sum of the service's per-layer answers
+  double predicted_ms = 0;           // layer_sum_ms + the table's calibration correction
   int predicted_keys = 0;  // layers the service predicted rather than measured
   double measured_ms = 0;
   double measured_std_ms = 0;
+  TimingReport timing;  // re-timings and what other processes took (worker/profiler.h)
+};
+
+// Errors of predictions against the measurements.
+struct LatencyErrorStats {
+  double rmse_ms = 0;
+  double mape = 0;        // percent
+  double mean_error = 0;  // percent, signed: (predicted - measured) / measured
+  double mean_error_ms = 0;
+  double within_10 = 0;   // share in [0, 1]
+  double within_5 = 0;
 };
 
 struct LatencyCheckReport {
   std::string device;
   std::string space;
   int threads = 0;
+  // The device table's calibration as the service reports it; absent: none.
+  std::optional<LatencyCalibration> calibration;
   std::vector<LatencyCheckSample> samples;
-  double rmse_ms = 0;
-  double mape = 0;        // percent
-  double mean_error = 0;  // percent, signed: (predicted - measured) / measured
-  double within_10 = 0;   // share in [0, 1]
-  double within_5 = 0;
-  // Layer sum + a per-network overhead fitted on the even-numbered samples, scored on the
-  // odd-numbered ones (at least 2 samples; otherwise heldout_samples is 0).
-  double overhead_ms = 0;
-  int heldout_samples = 0;
-  double corrected_mape = 0;       // percent
-  double corrected_within_10 = 0;  // share in [0, 1]
-  double corrected_within_5 = 0;
+  // Cores other processes used while the networks were timed (window-weighted mean of the
+  // samples' TimingReport::others_cpu): 0 on an otherwise idle machine.
+  double others_cpu = 0;
+  LatencyErrorStats layer_sum;  // the plain per-layer sum (before calibration)
+  LatencyErrorStats predicted;  // layer sum + calibration (what a search optimises)
 };
 
 // Errors: InvalidArgument naming the option; the service's errors (unknown device, a key it

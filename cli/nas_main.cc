@@ -4,6 +4,7 @@
 //   nas train    --arch ARCH.json [--space ...] [--epochs 6]             train an architecture
 //   nas eval     --arch ARCH.json --weights W.pt                        evaluate saved weights
 //   nas profile  [--space ...] --table-out T.json                       profile layers here
+//                [--calibration_networks 20]                            (+ network calibration)
 //   nas spaces                                                          list presets
 //   nas latency-check --latency-service H:P --device D --samples N      calibrate a service
 //
@@ -16,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -41,6 +43,9 @@ ABSL_FLAG(std::string, device, "local-cpu", "device name recorded in profiled ta
 ABSL_FLAG(std::string, backend, "cpu", "where to profile: cpu or cuda");
 ABSL_FLAG(int, profile_batch, 1, "batch size of profiled layers");
 ABSL_FLAG(int, profile_repeats, 50, "timed runs per profiled layer");
+ABSL_FLAG(int, calibration_networks, 20,
+          "profile (and search when it profiles): sampled networks measured end to end to fit "
+          "the table's whole-network calibration (0: none)");
 ABSL_FLAG(std::string, loss, "add#linear", "hardware loss: mul#log, add#linear or none");
 ABSL_FLAG(double, target_ms, 0, "target latency in ms (0: 0.9 x expected latency at start)");
 ABSL_FLAG(double, loss_alpha, 0.2, "mul#log alpha");
@@ -74,7 +79,8 @@ ABSL_FLAG(std::string, latency_service, "",
 ABSL_FLAG(std::string, upload, "", "profile: also upload the table to this latency service");
 ABSL_FLAG(int, workers, 0,
           "search: run through the distributed service - a local latency service, coordinator "
-          "and this many worker processes (0: the single-process search)");
+          "and this many worker processes (0: the single-process search; -1: one per two "
+          "cores, at least one)");
 ABSL_FLAG(std::string, coordinator, "",
           "search: submit to this coordinator (host:port) and follow the job instead");
 ABSL_FLAG(int, parallel_tasks, 0, "search with --workers/--coordinator: weight tasks per round "
@@ -95,6 +101,7 @@ nas::ProfileOptions ProfileFromFlags() {
   p.backend = absl::GetFlag(FLAGS_backend);
   p.batch_size = absl::GetFlag(FLAGS_profile_batch);
   p.repeats = absl::GetFlag(FLAGS_profile_repeats);
+  p.calibration_networks = absl::GetFlag(FLAGS_calibration_networks);
   p.threads = absl::GetFlag(FLAGS_threads);
   return p;
 }
@@ -150,6 +157,7 @@ int DistributedSearch(const nas::SearchOptions& o) {
   spec.set_no_baseline(!o.baseline);
   spec.set_label_smoothing(o.label_smoothing);
   int workers = absl::GetFlag(FLAGS_workers);
+  if (workers < 0) workers = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / 2);
   int parallel = absl::GetFlag(FLAGS_parallel_tasks);
   spec.set_parallel_tasks(parallel > 0 ? parallel : std::max(1, workers));
   spec.set_steps_per_task(absl::GetFlag(FLAGS_steps_per_task));
@@ -219,7 +227,7 @@ int Search() {
   o.threads = absl::GetFlag(FLAGS_threads);
   o.seed = absl::GetFlag(FLAGS_seed);
   o.progress = absl::GetFlag(FLAGS_progress);
-  if (absl::GetFlag(FLAGS_workers) > 0 || !absl::GetFlag(FLAGS_coordinator).empty()) {
+  if (absl::GetFlag(FLAGS_workers) != 0 || !absl::GetFlag(FLAGS_coordinator).empty()) {
     return DistributedSearch(o);
   }
   auto r = nas::RunSearch(o);
@@ -280,10 +288,19 @@ int Profile() {
   auto r = nas::RunProfile(absl::GetFlag(FLAGS_space), ProfileFromFlags(), out);
   if (!r.ok()) return Fail(r.status());
   std::printf("table: %s\n", r->c_str());
+  auto table = nas::LatencyTable::Load(out);
+  if (!table.ok()) return Fail(table.status());
+  if (table->info().calibration.has_value()) {
+    const nas::LatencyCalibration& c = *table->info().calibration;
+    std::printf("calibration: network = layer sum %+.4f ms %+.4f ms x layers (%s; %d networks of "
+                "%d-%d layers, %d outliers left out: layer-sum RMSE %.4f ms, calibrated %.4f ms, "
+                "leave-one-out %.4f ms, worst %.1f%%)\n",
+                c.overhead_ms, c.per_layer_ms, c.model.c_str(), c.networks, c.min_layers,
+                c.max_layers, c.rejected, c.raw_rmse_ms, c.rmse_ms, c.loo_rmse_ms,
+                c.max_error_pct);
+  }
   const std::string upload = absl::GetFlag(FLAGS_upload);
   if (!upload.empty()) {
-    auto table = nas::LatencyTable::Load(out);
-    if (!table.ok()) return Fail(table.status());
     auto client = nas::LatencyClient::Connect(upload);
     if (!client.ok()) return Fail(client.status());
     auto put = (*client)->PutTableJson(table->ToJson(), /*merge=*/false);
@@ -329,7 +346,7 @@ int main(int argc, char** argv) {
       "  search   profile, search, derive, train and report (the embedded default)\n"
       "  train    train an architecture (--arch) from scratch\n"
       "  eval     evaluate saved weights (--arch, --weights)\n"
-      "  profile  time every layer of --space and write --table_out\n"
+      "  profile  time every layer of --space, calibrate on whole networks, write --table_out\n"
       "  spaces   list the preset search spaces\n"
       "  latency-check  predict (--latency_service, --device) and measure --samples networks");
   // --latency-service is --latency_service: dashes in a flag's name read as underscores.

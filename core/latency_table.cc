@@ -1,5 +1,6 @@
 #include "core/latency_table.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/ascii.h"
@@ -25,7 +26,163 @@ bool ParseShape(absl::string_view s, int* h, int* w, int* c) {
          absl::SimpleAtoi(p[2], c) && *h > 0 && *w > 0 && *c > 0;
 }
 
+// Least squares of r on (1, x); false when x does not vary.
+bool FitLine(const std::vector<double>& x, const std::vector<double>& r, double* a, double* b) {
+  const double n = static_cast<double>(x.size());
+  double mx = 0, mr = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    mx += x[i] / n;
+    mr += r[i] / n;
+  }
+  double sxx = 0, sxr = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    sxx += (x[i] - mx) * (x[i] - mx);
+    sxr += (x[i] - mx) * (r[i] - mr);
+  }
+  if (!(sxx > 1e-12)) return false;
+  *b = sxr / sxx;
+  *a = mr - *b * mx;
+  return true;
+}
+
+absl::StatusOr<LatencyCalibration> ParseCalibration(const Json& j) {
+  const std::string path = "calibration";
+  if (!j.is_object()) return absl::InvalidArgumentError("calibration: expected an object");
+  LatencyCalibration c;
+  NAS_ASSIGN_OR_RETURN(c.overhead_ms, GetDouble(j, path, "overhead_ms"));
+  NAS_ASSIGN_OR_RETURN(c.per_layer_ms, GetDoubleOr(j, path, "per_layer_ms", 0.0));
+  NAS_ASSIGN_OR_RETURN(c.model, GetStringOr(j, path, "model", "constant"));
+  NAS_ASSIGN_OR_RETURN(c.networks, GetInt(j, path, "networks"));
+  NAS_ASSIGN_OR_RETURN(c.rejected, GetIntOr(j, path, "rejected", 0));
+  NAS_ASSIGN_OR_RETURN(c.min_layers, GetIntOr(j, path, "min_layers", 0));
+  NAS_ASSIGN_OR_RETURN(c.max_layers, GetIntOr(j, path, "max_layers", 0));
+  NAS_ASSIGN_OR_RETURN(c.raw_rmse_ms, GetDoubleOr(j, path, "raw_rmse_ms", 0.0));
+  NAS_ASSIGN_OR_RETURN(c.rmse_ms, GetDoubleOr(j, path, "rmse_ms", 0.0));
+  NAS_ASSIGN_OR_RETURN(c.loo_rmse_ms, GetDoubleOr(j, path, "loo_rmse_ms", 0.0));
+  NAS_ASSIGN_OR_RETURN(c.max_error_pct, GetDoubleOr(j, path, "max_error_pct", 0.0));
+  if (!std::isfinite(c.overhead_ms)) {
+    return absl::InvalidArgumentError("calibration.overhead_ms: must be a finite number");
+  }
+  if (!std::isfinite(c.per_layer_ms)) {
+    return absl::InvalidArgumentError("calibration.per_layer_ms: must be a finite number");
+  }
+  if (c.model != "constant" && c.model != "linear") {
+    return absl::InvalidArgumentError(absl::StrCat("calibration.model: \"", c.model,
+                                                   "\" is not \"constant\" or \"linear\""));
+  }
+  if (c.model == "constant" && c.per_layer_ms != 0) {
+    return absl::InvalidArgumentError(
+        "calibration.per_layer_ms: must be 0 for the constant model");
+  }
+  if (c.networks < 1) return absl::InvalidArgumentError("calibration.networks: must be >= 1");
+  if (c.rejected < 0) return absl::InvalidArgumentError("calibration.rejected: must be >= 0");
+  for (double v : {c.raw_rmse_ms, c.rmse_ms, c.loo_rmse_ms, c.max_error_pct}) {
+    if (!(v >= 0) || !std::isfinite(v)) {
+      return absl::InvalidArgumentError(
+          "calibration: rmse_ms, raw_rmse_ms, loo_rmse_ms and max_error_pct must be >= 0");
+    }
+  }
+  return c;
+}
+
+Json CalibrationJson(const LatencyCalibration& c) {
+  return {{"overhead_ms", c.overhead_ms}, {"per_layer_ms", c.per_layer_ms},
+          {"model", c.model},             {"networks", c.networks},
+          {"rejected", c.rejected},
+          {"min_layers", c.min_layers},   {"max_layers", c.max_layers},
+          {"raw_rmse_ms", c.raw_rmse_ms}, {"rmse_ms", c.rmse_ms},
+          {"loo_rmse_ms", c.loo_rmse_ms}, {"max_error_pct", c.max_error_pct}};
+}
+
 }  // namespace
+
+absl::StatusOr<LatencyCalibration> FitCalibration(const std::vector<CalibrationSample>& all) {
+  if (all.empty()) return absl::InvalidArgumentError("calibration: no networks measured");
+  std::vector<double> ratios;
+  for (size_t i = 0; i < all.size(); ++i) {
+    const CalibrationSample& s = all[i];
+    if (!(s.layer_sum_ms > 0) || !std::isfinite(s.layer_sum_ms) || !(s.measured_ms > 0) ||
+        !std::isfinite(s.measured_ms) || s.layers < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "calibration: network ", i, ": layer sum ", s.layer_sum_ms, " ms, measured ",
+          s.measured_ms, " ms, ", s.layers, " layers: times must be positive, layers >= 1"));
+    }
+    ratios.push_back(s.measured_ms / s.layer_sum_ms);
+  }
+  // Outliers: a ratio outside [median / band, median * band].
+  constexpr double kBand = 1.15;
+  std::vector<double> sorted = ratios;
+  std::sort(sorted.begin(), sorted.end());
+  const size_t m = sorted.size();
+  const double median = m % 2 == 1 ? sorted[m / 2] : 0.5 * (sorted[m / 2 - 1] + sorted[m / 2]);
+  std::vector<CalibrationSample> samples;
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (ratios[i] <= median * kBand && ratios[i] >= median / kBand) samples.push_back(all[i]);
+  }
+  const size_t n = samples.size();  // >= 1: the median network (or both middle ones) stays
+  std::vector<double> x, r;
+  for (const CalibrationSample& s : samples) {
+    x.push_back(s.layers);
+    r.push_back(s.measured_ms - s.layer_sum_ms);
+  }
+  auto mean_of = [](const std::vector<double>& v, size_t skip) {
+    double sum = 0;
+    int k = 0;
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (i == skip) continue;
+      sum += v[i];
+      ++k;
+    }
+    return sum / k;
+  };
+  auto rms = [](const std::vector<double>& e) {
+    double sq = 0;
+    for (double v : e) sq += v * v;
+    return std::sqrt(sq / e.size());
+  };
+  // Leave-one-out errors of each model.
+  std::vector<double> loo_const, loo_line;
+  bool line_ok = n >= 4;
+  for (size_t i = 0; n >= 2 && i < n; ++i) {
+    loo_const.push_back(r[i] - mean_of(r, i));
+    if (!line_ok) continue;
+    std::vector<double> xs, rs;
+    for (size_t k = 0; k < n; ++k) {
+      if (k == i) continue;
+      xs.push_back(x[k]);
+      rs.push_back(r[k]);
+    }
+    double a = 0, b = 0;
+    if (!FitLine(xs, rs, &a, &b)) {
+      line_ok = false;
+      continue;
+    }
+    loo_line.push_back(r[i] - (a + b * x[i]));
+  }
+  LatencyCalibration c;
+  c.networks = static_cast<int>(n);
+  c.rejected = static_cast<int>(all.size() - n);
+  c.min_layers = static_cast<int>(*std::min_element(x.begin(), x.end()));
+  c.max_layers = static_cast<int>(*std::max_element(x.begin(), x.end()));
+  c.overhead_ms = mean_of(r, n);
+  c.loo_rmse_ms = loo_const.empty() ? 0 : rms(loo_const);
+  double a = 0, b = 0;
+  if (line_ok && FitLine(x, r, &a, &b) && rms(loo_line) < 0.9 * c.loo_rmse_ms) {
+    c.model = "linear";
+    c.overhead_ms = a;
+    c.per_layer_ms = b;
+    c.loo_rmse_ms = rms(loo_line);
+  }
+  std::vector<double> resid;
+  c.raw_rmse_ms = rms(r);
+  for (size_t i = 0; i < n; ++i) {
+    const double e = r[i] - c.Correction(samples[i].layers);
+    resid.push_back(e);
+    c.max_error_pct = std::max(c.max_error_pct, 100.0 * std::abs(e) / samples[i].measured_ms);
+  }
+  c.rmse_ms = rms(resid);
+  return c;
+}
 
 absl::StatusOr<LayerKey> LayerKey::Parse(const std::string& key) {
   std::vector<std::string> parts = absl::StrSplit(key, '-');
@@ -217,6 +374,9 @@ absl::StatusOr<LatencyTable> LatencyTable::ParseJson(const std::string& text) {
   NAS_ASSIGN_OR_RETURN(info.method, GetStringOr(j, "", "method", ""));
   if (info.batch_size < 1) return absl::InvalidArgumentError("batch_size: must be >= 1");
   if (info.threads < 1) return absl::InvalidArgumentError("threads: must be >= 1");
+  if (auto c = j.find("calibration"); c != j.end() && !c->is_null()) {
+    NAS_ASSIGN_OR_RETURN(info.calibration, ParseCalibration(*c));
+  }
   LatencyTable t(info);
   NAS_ASSIGN_OR_RETURN(const Json* entries, GetMember(j, "", "entries"));
   if (!entries->is_object()) return absl::InvalidArgumentError("entries: expected an object");
@@ -246,6 +406,7 @@ std::string LatencyTable::ToJson() const {
             {"profiled_at", info_.profiled_at},
             {"method", info_.method},
             {"entries", entries}};
+  if (info_.calibration.has_value()) j["calibration"] = CalibrationJson(*info_.calibration);
   return j.dump(2);
 }
 
@@ -281,6 +442,15 @@ absl::StatusOr<double> LatencyTable::SumMeans(const std::vector<std::string>& ke
     sum += e.mean_ms;
   }
   return sum;
+}
+
+double LatencyTable::NetworkCorrection(int layers) const {
+  return info_.calibration.has_value() ? info_.calibration->Correction(layers) : 0.0;
+}
+
+absl::StatusOr<double> LatencyTable::PredictNetwork(const std::vector<std::string>& keys) const {
+  NAS_ASSIGN_OR_RETURN(double sum, SumMeans(keys));
+  return sum + NetworkCorrection(static_cast<int>(keys.size()));
 }
 
 }  // namespace nas

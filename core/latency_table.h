@@ -5,16 +5,20 @@
 //  - our JSON, which also records provenance:
 //      {"format": "nas-latency-table/1", "device": "x86-2core", "runtime": "libtorch-cpu 1.13",
 //       "batch_size": 1, "threads": 2, "profiled_at": "2026-11-25T20:00:00Z",
-//       "method": "...", "entries": {"<key>": {"count": 50, "mean": 0.12, "var": 1e-4}}}
+//       "method": "...", "entries": {"<key>": {"count": 50, "mean": 0.12, "var": 1e-4}},
+//       "calibration": {"overhead_ms": 0.19, "per_layer_ms": 0, "model": "constant",
+//                       "networks": 20, "rmse_ms": 0.02, ...}}          (optional)
 // Times are milliseconds. Lookup of a key the table lacks is NotFound naming the key and the
 // device: never a silent default.
 //
 //   NAS_ASSIGN_OR_RETURN(LatencyTable t, LatencyTable::Load("mobile_trim.yaml"));
 //   NAS_ASSIGN_OR_RETURN(LatencyEntry e, t.Lookup(key));
+//   NAS_ASSIGN_OR_RETURN(double ms, t.PredictNetwork(net.LayerKeys()));  // sum + calibration
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +32,52 @@ struct LatencyEntry {
   double var = 0;  // ms^2
 };
 
+// A whole-network correction of the per-layer sum. Timing each layer alone misses what a
+// network does between and around its layers (per-call framework overhead, tensors that no
+// longer sit in cache), so the layer sum of a network under-predicts it by a steady amount. The
+// profiler (worker/profiler.h CalibrateTable) measures sampled networks of the space end to end
+// and fits, by least squares on measured - layer sum:
+//   predicted network latency = sum of its layers' means + overhead_ms + per_layer_ms * layers
+// where `layers` counts the network's layer keys (NetworkConfig::LayerKeys: stem, first block,
+// every non-Zero searched block, feature mix, logits). per_layer_ms is 0 for the constant model.
+struct LatencyCalibration {
+  double overhead_ms = 0;
+  double per_layer_ms = 0;
+  // "constant" (per_layer_ms = 0) or "linear" (overhead + per_layer * layers), the one with the
+  // smaller leave-one-out error (see FitCalibration).
+  std::string model = "constant";
+  int networks = 0;          // networks the fit used
+  int rejected = 0;          // networks measured but left out as outliers (see FitCalibration)
+  int min_layers = 0;        // range of their layer counts
+  int max_layers = 0;
+  double raw_rmse_ms = 0;    // RMSE of the plain layer sum on those networks
+  double rmse_ms = 0;        // RMSE of layer sum + correction on them (in-sample)
+  double loo_rmse_ms = 0;    // leave-one-out RMSE of the chosen model (0 with 1 network)
+  double max_error_pct = 0;  // worst |corrected - measured| / measured on them, percent
+
+  double Correction(int layers) const { return overhead_ms + per_layer_ms * layers; }
+};
+
+// One network measured for calibration: the sum of its layers' table means, its number of
+// layer keys, and its measured end-to-end mean.
+struct CalibrationSample {
+  double layer_sum_ms = 0;
+  int layers = 0;
+  double measured_ms = 0;
+};
+
+// Fits the correction by least squares on (measured - layer sum). First, networks whose
+// measured / layer-sum ratio lies outside [median / 1.15, median * 1.15] are left out as
+// outliers (`rejected`): on a shared machine another process can slow a whole measurement by
+// 1.5x or more, and one such network would drag a least-squares overhead far off; the genuine
+// ratios of one space spread a few percent. Of the rest, the constant model always fits; the
+// linear one is a candidate with at least 4 networks and 2 distinct layer counts, and is chosen
+// only when its leave-one-out RMSE beats the constant model's by more than 10% (a second
+// coefficient must earn its keep on networks it was not fitted on). raw_rmse_ms, rmse_ms and
+// max_error_pct are over the networks used.
+// InvalidArgument without samples or with a non-positive or non-finite time.
+absl::StatusOr<LatencyCalibration> FitCalibration(const std::vector<CalibrationSample>& samples);
+
 struct LatencyTableInfo {
   std::string device = "unknown";
   std::string runtime;
@@ -35,6 +85,9 @@ struct LatencyTableInfo {
   int threads = 1;
   std::string profiled_at;
   std::string method;
+  // Absent for tables without network measurements (the YAML import, tables written before
+  // calibration existed): predictions are then the plain layer sum.
+  std::optional<LatencyCalibration> calibration;
 };
 
 // Parsed form of a layer key. Kinds: "Conv" (stem), "expanded_conv" (MBConv), "Conv_1"
@@ -70,6 +123,11 @@ class LatencyTable {
   bool Contains(const std::string& key) const { return entries_.count(key) > 0; }
   // Sum of means over keys; the first missing key is an error.
   absl::StatusOr<double> SumMeans(const std::vector<std::string>& keys) const;
+  // The calibration's correction for a network of `layers` layer keys; 0 without calibration.
+  double NetworkCorrection(int layers) const;
+  // Latency of the network whose layer keys are `keys` (NetworkConfig::LayerKeys):
+  // SumMeans(keys) + NetworkCorrection(keys.size()).
+  absl::StatusOr<double> PredictNetwork(const std::vector<std::string>& keys) const;
 
   // Validates the key grammar and the numbers (count >= 1, mean > 0, var >= 0).
   absl::Status Insert(const std::string& key, const LatencyEntry& e);

@@ -1,5 +1,6 @@
 #include "core/search_driver.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -21,7 +22,15 @@ double Cosine(double base, int64_t step, int64_t total) {
 
 absl::StatusOr<LatencyModel> BuildLatencyModel(const SearchSpace& space,
                                                const LatencyTable& table) {
-  NAS_ASSIGN_OR_RETURN(double fixed, table.SumMeans(space.FixedLayerKeys()));
+  // A path's latency is the layer sum of its network plus the table's calibration,
+  // overhead + per_layer * layers (core/latency_table.h): the overhead and the fixed layers'
+  // share go into fixed_ms, and each non-Zero candidate carries its own per-layer term, so
+  // PathLatency(choices) == table.PredictNetwork(space.Derive(choices)->LayerKeys()).
+  const std::vector<std::string> fixed_keys = space.FixedLayerKeys();
+  NAS_ASSIGN_OR_RETURN(double fixed, table.SumMeans(fixed_keys));
+  fixed += table.NetworkCorrection(static_cast<int>(fixed_keys.size()));
+  const double per_layer =
+      table.info().calibration.has_value() ? table.info().calibration->per_layer_ms : 0.0;
   std::vector<std::vector<double>> edge_ms;
   for (const EdgeSpec& e : space.edges()) {
     std::vector<double> ms;
@@ -31,9 +40,23 @@ absl::StatusOr<LatencyModel> BuildLatencyModel(const SearchSpace& space,
         continue;
       }
       NAS_ASSIGN_OR_RETURN(LatencyEntry le, table.Lookup(BlockKey(e.Block(static_cast<int>(i)))));
-      ms.push_back(le.mean_ms);
+      ms.push_back(le.mean_ms + per_layer);
     }
     edge_ms.push_back(ms);
+  }
+  // The fastest network must still take time: a calibration fitted on a busy machine can make
+  // the correction larger than the layers it corrects.
+  double fastest = fixed;
+  for (const std::vector<double>& ms : edge_ms) {
+    fastest += ms.empty() ? 0.0 : *std::min_element(ms.begin(), ms.end());
+  }
+  if (!(fastest > 0) && table.info().calibration.has_value()) {
+    const LatencyCalibration& c = *table.info().calibration;
+    return absl::FailedPreconditionError(absl::StrCat(
+        "latency table of device ", table.info().device, ": its calibration (overhead ",
+        c.overhead_ms, " ms, ", c.per_layer_ms, " ms per layer) predicts ", fastest,
+        " ms for the fastest network of space ", space.name(),
+        "; the table was profiled on a busy machine - profile again"));
   }
   return LatencyModel(fixed, edge_ms);
 }

@@ -131,6 +131,7 @@ absl::StatusOr<LatencyTable> FetchLatencyTable(LatencyClient& client, const std:
       absl::StrCat("latency service ", client.target(), ", table version ", d->version, ": ",
                    keys.size() - predicted, " measured, ", predicted, " predicted (held-out MAPE ",
                    d->predictor.holdout_mape, "%); ", d->method)});
+  t.mutable_info().calibration = d->calibration;
   for (size_t i = 0; i < keys.size(); ++i) {
     const LayerLatency& a = answers[i];
     LatencyEntry e{a.source == LatencySource::kMeasured ? std::max<int64_t>(a.count, 1) : 1,

@@ -57,8 +57,9 @@ class LatencyClient {
 // The table a job searches with, from one batch Query of `keys` (e.g. SearchSpace::AllLayerKeys):
 // measured answers keep their count and variance; predicted ones become entries with count 1
 // and variance 0, and the table's `method` says how many were predicted and at which table
-// version. Provenance (runtime, batch size, threads, date) comes from ListDevices. Errors are
-// the service's (unknown device, a key it cannot answer).
+// version. Provenance (runtime, batch size, threads, date) and the whole-network calibration
+// come from ListDevices, so the search's latency model adds the same correction as the service's
+// table. Errors are the service's (unknown device, a key it cannot answer).
 absl::StatusOr<LatencyTable> FetchLatencyTable(LatencyClient& client, const std::string& device,
                                                const std::vector<std::string>& keys);
 

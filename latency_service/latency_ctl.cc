@@ -36,6 +36,15 @@ void Print(const nas::DeviceSummary& d) {
       d.runtime.c_str(), d.batch_size, d.threads,
       d.profiled_at.empty() ? "-" : d.profiled_at.c_str(), d.predictor.holdout_mape,
       d.predictor.holdout_max_ape, static_cast<long long>(d.predictor.holdout_entries));
+  if (d.calibration.has_value()) {
+    const nas::LatencyCalibration& c = *d.calibration;
+    std::printf("%-24s calibration: network = layer sum %+.4f ms", "", c.overhead_ms);
+    if (c.per_layer_ms != 0) std::printf(" %+.4f ms x layers", c.per_layer_ms);
+    std::printf(" (%s, %d networks of %d-%d layers, %d outliers left out; RMSE %.4f ms -> "
+                "%.4f ms, leave-one-out %.4f ms, worst %.1f%%)\n",
+                c.model.c_str(), c.networks, c.min_layers, c.max_layers, c.rejected,
+                c.raw_rmse_ms, c.rmse_ms, c.loo_rmse_ms, c.max_error_pct);
+  }
 }
 
 }  // namespace

@@ -70,6 +70,7 @@ absl::StatusOr<std::shared_ptr<LatencyRegistry::DeviceState>> LatencyRegistry::M
   s->summary.method = info.method;
   s->summary.version = version;
   s->summary.predictor = s->predictor.report();
+  s->summary.calibration = info.calibration;
   s->table = std::move(table);
   return s;
 }
@@ -282,6 +283,9 @@ absl::StatusOr<DeviceSummary> LatencyRegistry::PutTable(LatencyTable table, PutM
       return differs("threads", absl::StrCat(a.threads), absl::StrCat(b.threads));
     }
     LatencyTable merged(b);
+    // The upload's calibration (fitted on this run's networks) replaces the stored one; an
+    // upload without one keeps the stored one.
+    if (!merged.info().calibration.has_value()) merged.mutable_info().calibration = a.calibration;
     for (const auto& [key, e] : old->table.entries()) NAS_RETURN_IF_ERROR(merged.Insert(key, e));
     for (const auto& [key, e] : table.entries()) {
       absl::StatusOr<LatencyEntry> prev = old->table.Lookup(key);

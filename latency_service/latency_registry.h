@@ -22,6 +22,11 @@
 // unseen. The predictor is refitted on each upload, persisted next to the table (table_store.h)
 // and only then swapped in: a failed write leaves the served table unchanged.
 //
+// A table's calibration (the whole-network correction of core/latency_table.h) travels with it:
+// PutTable keeps it, GetTable and the table file return it, ListDevices/Describe report it, so
+// a client predicts a network as the sum of its layers' answers + the correction. A merge takes
+// the upload's calibration, or keeps the stored one when the upload has none.
+//
 // Thread-safety: every method may be called concurrently. Queries read an immutable per-device
 // snapshot (shared_ptr) and never wait for an upload, which builds the next snapshot aside.
 //

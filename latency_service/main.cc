@@ -63,6 +63,12 @@ int main(int argc, char** argv) {
         d.name.c_str(), static_cast<long long>(d.entries),
         static_cast<unsigned long long>(d.version), d.predictor.holdout_mape,
         static_cast<long long>(d.predictor.holdout_entries));
+    if (d.calibration.has_value()) {
+      std::printf("latency_server: device %s: calibration %+.4f ms per network, %+.4f ms per "
+                  "layer (%s, %d networks)\n",
+                  d.name.c_str(), d.calibration->overhead_ms, d.calibration->per_layer_ms,
+                  d.calibration->model.c_str(), d.calibration->networks);
+    }
   }
   std::printf("latency_server: listening on %s:%d", o.address.c_str(), (*server)->port());
   if ((*server)->metrics_port() >= 0) std::printf(", metrics on :%d", (*server)->metrics_port());

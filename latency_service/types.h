@@ -6,7 +6,10 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+
+#include "core/latency_table.h"
 
 namespace nas {
 
@@ -44,6 +47,9 @@ struct DeviceSummary {
   // Bumped by every accepted PutTable of this device; 1 for the first table.
   uint64_t version = 0;
   PredictorReport predictor;
+  // The table's whole-network correction (core/latency_table.h): a network's latency is the sum
+  // of its layers' answers plus calibration->Correction(layers). Absent: the plain sum.
+  std::optional<LatencyCalibration> calibration;
 };
 
 }  // namespace nas

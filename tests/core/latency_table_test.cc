@@ -4,7 +4,11 @@
 #include <string>
 #include <vector>
 
+#include "core/arch_params.h"
 #include "core/json_fields.h"
+#include "core/rng.h"
+#include "core/search_driver.h"
+#include "core/search_space.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 
@@ -294,6 +298,262 @@ TEST(LayerKeyTest, RejectsMalformedKeys) {
                         {c.key, c.want}))
         << c.key;
   }
+}
+
+// ---------------------------------------------------------------- network calibration
+
+LatencyCalibration SomeCalibration() {
+  LatencyCalibration c;
+  c.overhead_ms = 0.1949123456789;
+  c.per_layer_ms = 0.0031;
+  c.model = "linear";
+  c.networks = 20;
+  c.rejected = 2;
+  c.min_layers = 6;
+  c.max_layers = 10;
+  c.raw_rmse_ms = 0.19;
+  c.rmse_ms = 0.021;
+  c.loo_rmse_ms = 0.025;
+  c.max_error_pct = 4.5;
+  return c;
+}
+
+void ExpectSameCalibration(const LatencyCalibration& a, const LatencyCalibration& b) {
+  EXPECT_EQ(a.overhead_ms, b.overhead_ms);  // exact: JSON doubles round-trip
+  EXPECT_EQ(a.per_layer_ms, b.per_layer_ms);
+  EXPECT_EQ(a.model, b.model);
+  EXPECT_EQ(a.networks, b.networks);
+  EXPECT_EQ(a.rejected, b.rejected);
+  EXPECT_EQ(a.min_layers, b.min_layers);
+  EXPECT_EQ(a.max_layers, b.max_layers);
+  EXPECT_EQ(a.raw_rmse_ms, b.raw_rmse_ms);
+  EXPECT_EQ(a.rmse_ms, b.rmse_ms);
+  EXPECT_EQ(a.loo_rmse_ms, b.loo_rmse_ms);
+  EXPECT_EQ(a.max_error_pct, b.max_error_pct);
+}
+
+TEST(LatencyCalibrationTest, RoundTripsThroughJsonAndFile) {
+  LatencyTable t(LatencyTableInfo{"x86-2core", "libtorch-cpu 1.13", 1, 2, "", "m"});
+  ASSERT_TRUE(t.Insert(kStem, {50, 0.25, 1e-5}).ok());
+  t.mutable_info().calibration = SomeCalibration();
+  const std::string path = ::testing::TempDir() + "/latency_table_test_calibration.json";
+  ASSERT_TRUE(t.Save(path).ok());
+  Json j = ParseJson(ReadFile(path).value(), path).value();
+  ASSERT_TRUE(j.contains("calibration"));
+  EXPECT_EQ(j["calibration"]["model"], "linear");
+  auto back = LatencyTable::Load(path);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_TRUE(back->info().calibration.has_value());
+  ExpectSameCalibration(*back->info().calibration, SomeCalibration());
+  EXPECT_EQ(back->ToJson(), t.ToJson());
+}
+
+TEST(LatencyCalibrationTest, TablesWithoutCalibrationLoadAndPredictTheLayerSum) {
+  // A table written before calibration existed: no "calibration" member.
+  const std::string old = std::string(R"({"format": "nas-latency-table/1", "device": "d",
+      "runtime": "r", "batch_size": 1, "threads": 2, "profiled_at": "", "method": "old",
+      "entries": {")") + kStem + R"(": {"count": 5, "mean": 0.5, "var": 0},
+      ")" + kMix + R"(": {"count": 5, "mean": 0.25, "var": 0}}})";
+  auto t = LatencyTable::ParseJson(old);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_FALSE(t->info().calibration.has_value());
+  EXPECT_EQ(t->NetworkCorrection(7), 0.0);
+  EXPECT_DOUBLE_EQ(t->PredictNetwork({kStem, kMix}).value(), 0.75);
+  EXPECT_FALSE(ParseJson(t->ToJson(), "t").value().contains("calibration"));
+  // An explicit null reads as none.
+  Json j = ParseJson(old, "old").value();
+  j["calibration"] = nullptr;
+  EXPECT_FALSE(LatencyTable::ParseJson(j.dump()).value().info().calibration.has_value());
+  // The YAML import has none.
+  EXPECT_FALSE(LatencyTable::Load(kMobileTrim).value().info().calibration.has_value());
+
+  // With one: sum + overhead + per_layer * layers.
+  t->mutable_info().calibration = SomeCalibration();
+  EXPECT_DOUBLE_EQ(t->NetworkCorrection(2), 0.1949123456789 + 2 * 0.0031);
+  EXPECT_DOUBLE_EQ(t->PredictNetwork({kStem, kMix}).value(), 0.75 + 0.1949123456789 + 2 * 0.0031);
+  EXPECT_EQ(t->PredictNetwork({kStem, kLogits}).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(LatencyCalibrationTest, MalformedCalibrationErrorsNameTheField) {
+  LatencyTable t(LatencyTableInfo{"d", "r", 1, 1, "", ""});
+  ASSERT_TRUE(t.Insert(kStem, {5, 0.5, 0}).ok());
+  t.mutable_info().calibration = SomeCalibration();
+  const Json good = ParseJson(t.ToJson(), "t").value();
+  struct Case {
+    std::string field;
+    Json value;
+    std::string want;
+  };
+  const std::vector<Case> cases = {
+      {"overhead_ms", "fast", "calibration.overhead_ms"},
+      {"networks", 0, "calibration.networks"},
+      {"model", "cubic", "calibration.model"},
+      {"rmse_ms", -1.0, "calibration"},
+      {"rejected", -1, "calibration.rejected"},
+  };
+  for (const Case& c : cases) {
+    Json j = good;
+    j["calibration"][c.field] = c.value;
+    EXPECT_TRUE(IsError(LatencyTable::ParseJson(j.dump()).status(),
+                        absl::StatusCode::kInvalidArgument, {c.want}))
+        << c.field;
+  }
+  Json missing = good;
+  missing["calibration"].erase("overhead_ms");
+  EXPECT_TRUE(IsError(LatencyTable::ParseJson(missing.dump()).status(),
+                      absl::StatusCode::kInvalidArgument, {"calibration.overhead_ms: missing"}));
+  Json constant = good;
+  constant["calibration"]["model"] = "constant";  // with a per-layer term
+  EXPECT_TRUE(IsError(LatencyTable::ParseJson(constant.dump()).status(),
+                      absl::StatusCode::kInvalidArgument, {"per_layer_ms"}));
+  Json not_object = good;
+  not_object["calibration"] = 0.2;
+  EXPECT_TRUE(IsError(LatencyTable::ParseJson(not_object.dump()).status(),
+                      absl::StatusCode::kInvalidArgument, {"calibration: expected an object"}));
+}
+
+// Synthetic networks: measured = layer sum + overhead + per_layer * layers + noise.
+std::vector<CalibrationSample> Synthetic(double overhead, double per_layer, double noise_ms,
+                                         int n, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<CalibrationSample> out;
+  for (int i = 0; i < n; ++i) {
+    CalibrationSample s;
+    s.layers = 5 + static_cast<int>(rng.Below(6));  // 5..10 layers
+    s.layer_sum_ms = 0.08 * s.layers + 0.05 * rng.Uniform();
+    s.measured_ms = s.layer_sum_ms + overhead + per_layer * s.layers + noise_ms * rng.Normal();
+    out.push_back(s);
+  }
+  return out;
+}
+
+TEST(LatencyCalibrationTest, FittingRecoversAKnownConstantOverhead) {
+  // Exact data: the constant is recovered exactly and the residual is 0.
+  auto exact = FitCalibration(Synthetic(0.17, 0.0, 0.0, 12, 1));
+  ASSERT_TRUE(exact.ok()) << exact.status();
+  EXPECT_EQ(exact->model, "constant");
+  EXPECT_NEAR(exact->overhead_ms, 0.17, 1e-12);
+  EXPECT_EQ(exact->per_layer_ms, 0.0);
+  EXPECT_NEAR(exact->rmse_ms, 0.0, 1e-12);
+  EXPECT_NEAR(exact->raw_rmse_ms, 0.17, 1e-12);
+  EXPECT_EQ(exact->networks, 12);
+  EXPECT_GE(exact->min_layers, 5);
+  EXPECT_LE(exact->max_layers, 10);
+  // Timing noise of 0.01 ms: within a few standard errors (0.01 / sqrt(40) = 0.0016), and the
+  // per-layer term is not worth its coefficient.
+  for (uint64_t seed : {2, 3, 4, 5}) {
+    auto noisy = FitCalibration(Synthetic(0.17, 0.0, 0.01, 40, seed));
+    ASSERT_TRUE(noisy.ok()) << noisy.status();
+    EXPECT_EQ(noisy->model, "constant") << seed;
+    EXPECT_NEAR(noisy->overhead_ms, 0.17, 0.006) << seed;
+    EXPECT_NEAR(noisy->rmse_ms, 0.01, 0.004) << seed;
+    EXPECT_GT(noisy->loo_rmse_ms, noisy->rmse_ms) << seed;
+    EXPECT_LT(noisy->max_error_pct, 10.0) << seed;
+  }
+  // One network: its residual.
+  auto one = FitCalibration(Synthetic(0.2, 0.0, 0.0, 1, 6));
+  ASSERT_TRUE(one.ok());
+  EXPECT_NEAR(one->overhead_ms, 0.2, 1e-12);
+  EXPECT_EQ(one->loo_rmse_ms, 0.0);
+}
+
+TEST(LatencyCalibrationTest, FittingRecoversAPerLayerTermWhenThereIsOne) {
+  auto fit = FitCalibration(Synthetic(0.05, 0.03, 0.002, 30, 7));
+  ASSERT_TRUE(fit.ok()) << fit.status();
+  EXPECT_EQ(fit->model, "linear");
+  EXPECT_NEAR(fit->overhead_ms, 0.05, 0.01);
+  EXPECT_NEAR(fit->per_layer_ms, 0.03, 0.0015);
+  EXPECT_LT(fit->rmse_ms, 0.004);
+  // All networks with the same layer count: the per-layer term is not identifiable.
+  std::vector<CalibrationSample> same = Synthetic(0.05, 0.03, 0.002, 10, 8);
+  for (CalibrationSample& s : same) {
+    s.measured_ms += 0.03 * (7 - s.layers);
+    s.layers = 7;
+  }
+  auto constant = FitCalibration(same);
+  ASSERT_TRUE(constant.ok());
+  EXPECT_EQ(constant->model, "constant");
+  EXPECT_NEAR(constant->overhead_ms, 0.05 + 0.03 * 7, 0.003);
+}
+
+TEST(LatencyCalibrationTest, NetworksSlowedByOtherProcessesAreLeftOut) {
+  // 5 of 20 networks measured while another process held a core: 1.6x to 3x slower.
+  std::vector<CalibrationSample> samples = Synthetic(0.17, 0.0, 0.005, 20, 9);
+  const double slow[] = {1.6, 2.0, 3.0, 1.7, 2.5};
+  for (int i = 0; i < 5; ++i) samples[3 * i + 1].measured_ms *= slow[i];
+  auto fit = FitCalibration(samples);
+  ASSERT_TRUE(fit.ok()) << fit.status();
+  EXPECT_EQ(fit->rejected, 5);
+  EXPECT_EQ(fit->networks, 15);
+  EXPECT_EQ(fit->model, "constant");
+  EXPECT_NEAR(fit->overhead_ms, 0.17, 0.005);
+  EXPECT_LT(fit->max_error_pct, 5.0);
+  // Without them the least-squares overhead would be far off.
+  std::vector<CalibrationSample> clean;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    if (i % 3 != 1 || i > 13) clean.push_back(samples[i]);
+  }
+  EXPECT_EQ(FitCalibration(clean)->rejected, 0);
+  EXPECT_NEAR(FitCalibration(clean)->overhead_ms, fit->overhead_ms, 1e-12);
+}
+
+TEST(LatencyCalibrationTest, FittingRejectsBadInput) {
+  EXPECT_TRUE(IsError(FitCalibration({}).status(), absl::StatusCode::kInvalidArgument,
+                      {"no networks"}));
+  EXPECT_TRUE(IsError(FitCalibration({{0.5, 7, 0.6}, {0.5, 7, -1.0}}).status(),
+                      absl::StatusCode::kInvalidArgument, {"network 1"}));
+  EXPECT_TRUE(IsError(FitCalibration({{0.5, 0, 0.6}}).status(),
+                      absl::StatusCode::kInvalidArgument, {"network 0"}));
+}
+
+TEST(LatencyCalibrationTest, LatencyModelAddsTheCalibration) {
+  SearchSpace s = SearchSpace::Preset("fashion-mnist").value();
+  LatencyTable t(LatencyTableInfo{"x86-test", "r", 1, 2, "", ""});
+  double ms = 0.05;
+  for (const std::string& k : s.AllLayerKeys()) {
+    ASSERT_TRUE(t.Insert(k, {10, ms, 0}).ok());
+    ms += 0.003;
+  }
+  LatencyModel plain = BuildLatencyModel(s, t).value();
+  LatencyCalibration c;
+  c.overhead_ms = 0.19;
+  c.per_layer_ms = 0.004;
+  c.model = "linear";
+  c.networks = 12;
+  t.mutable_info().calibration = c;
+  LatencyModel calibrated = BuildLatencyModel(s, t).value();
+  const int fixed_layers = static_cast<int>(s.FixedLayerKeys().size());
+  EXPECT_NEAR(calibrated.fixed_ms(), plain.fixed_ms() + 0.19 + 0.004 * fixed_layers, 1e-12);
+  Rng rng(3);
+  ArchParams uniform(s.CandidatesPerEdge());
+  for (int trial = 0; trial < 30; ++trial) {
+    std::vector<int> choices = uniform.SamplePath(rng);
+    NetworkConfig net = s.Derive(choices).value();
+    const std::vector<std::string> keys = net.LayerKeys();
+    // The model's path latency is the table's network prediction: layer sum + correction.
+    EXPECT_NEAR(calibrated.PathLatency(choices), t.PredictNetwork(keys).value(), 1e-12) << trial;
+    EXPECT_NEAR(calibrated.PathLatency(choices) - plain.PathLatency(choices),
+                0.19 + 0.004 * static_cast<double>(keys.size()), 1e-12)
+        << trial;
+  }
+  // Zero stays free; every other candidate carries the per-layer term.
+  for (size_t e = 0; e < s.edges().size(); ++e) {
+    for (size_t i = 0; i < s.edges()[e].candidates.size(); ++i) {
+      const double d = calibrated.edge_ms()[e][i] - plain.edge_ms()[e][i];
+      EXPECT_NEAR(d, s.edges()[e].candidates[i].zero ? 0.0 : 0.004, 1e-12);
+    }
+  }
+  // The expected latency shifts by the constant part for a constant calibration.
+  c.per_layer_ms = 0;
+  c.model = "constant";
+  t.mutable_info().calibration = c;
+  EXPECT_NEAR(BuildLatencyModel(s, t).value().Expected(uniform), plain.Expected(uniform) + 0.19,
+              1e-12);
+  // A calibration from a busy machine that predicts a non-positive latency is refused.
+  c.overhead_ms = -50;
+  t.mutable_info().calibration = c;
+  EXPECT_TRUE(IsError(BuildLatencyModel(s, t).status(), absl::StatusCode::kFailedPrecondition,
+                      {"x86-test", "calibration", "profile again"}));
 }
 
 }  // namespace

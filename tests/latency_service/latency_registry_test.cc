@@ -231,6 +231,74 @@ TEST(LatencyRegistryTest, UploadsSurviveAReopenAndWinOverBuiltins) {
   EXPECT_DOUBLE_EQ(a[0].mean_ms, 9.0);
 }
 
+LatencyCalibration Calibration(double overhead_ms) {
+  LatencyCalibration c;
+  c.overhead_ms = overhead_ms;
+  c.networks = 12;
+  c.min_layers = 6;
+  c.max_layers = 10;
+  c.raw_rmse_ms = overhead_ms;
+  c.rmse_ms = 0.02;
+  c.loo_rmse_ms = 0.025;
+  c.max_error_pct = 4.0;
+  return c;
+}
+
+TEST(LatencyRegistryTest, CalibrationTravelsThroughPutGetMergeAndAReopen) {
+  const std::string dir = FreshDir("calibration");
+  {
+    std::unique_ptr<LatencyRegistry> r = OpenPixel1(dir);
+    // The built-in YAML table has none.
+    EXPECT_FALSE(r->Describe("pixel1-tflite").value().calibration.has_value());
+    LatencyTable t = SmallTable("x86-test", 1.0);
+    t.mutable_info().calibration = Calibration(0.17);
+    DeviceSummary put = r->PutTable(t, PutMode::kReplace).value();
+    ASSERT_TRUE(put.calibration.has_value());
+    EXPECT_EQ(put.calibration->overhead_ms, 0.17);
+    EXPECT_EQ(put.calibration->networks, 12);
+    // GetTable and its JSON return it.
+    ASSERT_TRUE(r->GetTable("x86-test").value().info().calibration.has_value());
+    LatencyTable back = LatencyTable::ParseJson(r->GetTableJson("x86-test").value()).value();
+    ASSERT_TRUE(back.info().calibration.has_value());
+    EXPECT_EQ(back.info().calibration->overhead_ms, 0.17);
+    EXPECT_EQ(back.info().calibration->max_error_pct, 4.0);
+    // A merge without a calibration keeps the stored one; with one, the upload's wins.
+    EXPECT_EQ(r->PutTable(SmallTable("x86-test", 1.0), PutMode::kMerge)
+                  .value()
+                  .calibration->overhead_ms,
+              0.17);
+    LatencyTable again = SmallTable("x86-test", 1.0);
+    again.mutable_info().calibration = Calibration(0.21);
+    EXPECT_EQ(r->PutTable(again, PutMode::kMerge).value().calibration->overhead_ms, 0.21);
+    // The persisted file holds it.
+    Json j = ParseJson(ReadFile(dir + "/x86-test.table.json").value(), "file").value();
+    EXPECT_EQ(j["calibration"]["overhead_ms"], 0.21);
+    // A replace without one drops it: the new table was not calibrated.
+    ASSERT_TRUE(r->PutTable(SmallTable("x86-old", 1.0), PutMode::kReplace).ok());
+    EXPECT_FALSE(r->Describe("x86-old").value().calibration.has_value());
+  }
+  std::unique_ptr<LatencyRegistry> r = OpenPixel1(dir);
+  DeviceSummary d = r->Describe("x86-test").value();
+  ASSERT_TRUE(d.calibration.has_value());
+  EXPECT_EQ(d.calibration->overhead_ms, 0.21);
+  EXPECT_EQ(d.calibration->rmse_ms, 0.02);
+  EXPECT_FALSE(r->Describe("x86-old").value().calibration.has_value());
+}
+
+TEST(LatencyRegistryTest, TableFileWithoutCalibrationStillLoads) {
+  // A table directory written before calibration existed.
+  const std::string dir = FreshDir("old_file");
+  std::filesystem::create_directories(dir);
+  Json j = ParseJson(SmallTable("x86-test", 1.0).ToJson(), "t").value();
+  ASSERT_FALSE(j.contains("calibration"));
+  j["version"] = 4;
+  ASSERT_TRUE(WriteFile(dir + "/x86-test.table.json", j.dump(2)).ok());
+  std::unique_ptr<LatencyRegistry> r = OpenPixel1(dir);
+  DeviceSummary d = r->Describe("x86-test").value();
+  EXPECT_EQ(d.version, 4u);
+  EXPECT_FALSE(d.calibration.has_value());
+}
+
 TEST(LatencyRegistryTest, StalePredictorFileIsRefitted) {
   const std::string dir = FreshDir("stale");
   {

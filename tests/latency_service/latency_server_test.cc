@@ -182,6 +182,67 @@ TEST(LatencyServerTest, PutTableThenQueryAndRestartKeepsIt) {
   EXPECT_EQ(back.info().runtime, t.info().runtime);
 }
 
+TEST(LatencyServerTest, CalibrationTravelsThroughPutListGetRestartAndFetch) {
+  const std::string dir = absl::StrCat(::testing::TempDir(), "/latency_server_test_calibration");
+  std::filesystem::remove_all(dir);
+  LatencyTable t = FashionTable("x86-2core-cal");
+  LatencyCalibration c;
+  c.overhead_ms = 0.1875;
+  c.per_layer_ms = 0.0025;
+  c.model = "linear";
+  c.networks = 20;
+  c.rejected = 1;
+  c.min_layers = 5;
+  c.max_layers = 10;
+  c.raw_rmse_ms = 0.2;
+  c.rmse_ms = 0.015;
+  c.loo_rmse_ms = 0.018;
+  c.max_error_pct = 3.5;
+  t.mutable_info().calibration = c;
+  auto expect_calibration = [&](const std::optional<LatencyCalibration>& got) {
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(got->overhead_ms, c.overhead_ms);
+    EXPECT_EQ(got->per_layer_ms, c.per_layer_ms);
+    EXPECT_EQ(got->model, c.model);
+    EXPECT_EQ(got->networks, c.networks);
+    EXPECT_EQ(got->rejected, c.rejected);
+    EXPECT_EQ(got->min_layers, c.min_layers);
+    EXPECT_EQ(got->max_layers, c.max_layers);
+    EXPECT_EQ(got->raw_rmse_ms, c.raw_rmse_ms);
+    EXPECT_EQ(got->rmse_ms, c.rmse_ms);
+    EXPECT_EQ(got->loo_rmse_ms, c.loo_rmse_ms);
+    EXPECT_EQ(got->max_error_pct, c.max_error_pct);
+  };
+  {
+    std::unique_ptr<LatencyServer> server = StartServer(dir);
+    std::unique_ptr<LatencyClient> client = ClientOf(*server);
+    absl::StatusOr<DeviceSummary> put = client->PutTableJson(t.ToJson(), /*merge=*/false);
+    ASSERT_TRUE(put.ok()) << put.status();
+    expect_calibration(put->calibration);
+  }
+  std::unique_ptr<LatencyServer> server = StartServer(dir);
+  std::unique_ptr<LatencyClient> client = ClientOf(*server);
+  std::vector<DeviceSummary> devices = client->ListDevices().value();
+  ASSERT_EQ(devices.size(), 2u);
+  EXPECT_FALSE(devices[0].calibration.has_value());  // pixel1-tflite: the YAML import
+  expect_calibration(devices[1].calibration);
+  LatencyTable back =
+      LatencyTable::ParseJson(client->GetTableJson("x86-2core-cal").value()).value();
+  expect_calibration(back.info().calibration);
+  // The table a search fetches carries it, so its latency model adds the same correction.
+  SearchSpace fashion = SearchSpace::Preset("fashion-mnist").value();
+  LatencyTable job = FetchLatencyTable(*client, "x86-2core-cal", fashion.AllLayerKeys()).value();
+  expect_calibration(job.info().calibration);
+  std::vector<std::string> keys = fashion.Derive(fashion.LargestChoices()).value().LayerKeys();
+  EXPECT_NEAR(job.PredictNetwork(keys).value(),
+              t.SumMeans(keys).value() + 0.1875 + 0.0025 * static_cast<double>(keys.size()),
+              1e-12);
+  EXPECT_FALSE(FetchLatencyTable(*client, "pixel1-tflite", fashion.AllLayerKeys())
+                   .value()
+                   .info()
+                   .calibration.has_value());
+}
+
 TEST(LatencyServerTest, MetricsEndpointCountsQueriesBySource) {
   std::unique_ptr<LatencyServer> server = StartServer("", /*metrics_port=*/0);
   ASSERT_GT(server->metrics_port(), 0);

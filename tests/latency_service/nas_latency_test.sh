@@ -46,15 +46,21 @@ TARGET="127.0.0.1:$PORT"
   --table_out "$WORK/x86-test.json" --upload "$TARGET" >"$WORK/profile.log" 2>&1
 check "profile --upload exits 0" test $? -eq 0
 check "profile reports the upload" grep -q "uploaded to $TARGET" "$WORK/profile.log"
+check "profile fits a network calibration" grep -q "^calibration: network = layer sum" "$WORK/profile.log"
+check "the table holds the calibration" grep -q '"calibration"' "$WORK/x86-test.json"
 "$CTL" --server "$TARGET" list >"$WORK/list.log" 2>&1
 check "the service lists the uploaded device" grep -q "^x86-test " "$WORK/list.log"
+check "the service reports the calibration" grep -q "calibration: network = layer sum" "$WORK/list.log"
 check "the upload is persisted" test -s "$WORK/tables/x86-test.table.json"
+check "the persisted table keeps the calibration" grep -q '"calibration"' "$WORK/tables/x86-test.table.json"
 
 "$NAS" latency-check --latency-service "$TARGET" --device x86-test --samples 3 \
   --profile_repeats 5 >"$WORK/check.log" 2>&1
 check "latency-check exits 0" test $? -eq 0
 check "latency-check prints RMSE and shares" grep -q "RMSE .* within +-10%: .* within +-5%" "$WORK/check.log"
 check "latency-check lists 3 networks" test "$(grep -c '^| [0-9]' "$WORK/check.log")" -eq 3
+check "latency-check scores the layer sum and the calibrated prediction" \
+  bash -c "grep -q '^layer sum only: .*RMSE' '$WORK/check.log' && grep -q '^layer sum + calibration: .*RMSE' '$WORK/check.log'"
 expect_error "latency-check on an unknown device" "pixel9" \
   "$NAS" latency-check --latency_service "$TARGET" --device pixel9 --samples 1
 expect_error "latency-check without a service" "latency_service" "$NAS" latency-check --samples 1
@@ -70,6 +76,7 @@ if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     >"$WORK/search.log" 2>&1
   check "search --latency-service exits 0" test $? -eq 0
   check "search used the service's table" grep -q "latency service $TARGET" "$WORK/run/latency_table.json"
+  check "the job's table carries the calibration" grep -q '"calibration"' "$WORK/run/latency_table.json"
   check "search did not profile" bash -c "! grep -q 'layers timed' '$WORK/search.log'"
 else
   echo "skip search: Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)"
