@@ -46,6 +46,9 @@ ABSL_FLAG(int, profile_repeats, 50, "timed runs per profiled layer");
 ABSL_FLAG(int, calibration_networks, 20,
           "profile (and search when it profiles): sampled networks measured end to end to fit "
           "the table's whole-network calibration (0: none)");
+ABSL_FLAG(double, calibration_max_error, 50,
+          "profile: keep the calibration only if it predicts every calibration network within "
+          "this many percent");
 ABSL_FLAG(std::string, loss, "add#linear", "hardware loss: mul#log, add#linear or none");
 ABSL_FLAG(double, target_ms, 0, "target latency in ms (0: 0.9 x expected latency at start)");
 ABSL_FLAG(double, loss_alpha, 0.2, "mul#log alpha");
@@ -102,6 +105,7 @@ nas::ProfileOptions ProfileFromFlags() {
   p.batch_size = absl::GetFlag(FLAGS_profile_batch);
   p.repeats = absl::GetFlag(FLAGS_profile_repeats);
   p.calibration_networks = absl::GetFlag(FLAGS_calibration_networks);
+  p.max_calibration_error_pct = absl::GetFlag(FLAGS_calibration_max_error);
   p.threads = absl::GetFlag(FLAGS_threads);
   return p;
 }

@@ -361,21 +361,7 @@ absl::Status JobManager::Recover() {
       std::string name = t.name();
       j.tensors[name] = std::make_shared<const TensorBlob>(std::move(t));
     }
-    SearchPlan plan = SearchPlan::ForSpace(j.space);
-    const JobSpec& s = j.rec.spec();
-    plan.warmup_epochs = std::max(0, s.warmup_epochs());
-    plan.search_epochs = s.search_epochs();
-    plan.train_batches = j.rec.train_size() / s.batch_size();
-    plan.valid_batches = j.rec.valid_size() / s.batch_size();
-    plan.arch_every = s.arch_every();
-    plan.search_lr = s.search_lr();
-    plan.steps_per_task = s.steps_per_task();
-    plan.arch_algo = s.arch_algo();
-    plan.adam.lr = s.arch_lr();
-    plan.loss = LossOf(s, j.rec.target_latency_ms());
-    plan.latency = j.latency;
-    plan.seed = s.seed();
-    NAS_ASSIGN_OR_RETURN(SearchDriver d, SearchDriver::Create(plan));
+    NAS_ASSIGN_OR_RETURN(SearchDriver d, SearchDriver::Create(PlanOf(j)));
     NAS_RETURN_IF_ERROR(d.RestoreState(committed->second));
     j.driver = std::move(d);
     if (j.driver->done()) {
@@ -596,6 +582,24 @@ void JobManager::Prepare(const std::string& job_id) {
 namespace {
 void FillData(const JobSpec& s, const SearchDriver* d, DataSpec* data);
 }  // namespace
+
+SearchPlan JobManager::PlanOf(const Job& j) {
+  const JobSpec& s = j.rec.spec();
+  SearchPlan plan = SearchPlan::ForSpace(j.space);
+  plan.warmup_epochs = std::max(0, s.warmup_epochs());
+  plan.search_epochs = s.search_epochs();
+  plan.train_batches = j.rec.train_size() / s.batch_size();
+  plan.valid_batches = j.rec.valid_size() / s.batch_size();
+  plan.arch_every = s.arch_every();
+  plan.search_lr = s.search_lr();
+  plan.steps_per_task = s.steps_per_task();
+  plan.arch_algo = s.arch_algo();
+  plan.adam.lr = s.arch_lr();
+  plan.loss = LossOf(s, j.rec.target_latency_ms());
+  plan.latency = j.latency;
+  plan.seed = s.seed();
+  return plan;
+}
 
 absl::Status JobManager::StartSearch(Job& j) {
   j.rec.set_state("RUNNING");
@@ -1003,21 +1007,7 @@ absl::Status JobManager::AdvanceStage(Job& j) {
       const TaskOutcome& o = j.tasks[0].result->outcome;
       j.rec.set_train_size(o.train_size());
       j.rec.set_valid_size(o.valid_size());
-      const JobSpec& s = j.rec.spec();
-      SearchPlan plan = SearchPlan::ForSpace(j.space);
-      plan.warmup_epochs = std::max(0, s.warmup_epochs());
-      plan.search_epochs = s.search_epochs();
-      plan.train_batches = o.train_size() / s.batch_size();
-      plan.valid_batches = o.valid_size() / s.batch_size();
-      plan.arch_every = s.arch_every();
-      plan.search_lr = s.search_lr();
-      plan.steps_per_task = s.steps_per_task();
-      plan.arch_algo = s.arch_algo();
-      plan.adam.lr = s.arch_lr();
-      plan.loss = LossOf(s, j.rec.target_latency_ms());
-      plan.latency = j.latency;
-      plan.seed = s.seed();
-      NAS_ASSIGN_OR_RETURN(SearchDriver d, SearchDriver::Create(plan));
+      NAS_ASSIGN_OR_RETURN(SearchDriver d, SearchDriver::Create(PlanOf(j)));
       j.tensors.clear();
       merge();
       j.driver = std::move(d);

@@ -37,6 +37,7 @@
 #include "absl/time/time.h"
 #include "coordinator/checkpoint_store.h"
 #include "core/latency_table.h"
+#include "core/search_driver.h"
 #include "nas/search.pb.h"
 #include "nas/worker.pb.h"
 
@@ -124,6 +125,8 @@ class JobManager {
   Job* FindJob(const std::string& job_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   JobStatus StatusOf(const Job& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status StartSearch(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The search plan of a job whose init task reported its split sizes.
+  static SearchPlan PlanOf(const Job& job);
   void PlanWeightStage(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PlanFinalStage(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status AdvanceStage(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -289,8 +289,7 @@ absl::StatusOr<LatencyEntry> MeasureNetwork(const NetworkConfig& net, const Prof
 // Whole-network measurements are re-taken while the fit looks disturbed: networks left out as
 // outliers, or one off its fit by more than 10% (an undisturbed machine fits within ~5%).
 constexpr int kCalibrationAttempts = 3;
-// Worst per-network error (percent) of a calibration the table may keep.
-constexpr double kMaxUsableCalibrationErrorPct = 50.0;
+
 static bool SteadyCalibration(const LatencyCalibration& c) {
   return c.rejected == 0 && c.max_error_pct <= 10.0;
 }
@@ -374,7 +373,7 @@ absl::Status CalibrateTable(const SearchSpace& space, const ProfileOptions& o,
   }
   // A fit that misses some network by more than half is no correction: the table keeps the
   // plain layer sums (and the caller warns that the machine was unsteady).
-  if (best->max_error_pct <= kMaxUsableCalibrationErrorPct) {
+  if (best->max_error_pct <= o.max_calibration_error_pct) {
     table->mutable_info().calibration = *best;
   } else if (report != nullptr) {
     report->calibration_steady = false;

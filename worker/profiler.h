@@ -50,6 +50,9 @@ struct ProfileOptions {
   // Networks of the space measured end to end by ProfileSpace to fit the table's calibration;
   // 0 writes no calibration. Default 20.
   int calibration_networks = 20;
+  // A calibration that misses some network by more than this (percent) is not kept: the table
+  // then predicts plain layer sums. Default 50.
+  double max_calibration_error_pct = 50.0;
   // Re-timings of a stall-dominated timing before the lowest one is kept. Default 3.
   int max_retimes = 3;
   uint64_t seed = 0;
