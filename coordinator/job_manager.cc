@@ -579,10 +579,6 @@ void JobManager::Prepare(const std::string& job_id) {
   UpdateGauges();
 }
 
-namespace {
-void FillData(const JobSpec& s, const SearchDriver* d, DataSpec* data);
-}  // namespace
-
 SearchPlan JobManager::PlanOf(const Job& j) {
   const JobSpec& s = j.rec.spec();
   SearchPlan plan = SearchPlan::ForSpace(j.space);
@@ -605,10 +601,7 @@ absl::Status JobManager::StartSearch(Job& j) {
   j.rec.set_state("RUNNING");
   j.stage = Job::Stage::kInit;
   j.tasks.clear();
-  Lease l;
-  l.task.set_job_id(j.rec.job_id());
-  l.task.set_space_json(j.rec.space_json());
-  FillData(j.rec.spec(), nullptr, l.task.mutable_data());
+  Lease l = NewTask(j);  // no driver yet: round 0, no batch seeds
   l.task.mutable_init()->set_seed(j.rec.spec().seed());
   j.tasks.push_back(std::move(l));
   return PersistRecord(j);
@@ -649,32 +642,44 @@ std::vector<std::vector<bool>> Keep(const SearchSpace& space, const std::vector<
 
 }  // namespace
 
+JobManager::Lease JobManager::NewTask(const Job& j) {
+  Lease l;
+  Task& t = l.task;
+  t.set_job_id(j.rec.job_id());
+  if (j.driver) t.set_round(j.driver->round());
+  t.set_space_json(j.rec.space_json());
+  FillData(j.rec.spec(), j.driver ? &*j.driver : nullptr, t.mutable_data());
+  return l;
+}
+
+void JobManager::ListTensors(const Job& j, const std::vector<std::vector<bool>>& keep,
+                             bool momentum, Lease& l) {
+  for (const auto& [name, blob] : j.tensors) {
+    if (absl::StartsWith(name, kArtifactPrefix) || !TensorNeeded(name, keep) ||
+        (!momentum && absl::StartsWith(name, kMomentumPrefix))) {
+      continue;
+    }
+    l.names.insert(name);
+    TensorRef* r = l.task.add_tensors();
+    r->set_name(name);
+    r->set_version(blob->version());
+  }
+}
+
 void JobManager::PlanWeightStage(Job& j) {
   j.stage = Job::Stage::kWeights;
   j.tasks.clear();
   j.wspecs = j.driver->PlanWeightTasks(j.rec.spec().parallel_tasks());
   j.aspecs.clear();
   for (const WeightTaskSpec& w : j.wspecs) {
-    Lease l;
-    Task& t = l.task;
-    t.set_job_id(j.rec.job_id());
-    t.set_round(j.driver->round());
-    t.set_space_json(j.rec.space_json());
-    FillData(j.rec.spec(), &*j.driver, t.mutable_data());
-    WeightTask* wt = t.mutable_weight();
+    Lease l = NewTask(j);
+    WeightTask* wt = l.task.mutable_weight();
     for (int c : w.path) wt->add_path(c);
     wt->set_data_epoch(w.data_epoch);
     for (int64_t b : w.batches) wt->add_batches(b);
     for (double lr : w.lrs) wt->add_lrs(lr);
     wt->set_label_smoothing(j.rec.spec().label_smoothing());
-    auto keep = Keep(j.space, w.path);
-    for (const auto& [name, blob] : j.tensors) {
-      if (absl::StartsWith(name, kArtifactPrefix) || !TensorNeeded(name, keep)) continue;
-      l.names.insert(name);
-      TensorRef* r = t.add_tensors();
-      r->set_name(name);
-      r->set_version(blob->version());
-    }
+    ListTensors(j, Keep(j.space, w.path), /*momentum=*/true, l);
     j.tasks.push_back(std::move(l));
   }
   changed_.SignalAll();
@@ -695,13 +700,8 @@ void JobManager::PlanFinalStage(Job& j) {
   }
   for (const auto& [label, choices] : nets) {
     if (j.rec.final_reports().count(label) > 0) continue;  // finished before a restart
-    Lease l;
-    Task& t = l.task;
-    t.set_job_id(j.rec.job_id());
-    t.set_round(j.driver->round());
-    t.set_space_json(j.rec.space_json());
-    FillData(s, &*j.driver, t.mutable_data());
-    FinalTask* f = t.mutable_final();
+    Lease l = NewTask(j);
+    FinalTask* f = l.task.mutable_final();
     f->set_label(label);
     for (int c : choices) f->add_choices(c);
     f->set_epochs(s.train_epochs());
@@ -1029,13 +1029,8 @@ absl::Status JobManager::AdvanceStage(Job& j) {
       j.stage = Job::Stage::kArch;
       j.tasks.clear();
       for (const ArchTaskSpec& a : j.aspecs) {
-        Lease l;
-        Task& t = l.task;
-        t.set_job_id(j.rec.job_id());
-        t.set_round(j.driver->round());
-        t.set_space_json(j.rec.space_json());
-        FillData(j.rec.spec(), &*j.driver, t.mutable_data());
-        ArchTask* at = t.mutable_arch();
+        Lease l = NewTask(j);
+        ArchTask* at = l.task.mutable_arch();
         at->set_rl(a.rl);
         std::vector<int> act, oth;
         for (const PairSample& p : a.pairs) {
@@ -1047,17 +1042,8 @@ absl::Status JobManager::AdvanceStage(Job& j) {
         for (int c : a.path) at->add_path(c);
         at->set_valid_epoch(a.valid_epoch);
         at->set_valid_batch(a.valid_batch);
-        auto keep = a.rl ? Keep(j.space, a.path) : Keep(j.space, act, oth);
-        for (const auto& [name, blob] : j.tensors) {
-          if (absl::StartsWith(name, kArtifactPrefix) || absl::StartsWith(name, kMomentumPrefix) ||
-              !TensorNeeded(name, keep)) {
-            continue;
-          }
-          l.names.insert(name);
-          TensorRef* r = t.add_tensors();
-          r->set_name(name);
-          r->set_version(blob->version());
-        }
+        ListTensors(j, a.rl ? Keep(j.space, a.path) : Keep(j.space, act, oth),
+                    /*momentum=*/false, l);
         j.tasks.push_back(std::move(l));
       }
       ++j.change;

@@ -127,6 +127,12 @@ class JobManager {
   absl::Status StartSearch(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The search plan of a job whose init task reported its split sizes.
   static SearchPlan PlanOf(const Job& job);
+  // A task of the job with its header (job, round, space, data) filled in.
+  static Lease NewTask(const Job& job);
+  // Lists (and allows) the job's tensors of the candidates in `keep` and the fixed layers;
+  // momentum too when asked.
+  static void ListTensors(const Job& job, const std::vector<std::vector<bool>>& keep,
+                          bool momentum, Lease& lease);
   void PlanWeightStage(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PlanFinalStage(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status AdvanceStage(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
