@@ -169,9 +169,12 @@ class WorkerGatewayImpl final : public WorkerGateway::Service {
     std::vector<std::string> names(req->names().begin(), req->names().end());
     auto blobs = jobs_->Fetch(req->lease_id(), names);
     if (!blobs.ok()) return ToGrpcStatus(blobs.status());
+    int64_t sent = 0;
     for (const auto& b : *blobs) {
       if (!WriteChunks(*b, [&](const TensorBlob& c) { return writer->Write(c); })) break;
+      sent += static_cast<int64_t>(b->data().size());
     }
+    jobs_->CountSentBytes(sent);
     return grpc::Status::OK;
   }
   grpc::Status CompleteTask(grpc::ServerContext*, grpc::ServerReader<CompleteTaskRequest>* reader,
@@ -277,6 +280,7 @@ class WorkerGatewayImpl final : public WorkerGateway::Service {
         for (const auto& b : *blobs) total += static_cast<int64_t>(b->data().size());
         if (total <= limit) {
           for (const auto& b : *blobs) *task.add_inline_tensors() = *b;
+          jobs_->CountSentBytes(total);
         }
       }
     }

@@ -736,6 +736,19 @@ absl::StatusOr<RegisterWorkerReply> JobManager::RegisterWorker(const RegisterWor
   return reply;
 }
 
+JobManager::Lease* JobManager::CurrentLease(const std::string& lease_id, Job** job) const {
+  auto lj = lease_job_.find(lease_id);
+  Job* j = lj == lease_job_.end() ? nullptr : FindJob(lj->second);
+  if (j == nullptr) return nullptr;
+  for (Lease& l : j->tasks) {
+    if (l.task.lease_id() == lease_id && l.state == Lease::State::kLeased) {
+      if (job != nullptr) *job = j;
+      return &l;
+    }
+  }
+  return nullptr;
+}
+
 absl::StatusOr<HeartbeatReply> JobManager::Heartbeat(const HeartbeatRequest& r) {
   absl::MutexLock lock(&mu_);
   auto it = workers_.find(r.worker_id());
@@ -747,17 +760,11 @@ absl::StatusOr<HeartbeatReply> JobManager::Heartbeat(const HeartbeatRequest& r) 
   it->second->dead = false;
   HeartbeatReply reply;
   if (r.lease_id().empty()) return reply;
-  auto lj = lease_job_.find(r.lease_id());
-  if (lj == lease_job_.end()) return reply;
-  Job* j = FindJob(lj->second);
-  if (j == nullptr) return reply;
-  for (Lease& l : j->tasks) {
-    if (l.task.lease_id() == r.lease_id() && l.state == Lease::State::kLeased &&
-        l.worker_id == r.worker_id()) {
-      l.deadline = options_.clock() + options_.lease;
-      l.task.set_deadline_unix_ms(UnixMs(l.deadline));
-      reply.set_lease_valid(true);
-    }
+  Lease* l = CurrentLease(r.lease_id(), nullptr);
+  if (l != nullptr && l->worker_id == r.worker_id()) {
+    l->deadline = options_.clock() + options_.lease;
+    l->task.set_deadline_unix_ms(UnixMs(l->deadline));
+    reply.set_lease_valid(true);
   }
   return reply;
 }
@@ -806,20 +813,13 @@ absl::StatusOr<std::optional<Task>> JobManager::Acquire(const std::string& worke
 absl::StatusOr<std::vector<std::shared_ptr<const TensorBlob>>> JobManager::Fetch(
     const std::string& lease_id, const std::vector<std::string>& names) {
   absl::MutexLock lock(&mu_);
-  auto lj = lease_job_.find(lease_id);
-  Job* j = lj == lease_job_.end() ? nullptr : FindJob(lj->second);
-  Lease* lease = nullptr;
-  if (j != nullptr) {
-    for (Lease& l : j->tasks) {
-      if (l.task.lease_id() == lease_id && l.state == Lease::State::kLeased) lease = &l;
-    }
-  }
+  Job* j = nullptr;
+  Lease* lease = CurrentLease(lease_id, &j);
   if (lease == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("lease_id: '", lease_id, "' is not current (expired, re-issued or unknown)"));
   }
   std::vector<std::shared_ptr<const TensorBlob>> out;
-  double bytes = 0;
   for (const std::string& n : names) {
     auto it = j->tensors.find(n);
     if (lease->names.count(n) == 0 || it == j->tensors.end()) {
@@ -827,9 +827,7 @@ absl::StatusOr<std::vector<std::shared_ptr<const TensorBlob>>> JobManager::Fetch
           absl::StrCat("names: '", n, "' is not a tensor of lease ", lease_id));
     }
     out.push_back(it->second);
-    bytes += static_cast<double>(it->second->data().size());
   }
-  if (options_.metrics != nullptr) options_.metrics->TensorBytes("fetched", bytes);
   return out;
 }
 
@@ -933,14 +931,8 @@ absl::Status JobManager::Validate(const Job& j, const Lease& l, const CompletedT
 absl::Status JobManager::Complete(CompletedTask result) {
   absl::MutexLock lock(&mu_);
   const std::string lease_id = result.outcome.lease_id();
-  auto lj = lease_job_.find(lease_id);
-  Job* j = lj == lease_job_.end() ? nullptr : FindJob(lj->second);
-  Lease* lease = nullptr;
-  if (j != nullptr) {
-    for (Lease& l : j->tasks) {
-      if (l.task.lease_id() == lease_id && l.state == Lease::State::kLeased) lease = &l;
-    }
-  }
+  Job* j = nullptr;
+  Lease* lease = CurrentLease(lease_id, &j);
   if (lease == nullptr) {
     if (options_.metrics != nullptr) options_.metrics->Task("unknown", "refused");
     Log(absl::StrCat("refused the result of lease ", lease_id, ": not current"));
@@ -1207,6 +1199,10 @@ absl::Status JobManager::CommitRound(Job& j, std::vector<std::string> events) {
 
 // ---------------------------------------------------------------------------------------------
 // Time
+
+void JobManager::CountSentBytes(int64_t bytes) {
+  if (options_.metrics != nullptr) options_.metrics->TensorBytes("fetched", static_cast<double>(bytes));
+}
 
 void JobManager::Tick() {
   std::vector<std::string> to_prepare;

@@ -110,6 +110,9 @@ class JobManager {
   // changes and the lease stays current.
   absl::Status Complete(CompletedTask result);
 
+  // Tensor bytes the gateway sent to workers (the nas_tensor_bytes_total "fetched" metric).
+  void CountSentBytes(int64_t bytes);
+
   // Expires leases and workers, retries preparation. Called by an internal thread every
   // 100 ms; tests with an injected clock may call it directly.
   void Tick();
@@ -123,6 +126,10 @@ class JobManager {
   absl::Status Recover();
   void Prepare(const std::string& job_id);
   Job* FindJob(const std::string& job_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The leased task of a current lease (and its job), or null: expired, re-issued, completed or
+  // unknown.
+  Lease* CurrentLease(const std::string& lease_id, Job** job) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   JobStatus StatusOf(const Job& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status StartSearch(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The search plan of a job whose init task reported its split sizes.
