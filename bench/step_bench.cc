@@ -27,6 +27,7 @@
 #include "core/status_macros.h"
 #include "core/search_space.h"
 #include "worker/memory_meter.h"
+#include "worker/data.h"
 #include "worker/ops.h"
 #include "worker/runtime.h"
 #include "worker/train.h"
@@ -61,9 +62,8 @@ void TimingBenchmarks(const SearchSpace& space, int batch, int paths, int steps)
   torch::manual_seed(0);
   SuperNet supernet(space);
   PathSgd sgd_super(SgdOptions{});
-  torch::Tensor x = torch::randn({batch, space.input_channels(), space.input_height(),
-                                  space.input_width()})
-                        .contiguous(at::MemoryFormat::ChannelsLast);
+  torch::Tensor x = ChannelsLastStrided(torch::randn({batch, space.input_channels(), space.input_height(),
+                                  space.input_width()}));
   torch::Tensor y = torch::randint(0, space.num_classes(), {batch});
   Rng rng(1);
   ArchParams ap(space.CandidatesPerEdge());
@@ -128,9 +128,8 @@ void MemoryBenchmark(const SearchSpace& base, int batch) {
   const Set sets[] = {{{3}, {3}, false},       {{3}, {3}, true},          {{3, 5, 7}, {3}, false},
                       {{3, 5, 7}, {3}, true},  {{3, 5}, {3, 6}, true},    {{3, 5, 7}, {3, 6}, false},
                       {{3, 5, 7}, {3, 6}, true}};
-  torch::Tensor x = torch::randn({batch, base.input_channels(), base.input_height(),
-                                  base.input_width()})
-                        .contiguous(at::MemoryFormat::ChannelsLast);
+  torch::Tensor x = ChannelsLastStrided(torch::randn({batch, base.input_channels(), base.input_height(),
+                                  base.input_width()}));
   torch::Tensor y = torch::randint(0, base.num_classes(), {batch});
   std::printf("| candidates per shortcut edge | supernet params MB | ours: weight-step peak MB | DARTS-style peak MB | DARTS / ours |\n");
   std::printf("|---|---|---|---|---|\n");

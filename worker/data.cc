@@ -240,7 +240,14 @@ torch::Tensor Normalize(const torch::Tensor& images_u8, const std::vector<float>
   int64_t c = x.size(1);
   torch::Tensor m = torch::tensor(mean).view({1, c, 1, 1});
   torch::Tensor s = torch::tensor(std).view({1, c, 1, 1});
-  return x.sub_(m).div_(s).contiguous(at::MemoryFormat::ChannelsLast);
+  return ChannelsLastStrided(x.sub_(m).div_(s));
+}
+
+torch::Tensor ChannelsLastStrided(const torch::Tensor& x) {
+  if (x.dim() != 4) return x;
+  if (x.strides() == c10::get_channels_last_strides_2d(x.sizes())) return x;
+  torch::Tensor out = torch::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  return out.copy_(x);
 }
 
 Batcher::Batcher(const DataSet& data, int batch_size, uint64_t seed, Augment augment,

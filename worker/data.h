@@ -87,7 +87,13 @@ class Batcher {
   int64_t next_ = 0;  // next batch of epoch_ for Next()
 };
 
-// uint8 [B, C, H, W] -> normalised float.
+// A 4-D tensor with exactly the channels-last strides. `x.contiguous(ChannelsLast)` is not
+// enough for one channel (or 1x1 spatial): such a tensor already counts as channels-last
+// contiguous, keeps its NCHW strides, and LibTorch then runs every convolution after it in
+// NCHW through oneDNN's slow gemm weight-gradient path for depthwise kernels.
+torch::Tensor ChannelsLastStrided(const torch::Tensor& x);
+
+// uint8 [B, C, H, W] -> normalised float, channels-last strided.
 torch::Tensor Normalize(const torch::Tensor& images_u8, const std::vector<float>& mean,
                         const std::vector<float>& std);
 

@@ -156,6 +156,10 @@ TEST_F(DataTest, BatcherAugmentsOnlyWhenAsked) {
   ASSERT_TRUE(plain.Next(&x, &y));
   EXPECT_EQ(x.sizes(), (std::vector<int64_t>{16, 1, 8, 8}));
   EXPECT_TRUE(x.is_contiguous(at::MemoryFormat::ChannelsLast));
+  // One channel: the strides must still be channels-last's, or LibTorch runs every convolution
+  // after the input in NCHW (a one-channel NCHW tensor also counts as channels-last contiguous).
+  EXPECT_EQ(x.strides(), c10::get_channels_last_strides_2d(x.sizes()));
+  EXPECT_EQ(x.suggest_memory_format(), at::MemoryFormat::ChannelsLast);
   // Images are constant, so without augmentation every pixel of an image is equal.
   EXPECT_NEAR((x.amax({1, 2, 3}) - x.amin({1, 2, 3})).abs().max().item<float>(), 0, 1e-6);
   Batcher shifted(*d, 16, 1, Augment{2, false}, false);
@@ -195,6 +199,21 @@ TEST(ProfilerTest, TimesEveryKeyAndRejectsBadKeys) {
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   o.backend = "tpu";
   EXPECT_EQ(ProfileKeys(keys, o, nullptr).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+
+TEST(ChannelsLastStridedTest, GivesChannelsLastStridesAndKeepsValues) {
+  for (int64_t c : {1, 3}) {
+    torch::Tensor x = torch::randn({4, c, 5, 6});
+    torch::Tensor y = ChannelsLastStrided(x);
+    EXPECT_EQ(y.strides(), c10::get_channels_last_strides_2d(y.sizes())) << "channels " << c;
+    EXPECT_EQ(y.suggest_memory_format(), at::MemoryFormat::ChannelsLast) << "channels " << c;
+    EXPECT_TRUE(torch::equal(x, y));
+    // Already channels-last strided: the same tensor, no copy.
+    EXPECT_TRUE(ChannelsLastStrided(y).is_same(y));
+  }
+  torch::Tensor v = torch::randn({3, 4});
+  EXPECT_TRUE(ChannelsLastStrided(v).is_same(v));
 }
 
 }  // namespace
