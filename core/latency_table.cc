@@ -109,17 +109,18 @@ absl::StatusOr<LatencyCalibration> FitCalibration(const std::vector<CalibrationS
     }
     ratios.push_back(s.measured_ms / s.layer_sum_ms);
   }
-  // Outliers: a ratio outside [median / band, median * band].
+  // Outliers: a ratio outside [median / band, median * band]. The median is the lower middle
+  // one, a measured network's own ratio, so that network always stays: with an even count, the
+  // mean of two middle ratios more than band^2 apart would leave no network at all.
   constexpr double kBand = 1.15;
   std::vector<double> sorted = ratios;
   std::sort(sorted.begin(), sorted.end());
-  const size_t m = sorted.size();
-  const double median = m % 2 == 1 ? sorted[m / 2] : 0.5 * (sorted[m / 2 - 1] + sorted[m / 2]);
+  const double median = sorted[(sorted.size() - 1) / 2];
   std::vector<CalibrationSample> samples;
   for (size_t i = 0; i < all.size(); ++i) {
     if (ratios[i] <= median * kBand && ratios[i] >= median / kBand) samples.push_back(all[i]);
   }
-  const size_t n = samples.size();  // >= 1: the median network (or both middle ones) stays
+  const size_t n = samples.size();  // >= 1: the median network stays
   std::vector<double> x, r;
   for (const CalibrationSample& s : samples) {
     x.push_back(s.layers);

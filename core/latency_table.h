@@ -67,7 +67,8 @@ struct CalibrationSample {
 };
 
 // Fits the correction by least squares on (measured - layer sum). First, networks whose
-// measured / layer-sum ratio lies outside [median / 1.15, median * 1.15] are left out as
+// measured / layer-sum ratio lies outside [median / 1.15, median * 1.15] (median: the lower
+// middle ratio, so that network always stays) are left out as
 // outliers (`rejected`): on a shared machine another process can slow a whole measurement by
 // 1.5x or more, and one such network would drag a least-squares overhead far off; the genuine
 // ratios of one space spread a few percent. Of the rest, the constant model always fits; the

@@ -497,6 +497,23 @@ TEST(LatencyCalibrationTest, NetworksSlowedByOtherProcessesAreLeftOut) {
   EXPECT_NEAR(FitCalibration(clean)->overhead_ms, fit->overhead_ms, 1e-12);
 }
 
+TEST(LatencyCalibrationTest, ScatteredMeasurementsKeepTheMedianNetwork) {
+  // An even count whose two middle ratios lie more than band^2 apart (a machine whose speed
+  // changed mid-way): the fit keeps the median network instead of being left with none (this
+  // crashed the profiler under a loaded `ctest -j 2`).
+  auto two = FitCalibration({{0.5, 7, 0.5}, {0.5, 7, 1.0}});
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_EQ(two->networks, 1);
+  EXPECT_EQ(two->rejected, 1);
+  EXPECT_NEAR(two->overhead_ms, 0.0, 1e-12);
+  auto four = FitCalibration({{0.5, 7, 0.5}, {0.5, 6, 0.52}, {0.5, 5, 1.0}, {0.5, 7, 1.05}});
+  ASSERT_TRUE(four.ok()) << four.status();
+  EXPECT_EQ(four->networks, 2);
+  EXPECT_EQ(four->rejected, 2);
+  EXPECT_EQ(four->min_layers, 6);
+  EXPECT_EQ(four->max_layers, 7);
+}
+
 TEST(LatencyCalibrationTest, FittingRejectsBadInput) {
   EXPECT_TRUE(IsError(FitCalibration({}).status(), absl::StatusCode::kInvalidArgument,
                       {"no networks"}));
