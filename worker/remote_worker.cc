@@ -187,6 +187,7 @@ struct RemoteWorker::Impl {
   // The lease of the running task ("" when idle) and whether it must be dropped.
   std::string lease ABSL_GUARDED_BY(mu);
   bool abandoned ABSL_GUARDED_BY(mu) = false;
+  bool sending ABSL_GUARDED_BY(mu) = false;  // the result is being uploaded
   std::string abandon_reason ABSL_GUARDED_BY(mu);
   bool stopping ABSL_GUARDED_BY(mu) = false;
   bool reachable ABSL_GUARDED_BY(mu) = true;  // for logging state changes only
@@ -318,7 +319,7 @@ struct RemoteWorker::Impl {
           bool same;
           {
             absl::MutexLock l(&mu);
-            same = lease == held;
+            same = lease == held && !sending;
           }
           if (same) Abandon("the coordinator says the lease is no longer valid");
         }
@@ -843,6 +844,9 @@ struct RemoteWorker::Impl {
       absl::MutexLock l(&mu);
       dropped = abandoned;
       reason = abandon_reason;
+      // From here the CompleteTask reply says whether the lease still held; a heartbeat that
+      // races the upload (the coordinator may accept the result first) must not abandon it.
+      sending = !dropped;
     }
     if (dropped) {
       outcome = absl::StrCat("abandoned: ", reason);
@@ -879,6 +883,7 @@ struct RemoteWorker::Impl {
       absl::MutexLock l(&mu);
       lease.clear();
       abandoned = false;
+      sending = false;
       abandon_reason.clear();
     }
     WriteStats(t, stats, SecondsSince(t0), outcome);
