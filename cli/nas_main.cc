@@ -28,6 +28,7 @@
 #include "cli/latency_check.h"
 #include "cli/launcher.h"
 #include "coordinator/search_client.h"
+#include "core/search_defaults.h"
 #include "core/search_space.h"
 #include "latency_service/latency_client.h"
 #include "worker/search.h"
@@ -53,20 +54,20 @@ ABSL_FLAG(std::string, loss, "add#linear", "hardware loss: mul#log, add#linear o
 ABSL_FLAG(double, target_ms, 0, "target latency in ms (0: 0.9 x expected latency at start)");
 ABSL_FLAG(double, loss_alpha, 0.2, "mul#log alpha");
 ABSL_FLAG(double, loss_beta, 0.3, "mul#log beta");
-ABSL_FLAG(double, loss_lambda, 0.1, "add#linear lambda");
-ABSL_FLAG(int, warmup_epochs, 1, "warm-up epochs (weights only)");
-ABSL_FLAG(int, search_epochs, 3, "joint search epochs");
-ABSL_FLAG(int, train_epochs, 6, "epochs to train the derived network (and baseline)");
-ABSL_FLAG(int, epochs, 6, "train: epochs");
-ABSL_FLAG(int, batch_size, 128, "batch size");
-ABSL_FLAG(double, search_lr, 0.05, "weight learning rate during the search");
-ABSL_FLAG(double, lr, 0.1, "learning rate of final training");
-ABSL_FLAG(int, arch_every, 5, "an arch step after every k weight steps");
+ABSL_FLAG(double, loss_lambda, nas::defaults::kLossLambda, "add#linear lambda");
+ABSL_FLAG(int, warmup_epochs, nas::defaults::kWarmupEpochs, "warm-up epochs (weights only)");
+ABSL_FLAG(int, search_epochs, nas::defaults::kSearchEpochs, "joint search epochs");
+ABSL_FLAG(int, train_epochs, nas::defaults::kTrainEpochs, "epochs to train the derived network (and baseline)");
+ABSL_FLAG(int, epochs, nas::defaults::kTrainEpochs, "train: epochs");
+ABSL_FLAG(int, batch_size, nas::defaults::kBatchSize, "batch size");
+ABSL_FLAG(double, search_lr, nas::defaults::kSearchLr, "weight learning rate during the search");
+ABSL_FLAG(double, lr, nas::defaults::kTrainLr, "learning rate of final training");
+ABSL_FLAG(int, arch_every, nas::defaults::kArchEvery, "an arch step after every k weight steps");
 ABSL_FLAG(std::string, arch_algo, "gradient", "gradient (binary gates) or rl (REINFORCE)");
-ABSL_FLAG(double, arch_lr, 0.015,
+ABSL_FLAG(double, arch_lr, nas::defaults::kArchLr,
           "Adam learning rate of alpha (the reference uses 1e-3 over ~10^5 arch steps; the "
           "default search has ~170, so alpha gets a larger step)");
-ABSL_FLAG(int64_t, valid_size, 5000, "held-out validation images for arch steps");
+ABSL_FLAG(int64_t, valid_size, nas::defaults::kValidSize, "held-out validation images for arch steps");
 ABSL_FLAG(int64_t, train_subset, 0, "use only this many training images (0: all)");
 ABSL_FLAG(int64_t, test_subset, 0, "use only this many test images (0: all)");
 ABSL_FLAG(bool, baseline, true, "also train the largest network for comparison");

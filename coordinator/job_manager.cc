@@ -17,6 +17,7 @@
 #include "core/architecture.h"
 #include "core/json_fields.h"
 #include "core/param_names.h"
+#include "core/search_defaults.h"
 #include "core/search_driver.h"
 #include "core/search_space.h"
 #include "core/status_macros.h"
@@ -119,33 +120,33 @@ absl::StatusOr<JobSpec> Normalize(JobSpec s) {
     return absl::InvalidArgumentError(
         "device: required (the latency-service device whose table the job uses)");
   }
-  if (s.target_fraction() == 0) s.set_target_fraction(0.9);
+  if (s.target_fraction() == 0) s.set_target_fraction(defaults::kTargetFraction);
   if (s.target_fraction() < 0) return absl::InvalidArgumentError("target_fraction: must be positive");
   if (s.loss().empty()) s.set_loss("add#linear");
   NAS_RETURN_IF_ERROR(HardwareLossOptions::ParseType(s.loss()).status());
-  if (s.loss_lambda() == 0) s.set_loss_lambda(0.1);
-  if (s.warmup_epochs() == 0) s.set_warmup_epochs(1);
+  if (s.loss_lambda() == 0) s.set_loss_lambda(defaults::kLossLambda);
+  if (s.warmup_epochs() == 0) s.set_warmup_epochs(defaults::kWarmupEpochs);
   if (s.warmup_epochs() < -1) return absl::InvalidArgumentError("warmup_epochs: must be >= -1");
-  if (s.search_epochs() == 0) s.set_search_epochs(3);
+  if (s.search_epochs() == 0) s.set_search_epochs(defaults::kSearchEpochs);
   if (s.search_epochs() < 0) return absl::InvalidArgumentError("search_epochs: must be positive");
-  if (s.train_epochs() == 0) s.set_train_epochs(6);
+  if (s.train_epochs() == 0) s.set_train_epochs(defaults::kTrainEpochs);
   if (s.train_epochs() < -1) return absl::InvalidArgumentError("train_epochs: must be >= -1");
-  if (s.batch_size() == 0) s.set_batch_size(128);
+  if (s.batch_size() == 0) s.set_batch_size(defaults::kBatchSize);
   if (s.batch_size() < 0) return absl::InvalidArgumentError("batch_size: must be positive");
-  if (s.search_lr() == 0) s.set_search_lr(0.05);
-  if (s.train_lr() == 0) s.set_train_lr(0.1);
-  if (s.arch_lr() == 0) s.set_arch_lr(0.015);
+  if (s.search_lr() == 0) s.set_search_lr(defaults::kSearchLr);
+  if (s.train_lr() == 0) s.set_train_lr(defaults::kTrainLr);
+  if (s.arch_lr() == 0) s.set_arch_lr(defaults::kArchLr);
   if (s.search_lr() < 0 || s.train_lr() < 0 || s.arch_lr() < 0) {
     return absl::InvalidArgumentError("search_lr/train_lr/arch_lr: must be positive");
   }
-  if (s.arch_every() == 0) s.set_arch_every(5);
+  if (s.arch_every() == 0) s.set_arch_every(defaults::kArchEvery);
   if (s.arch_every() < 0) return absl::InvalidArgumentError("arch_every: must be positive");
   if (s.arch_algo().empty()) s.set_arch_algo("gradient");
   if (s.arch_algo() != "gradient" && s.arch_algo() != "rl") {
     return absl::InvalidArgumentError(
         absl::StrCat("arch_algo: '", s.arch_algo(), "' is not one of gradient, rl"));
   }
-  if (s.valid_size() == 0) s.set_valid_size(5000);
+  if (s.valid_size() == 0) s.set_valid_size(defaults::kValidSize);
   if (s.valid_size() < 0) return absl::InvalidArgumentError("valid_size: must be positive");
   if (s.train_subset() < 0 || s.test_subset() < 0) {
     return absl::InvalidArgumentError("train_subset/test_subset: must be >= 0");
@@ -692,6 +693,8 @@ void JobManager::PlanFinalStage(Job& j) {
   std::vector<int> derived = j.driver->alpha().Argmax();
   j.rec.clear_derived();
   for (int c : derived) j.rec.add_derived(c);
+  Log(absl::StrCat("job ", j.rec.job_id(), ": search done at round ", j.driver->round(), ", derived ",
+                   Architecture{j.space.name(), derived}.ToString(j.space)));
   const JobSpec& s = j.rec.spec();
   std::vector<std::pair<std::string, std::vector<int>>> nets;
   if (s.train_epochs() >= 0) {

@@ -19,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/arch_params.h"
+#include "core/search_defaults.h"
 #include "core/search_driver.h"
 #include "worker/profiler.h"
 
@@ -41,33 +42,34 @@ struct SearchOptions {
   ProfileOptions profile;
   // Hardware loss; target_ms <= 0 picks target_fraction x the expected latency at uniform p.
   // Default add#linear (mul#log needs targets above 1 ms).
-  HardwareLossOptions loss{HardwareLossOptions::Type::kAddLinear};
+  HardwareLossOptions loss{HardwareLossOptions::Type::kAddLinear, 0, 0.2, 0.3,
+                           defaults::kLossLambda};
   // Default 0.9.
-  double target_fraction = 0.9;
+  double target_fraction = defaults::kTargetFraction;
 
-  // Schedule (epochs over the training split). Defaults 1 / 3 / 6.
-  int warmup_epochs = 1;
-  int search_epochs = 3;
-  int train_epochs = 6;
+  // Schedule (epochs over the training split). Defaults 1 / 3 / 10 (core/search_defaults.h).
+  int warmup_epochs = defaults::kWarmupEpochs;
+  int search_epochs = defaults::kSearchEpochs;
+  int train_epochs = defaults::kTrainEpochs;
   // Batch size of weight steps, arch steps and training. Default 128.
-  int batch_size = 128;
+  int batch_size = defaults::kBatchSize;
   // Weight learning rate of the search (cosine per batch) and of final training. Defaults
   // 0.05 and 0.1.
-  double search_lr = 0.05;
-  double train_lr = 0.1;
+  double search_lr = defaults::kSearchLr;
+  double train_lr = defaults::kTrainLr;
   // An arch step after every k-th weight step (from the second joint epoch on). Default 5.
-  int arch_every = 5;
+  int arch_every = defaults::kArchEvery;
   // "gradient" (binary gates, 'two' mode) or "rl" (REINFORCE). Default "gradient".
   std::string arch_algo = "gradient";
-  // Adam on alpha. Default lr 1e-3, betas (0, 0.999), eps 1e-8.
-  ArchAdamOptions arch_adam;
+  // Adam on alpha. Default lr 0.015 (defaults::kArchLr), betas (0, 0.999), eps 1e-8.
+  ArchAdamOptions arch_adam{defaults::kArchLr};
   // Label smoothing of weight steps. Default 0.1.
   double label_smoothing = 0.1;
   // Training augmentation: random shift (pixels) and horizontal flip. Defaults 2, true.
   int augment_pad = 2;
   bool augment_hflip = true;
   // Held-out validation images (class-balanced) for arch steps. Default 5000.
-  int64_t valid_size = 5000;
+  int64_t valid_size = defaults::kValidSize;
   // Use only this many training / test images (class-balanced); 0 = all. Default 0.
   int64_t train_subset = 0;
   int64_t test_subset = 0;
@@ -122,7 +124,7 @@ struct TrainCommandOptions {
   std::string data_dir;
   std::string out_dir = "results/train";
   int epochs = 6;
-  int batch_size = 128;
+  int batch_size = defaults::kBatchSize;
   double lr = 0.1;
   int64_t train_subset = 0;
   int64_t test_subset = 0;
