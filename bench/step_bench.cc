@@ -21,6 +21,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "core/arch_params.h"
 #include "core/json_fields.h"
@@ -112,6 +113,47 @@ void TimingBenchmarks(const SearchSpace& space, int batch, int paths, int steps)
               Median(alone_ms), Median(ratio), Median(arch_ms), Median(arch_ratio));
 }
 
+// A training step of a standalone network on an input as the data pipeline made it before
+// (`x.contiguous(ChannelsLast)`: for one channel a no-op that keeps NCHW strides, so LibTorch
+// ran every convolution NCHW) against exact channels-last strides, in interleaved rounds.
+void LayoutBenchmark(const SearchSpace& space, int batch, int steps) {
+  torch::Tensor nchw = torch::randn({batch, space.input_channels(), space.input_height(),
+                                     space.input_width()});
+  torch::Tensor before = nchw.contiguous(at::MemoryFormat::ChannelsLast);
+  torch::Tensor after = ChannelsLastStrided(nchw);
+  torch::Tensor y = torch::randint(0, space.num_classes(), {batch});
+  std::printf("| network | input strides before | step ms before | step ms after | before / after |\n");
+  std::printf("|---|---|---|---|---|\n");
+  std::vector<int> smallest(space.num_edges(), 0);  // 3x3_MBConv3 on every edge
+  for (const auto& [name, choices] :
+       {std::pair<std::string, std::vector<int>>{"baseline (largest)", space.LargestChoices()},
+        {"every edge 3x3_MBConv3", smallest}}) {
+    auto config = space.Derive(choices);
+    if (!config.ok()) return;
+    torch::manual_seed(0);
+    Network net(*config);
+    PathSgd sgd(SgdOptions{});
+    auto step = [&](const torch::Tensor& x) {
+      return [&, x] {
+        net->train();
+        ClearGradients(*net);
+        SmoothedCrossEntropy(net->forward(x), y, 0.1).backward();
+        sgd.Step(*net, 0.01);
+      };
+    };
+    double b = 0, a = 0;
+    const int rounds = 3;
+    for (int r = 0; r < rounds; ++r) {
+      b += MeanMs(steps, step(before));
+      a += MeanMs(steps, step(after));
+    }
+    std::string strides = absl::StrJoin(before.strides(), ",");
+    std::printf("| %s | (%s) | %.2f | %.2f | %.2f |\n", name.c_str(), strides.c_str(),
+                b / rounds, a / rounds, b / a);
+  }
+  std::printf("\n");
+}
+
 absl::StatusOr<SearchSpace> WithCandidates(const SearchSpace& base, std::vector<int> kernels,
                                            std::vector<int> expands, bool zero) {
   NAS_ASSIGN_OR_RETURN(Json j, ParseJson(base.ToJson(), "space"));
@@ -180,6 +222,8 @@ int main(int argc, char** argv) {
               TORCH_VERSION);
   nas::TimingBenchmarks(*space, absl::GetFlag(FLAGS_batch), absl::GetFlag(FLAGS_paths),
                         absl::GetFlag(FLAGS_steps));
+  std::printf("## Input layout: training step before and after exact channels-last strides\n\n");
+  nas::LayoutBenchmark(*space, absl::GetFlag(FLAGS_batch), absl::GetFlag(FLAGS_steps));
   std::printf("## Peak memory of one weight step (space %s, batch %d)\n\n",
               mem_space->name().c_str(), absl::GetFlag(FLAGS_memory_batch));
   nas::MemoryBenchmark(*mem_space, absl::GetFlag(FLAGS_memory_batch));
