@@ -25,10 +25,10 @@
 #include "absl/strings/str_replace.h"
 #include "core/arch_params.h"
 #include "core/json_fields.h"
-#include "core/status_macros.h"
 #include "core/search_space.h"
-#include "worker/memory_meter.h"
+#include "core/status_macros.h"
 #include "worker/data.h"
+#include "worker/memory_meter.h"
 #include "worker/ops.h"
 #include "worker/runtime.h"
 #include "worker/train.h"
@@ -63,8 +63,8 @@ void TimingBenchmarks(const SearchSpace& space, int batch, int paths, int steps)
   torch::manual_seed(0);
   SuperNet supernet(space);
   PathSgd sgd_super(SgdOptions{});
-  torch::Tensor x = ChannelsLastStrided(torch::randn({batch, space.input_channels(), space.input_height(),
-                                  space.input_width()}));
+  torch::Tensor x = ChannelsLastStrided(
+      torch::randn({batch, space.input_channels(), space.input_height(), space.input_width()}));
   torch::Tensor y = torch::randint(0, space.num_classes(), {batch});
   Rng rng(1);
   ArchParams ap(space.CandidatesPerEdge());
@@ -117,12 +117,13 @@ void TimingBenchmarks(const SearchSpace& space, int batch, int paths, int steps)
 // (`x.contiguous(ChannelsLast)`: for one channel a no-op that keeps NCHW strides, so LibTorch
 // ran every convolution NCHW) against exact channels-last strides, in interleaved rounds.
 void LayoutBenchmark(const SearchSpace& space, int batch, int steps) {
-  torch::Tensor nchw = torch::randn({batch, space.input_channels(), space.input_height(),
-                                     space.input_width()});
+  torch::Tensor nchw =
+      torch::randn({batch, space.input_channels(), space.input_height(), space.input_width()});
   torch::Tensor before = nchw.contiguous(at::MemoryFormat::ChannelsLast);
   torch::Tensor after = ChannelsLastStrided(nchw);
   torch::Tensor y = torch::randint(0, space.num_classes(), {batch});
-  std::printf("| network | input strides before | step ms before | step ms after | before / after |\n");
+  std::printf(
+      "| network | input strides before | step ms before | step ms after | before / after |\n");
   std::printf("|---|---|---|---|---|\n");
   std::vector<int> smallest(space.num_edges(), 0);  // 3x3_MBConv3 on every edge
   for (const auto& [name, choices] :
@@ -148,8 +149,8 @@ void LayoutBenchmark(const SearchSpace& space, int batch, int steps) {
       a += MeanMs(steps, step(after));
     }
     std::string strides = absl::StrJoin(before.strides(), ",");
-    std::printf("| %s | (%s) | %.2f | %.2f | %.2f |\n", name.c_str(), strides.c_str(),
-                b / rounds, a / rounds, b / a);
+    std::printf("| %s | (%s) | %.2f | %.2f | %.2f |\n", name.c_str(), strides.c_str(), b / rounds,
+                a / rounds, b / a);
   }
   std::printf("\n");
 }
@@ -170,8 +171,8 @@ void MemoryBenchmark(const SearchSpace& base, int batch) {
   const Set sets[] = {{{3}, {3}, false},       {{3}, {3}, true},          {{3, 5, 7}, {3}, false},
                       {{3, 5, 7}, {3}, true},  {{3, 5}, {3, 6}, true},    {{3, 5, 7}, {3, 6}, false},
                       {{3, 5, 7}, {3, 6}, true}};
-  torch::Tensor x = ChannelsLastStrided(torch::randn({batch, base.input_channels(), base.input_height(),
-                                  base.input_width()}));
+  torch::Tensor x = ChannelsLastStrided(
+      torch::randn({batch, base.input_channels(), base.input_height(), base.input_width()}));
   torch::Tensor y = torch::randint(0, base.num_classes(), {batch});
   std::printf("| candidates per shortcut edge | supernet params MB | ours: weight-step peak MB | DARTS-style peak MB | DARTS / ours |\n");
   std::printf("|---|---|---|---|---|\n");

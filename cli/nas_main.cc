@@ -57,7 +57,8 @@ ABSL_FLAG(double, loss_beta, 0.3, "mul#log beta");
 ABSL_FLAG(double, loss_lambda, nas::defaults::kLossLambda, "add#linear lambda");
 ABSL_FLAG(int, warmup_epochs, nas::defaults::kWarmupEpochs, "warm-up epochs (weights only)");
 ABSL_FLAG(int, search_epochs, nas::defaults::kSearchEpochs, "joint search epochs");
-ABSL_FLAG(int, train_epochs, nas::defaults::kTrainEpochs, "epochs to train the derived network (and baseline)");
+ABSL_FLAG(int, train_epochs, nas::defaults::kTrainEpochs,
+          "epochs to train the derived network (and baseline)");
 ABSL_FLAG(int, epochs, nas::defaults::kTrainEpochs, "train: epochs");
 ABSL_FLAG(int, batch_size, nas::defaults::kBatchSize, "batch size");
 ABSL_FLAG(double, search_lr, nas::defaults::kSearchLr, "weight learning rate during the search");
@@ -67,7 +68,8 @@ ABSL_FLAG(std::string, arch_algo, "gradient", "gradient (binary gates) or rl (RE
 ABSL_FLAG(double, arch_lr, nas::defaults::kArchLr,
           "Adam learning rate of alpha (the reference uses 1e-3 over ~10^5 arch steps; the "
           "default search has ~170, so alpha gets a larger step)");
-ABSL_FLAG(int64_t, valid_size, nas::defaults::kValidSize, "held-out validation images for arch steps");
+ABSL_FLAG(int64_t, valid_size, nas::defaults::kValidSize,
+          "held-out validation images for arch steps");
 ABSL_FLAG(int64_t, train_subset, 0, "use only this many training images (0: all)");
 ABSL_FLAG(int64_t, test_subset, 0, "use only this many test images (0: all)");
 ABSL_FLAG(bool, baseline, true, "also train the largest network for comparison");

@@ -7,12 +7,12 @@
 #include <set>
 #include <thread>
 
-#include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
-#include "absl/time/clock.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "coordinator/metrics.h"
 #include "core/architecture.h"
 #include "core/json_fields.h"
@@ -693,8 +693,8 @@ void JobManager::PlanFinalStage(Job& j) {
   std::vector<int> derived = j.driver->alpha().Argmax();
   j.rec.clear_derived();
   for (int c : derived) j.rec.add_derived(c);
-  Log(absl::StrCat("job ", j.rec.job_id(), ": search done at round ", j.driver->round(), ", derived ",
-                   Architecture{j.space.name(), derived}.ToString(j.space)));
+  Log(absl::StrCat("job ", j.rec.job_id(), ": search done at round ", j.driver->round(),
+                   ", derived ", Architecture{j.space.name(), derived}.ToString(j.space)));
   const JobSpec& s = j.rec.spec();
   std::vector<std::pair<std::string, std::vector<int>>> nets;
   if (s.train_epochs() >= 0) {

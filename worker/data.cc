@@ -246,7 +246,8 @@ torch::Tensor Normalize(const torch::Tensor& images_u8, const std::vector<float>
 torch::Tensor ChannelsLastStrided(const torch::Tensor& x) {
   if (x.dim() != 4) return x;
   if (x.strides() == c10::get_channels_last_strides_2d(x.sizes())) return x;
-  torch::Tensor out = torch::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  torch::Tensor out =
+      torch::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::ChannelsLast));
   return out.copy_(x);
 }
 

@@ -1,7 +1,6 @@
 #include "worker/profiler.h"
 
 #include <torch/torch.h>
-
 #include <unistd.h>
 
 #include <algorithm>
@@ -205,8 +204,8 @@ std::string NowIso8601() {
 
 std::string ProfileMethod(const ProfileOptions& o) {
   std::string m = absl::StrCat(
-      "per-layer forward, inference mode, channels-last strided input, ", o.warmup, " warm-up + ", o.repeats,
-      " timed runs, mean and variance of the middle 50%, re-timed up to ", o.max_retimes,
+      "per-layer forward, inference mode, channels-last strided input, ", o.warmup, " warm-up + ",
+      o.repeats, " timed runs, mean and variance of the middle 50%, re-timed up to ", o.max_retimes,
       " times when that mean exceeds ", kStallRatio, "x the fastest run");
   if (o.calibration_networks > 0) {
     absl::StrAppend(&m, "; calibration: ", o.calibration_networks,
@@ -247,7 +246,8 @@ absl::StatusOr<LatencyTable> ProfileKeys(
           layer.module->eval();
           std::vector<int64_t> shape = {o.batch_size};
           shape.insert(shape.end(), layer.input_shape.begin(), layer.input_shape.end());
-          torch::Tensor x = ChannelsLastStrided(torch::randn(shape, torch::TensorOptions().device(dev)));
+          torch::Tensor x =
+              ChannelsLastStrided(torch::randn(shape, torch::TensorOptions().device(dev)));
           ToChannelsLast(*layer.module);
           return Time([&] { (void)layer.forward(x); }, o, &timing);
         },
@@ -278,9 +278,9 @@ absl::StatusOr<LatencyEntry> MeasureNetwork(const NetworkConfig& net, const Prof
         Network m(net);
         m->to(dev);
         m->eval();
-        torch::Tensor x = ChannelsLastStrided(torch::randn(
-            {o.batch_size, net.input_channels, net.input_height, net.input_width},
-            torch::TensorOptions().device(dev)));
+        torch::Tensor x = ChannelsLastStrided(
+            torch::randn({o.batch_size, net.input_channels, net.input_height, net.input_width},
+                         torch::TensorOptions().device(dev)));
         return Time([&] { (void)m->forward(x); }, o, report);
       },
       "measuring network latency");

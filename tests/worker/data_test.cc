@@ -201,7 +201,6 @@ TEST(ProfilerTest, TimesEveryKeyAndRejectsBadKeys) {
   EXPECT_EQ(ProfileKeys(keys, o, nullptr).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-
 TEST(ChannelsLastStridedTest, GivesChannelsLastStridesAndKeepsValues) {
   for (int64_t c : {1, 3}) {
     torch::Tensor x = torch::randn({4, c, 5, 6});
