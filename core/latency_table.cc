@@ -168,7 +168,10 @@ absl::StatusOr<LatencyCalibration> FitCalibration(const std::vector<CalibrationS
   c.overhead_ms = mean_of(r, n);
   c.loo_rmse_ms = loo_const.empty() ? 0 : rms(loo_const);
   double a = 0, b = 0;
-  if (line_ok && FitLine(x, r, &a, &b) && rms(loo_line) < 0.9 * c.loo_rmse_ms) {
+  // A negative per-layer term is what a machine slowing down while the smaller networks were
+  // measured fits; extrapolated to the space's smallest networks it can predict negative
+  // latency (the coordinator then refuses the table), so only a non-negative one is kept.
+  if (line_ok && FitLine(x, r, &a, &b) && b >= 0 && rms(loo_line) < 0.9 * c.loo_rmse_ms) {
     c.model = "linear";
     c.overhead_ms = a;
     c.per_layer_ms = b;

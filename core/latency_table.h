@@ -72,7 +72,8 @@ struct CalibrationSample {
 // outliers (`rejected`): on a shared machine another process can slow a whole measurement by
 // 1.5x or more, and one such network would drag a least-squares overhead far off; the genuine
 // ratios of one space spread a few percent. Of the rest, the constant model always fits; the
-// linear one is a candidate with at least 4 networks and 2 distinct layer counts, and is chosen
+// linear one is a candidate with at least 4 networks and 2 distinct layer counts and a
+// non-negative per-layer term, and is chosen
 // only when its leave-one-out RMSE beats the constant model's by more than 10% (a second
 // coefficient must earn its keep on networks it was not fitted on). raw_rmse_ms, rmse_ms and
 // max_error_pct are over the networks used.

@@ -497,6 +497,16 @@ TEST(LatencyCalibrationTest, NetworksSlowedByOtherProcessesAreLeftOut) {
   EXPECT_NEAR(FitCalibration(clean)->overhead_ms, fit->overhead_ms, 1e-12);
 }
 
+TEST(LatencyCalibrationTest, ANegativePerLayerTermIsNotKept) {
+  // Residuals falling with the layer count (the machine got slower while the small networks
+  // were measured): a line fits them exactly, but it would predict negative latency for small
+  // networks, so the constant model is kept.
+  auto fit = FitCalibration(Synthetic(0.32, -0.067, 0.0, 20, 10));
+  ASSERT_TRUE(fit.ok()) << fit.status();
+  EXPECT_EQ(fit->model, "constant");
+  EXPECT_EQ(fit->per_layer_ms, 0.0);
+}
+
 TEST(LatencyCalibrationTest, ScatteredMeasurementsKeepTheMedianNetwork) {
   // An even count whose two middle ratios lie more than band^2 apart (a machine whose speed
   // changed mid-way): the fit keeps the median network instead of being left with none (this
