@@ -683,6 +683,15 @@ void JobManager::PlanWeightStage(Job& j) {
     ListTensors(j, Keep(j.space, w.path), /*momentum=*/true, l);
     j.tasks.push_back(std::move(l));
   }
+  // A tensor that one task alone lists comes back from that task alone (a result with a tensor
+  // its task does not list is refused), and the merge keeps a single copy as sent.
+  std::map<std::string, int> listed;
+  for (const Lease& l : j.tasks) {
+    for (const TensorRef& r : l.task.tensors()) ++listed[r.name()];
+  }
+  for (Lease& l : j.tasks) {
+    for (TensorRef& r : *l.task.mutable_tensors()) r.set_sole_writer(listed[r.name()] == 1);
+  }
   changed_.SignalAll();
 }
 

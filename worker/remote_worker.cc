@@ -798,6 +798,19 @@ struct RemoteWorker::Impl {
     if (!out) Log(absl::StrCat("stats_file ", o.stats_file, ": cannot append"));
   }
 
+  // A tensor this task alone wrote (TensorRef.sole_writer) is now, on the coordinator, exactly
+  // what was sent, at the listed version + 1: keep it rather than fetch it next round.
+  void KeepOwnOutput(const Task& t, const TaskResult& result) {
+    std::map<std::string, uint64_t> sole;
+    for (const TensorRef& r : t.tensors()) {
+      if (r.sole_writer()) sole[r.name()] = r.version();
+    }
+    for (const auto& [name, tensor] : result.tensors) {
+      auto it = sole.find(name);
+      if (it != sole.end()) cache[name] = CachedTensor{it->second + 1, tensor.detach().clone()};
+    }
+  }
+
   void HandleTask(const Task& t) {
     auto t0 = std::chrono::steady_clock::now();
     std::string kind = KindName(t);
@@ -864,6 +877,7 @@ struct RemoteWorker::Impl {
       result.outcome.set_resident_bytes(stats.resident_bytes);
       grpc::Status sent = Send(result);
       if (sent.ok()) {
+        KeepOwnOutput(t, result);
         outcome = s.ok() ? "ok" : absl::StrCat("error: ", s.message());
         Log(absl::StrCat(kind, " task of lease ", t.lease_id(), " done in ", SecondsSince(t0),
                          " s (fetched ", stats.fetched_bytes, " bytes, ", stats.cache_hits,
