@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/rng.h"
+#include "core/search_driver.h"
 #include "core/status_macros.h"
 #include "worker/data.h"
 #include "worker/ops.h"
@@ -373,11 +374,15 @@ absl::Status CalibrateTable(const SearchSpace& space, const ProfileOptions& o,
   }
   // A fit that misses some network by more than half is no correction: the table keeps the
   // plain layer sums (and the caller warns that the machine was unsteady).
-  if (best->max_error_pct <= o.max_calibration_error_pct) {
+  // So is one that predicts no time for some network of the space (layers timed while the
+  // machine was busier than when the networks were): a search would refuse the table.
+  bool keep = best->max_error_pct <= o.max_calibration_error_pct;
+  if (keep) {
     table->mutable_info().calibration = *best;
-  } else if (report != nullptr) {
-    report->calibration_steady = false;
+    keep = BuildLatencyModel(space, *table).ok();
+    if (!keep) table->mutable_info().calibration.reset();
   }
+  if (!keep && report != nullptr) report->calibration_steady = false;
   return absl::OkStatus();
 }
 
