@@ -245,10 +245,14 @@ torch::Tensor Normalize(const torch::Tensor& images_u8, const std::vector<float>
 
 torch::Tensor ChannelsLastStrided(const torch::Tensor& x) {
   if (x.dim() != 4) return x;
-  if (x.strides() == c10::get_channels_last_strides_2d(x.sizes())) return x;
-  torch::Tensor out =
-      torch::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::ChannelsLast));
-  return out.copy_(x);
+  const std::vector<int64_t> strides = c10::get_channels_last_strides_2d(x.sizes());
+  if (x.strides() == strides) return x;
+  // Already laid out channels-last (e.g. one channel, NCHW strides): the same memory, restrided.
+  if (x.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+    return x.as_strided(x.sizes(), strides, x.storage_offset());
+  }
+  return torch::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::ChannelsLast))
+      .copy_(x);
 }
 
 Batcher::Batcher(const DataSet& data, int batch_size, uint64_t seed, Augment augment,
