@@ -807,7 +807,9 @@ struct RemoteWorker::Impl {
     }
     for (const auto& [name, tensor] : result.tensors) {
       auto it = sole.find(name);
-      if (it != sole.end()) cache[name] = CachedTensor{it->second + 1, tensor.detach().clone()};
+      // The task's module and optimizer are gone: the cache is the tensor's only owner, and
+      // loading copies out of it, so it is kept without a copy.
+      if (it != sole.end()) cache[name] = CachedTensor{it->second + 1, tensor.detach()};
     }
   }
 
