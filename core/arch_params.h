@@ -25,6 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/rng.h"
+#include "core/search_defaults.h"
 
 namespace nas {
 
@@ -143,7 +144,7 @@ struct HardwareLossOptions {
   double target_ms = 0;   // T
   double alpha = 0.2;     // mul#log
   double beta = 0.3;      // mul#log
-  double lambda = 0.1;    // add#linear
+  double lambda = defaults::kLossLambda;  // add#linear
 
   static absl::StatusOr<Type> ParseType(const std::string& name);
   static std::string TypeName(Type t);

@@ -42,8 +42,7 @@ struct SearchOptions {
   ProfileOptions profile;
   // Hardware loss; target_ms <= 0 picks target_fraction x the expected latency at uniform p.
   // Default add#linear (mul#log needs targets above 1 ms).
-  HardwareLossOptions loss{HardwareLossOptions::Type::kAddLinear, 0, 0.2, 0.3,
-                           defaults::kLossLambda};
+  HardwareLossOptions loss{HardwareLossOptions::Type::kAddLinear};
   // Default 0.9.
   double target_fraction = defaults::kTargetFraction;
 
