@@ -59,6 +59,14 @@ double MeanMs(int steps, F&& f) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / steps;
 }
 
+// One SGD step of a standalone network (the comparison for a supernet weight step).
+void StandaloneStep(Network& net, PathSgd& sgd, const torch::Tensor& x, const torch::Tensor& y) {
+  net->train();
+  ClearGradients(*net);
+  SmoothedCrossEntropy(net->forward(x), y, 0.1).backward();
+  sgd.Step(*net, 0.01);
+}
+
 void TimingBenchmarks(const SearchSpace& space, int batch, int paths, int steps) {
   torch::manual_seed(0);
   SuperNet supernet(space);
@@ -77,12 +85,7 @@ void TimingBenchmarks(const SearchSpace& space, int batch, int paths, int steps)
     auto config = space.Derive(path);
     Network alone(*config);
     PathSgd sgd_alone(SgdOptions{});
-    auto alone_step = [&] {
-      alone->train();
-      ClearGradients(*alone);
-      SmoothedCrossEntropy(alone->forward(x), y, 0.1).backward();
-      sgd_alone.Step(*alone, 0.01);
-    };
+    auto alone_step = [&] { StandaloneStep(alone, sgd_alone, x, y); };
     auto super_step = [&] { WeightStep(supernet, sgd_super, path, x, y, 0.01, 0.1); };
     auto arch_step = [&] { ArchStep(supernet, pairs, x, y); };
     // Interleave in rounds so that drift affects both equally.
@@ -134,14 +137,7 @@ void LayoutBenchmark(const SearchSpace& space, int batch, int steps) {
     torch::manual_seed(0);
     Network net(*config);
     PathSgd sgd(SgdOptions{});
-    auto step = [&](const torch::Tensor& x) {
-      return [&, x] {
-        net->train();
-        ClearGradients(*net);
-        SmoothedCrossEntropy(net->forward(x), y, 0.1).backward();
-        sgd.Step(*net, 0.01);
-      };
-    };
+    auto step = [&](const torch::Tensor& x) { return [&, x] { StandaloneStep(net, sgd, x, y); }; };
     double b = 0, a = 0;
     const int rounds = 3;
     for (int r = 0; r < rounds; ++r) {
