@@ -237,7 +237,8 @@ absl::StatusOr<std::string> RunLocalService(const LaunchOptions& o) {
         auto w, Child::Start({FindBinary(o.bin_dir, "worker", "nas_worker"),
                               absl::StrCat("--coordinator=", ctarget),
                               absl::StrCat("--threads=", threads),
-                              absl::StrCat("--name=local-", i)},
+                              absl::StrCat("--name=local-", i),
+                              absl::StrCat("--stats_file=", logs, "/worker-", i, ".tasks.jsonl")},
                              absl::StrCat(logs, "/worker-", i, ".log")));
     workers.push_back(std::move(w));
   }

@@ -161,6 +161,13 @@ struct TaskStats {
   int64_t resident_bytes = 0;
   int64_t tensors_fetched = 0;
   int64_t cache_hits = 0;
+  // Where the task's time went (the stats line): waiting in AcquireTask for it, fetching and
+  // loading its tensors, the step itself, and uploading the result (CompleteTask, which returns
+  // once the coordinator applied it).
+  double acquire_seconds = 0;
+  double load_seconds = 0;
+  double run_seconds = 0;
+  double send_seconds = 0;
 };
 
 // A fetched tensor at the version the coordinator listed, as a contiguous CPU tensor.
@@ -515,6 +522,7 @@ struct RemoteWorker::Impl {
             "task does not list ", name, " (every tensor of the materialised modules is needed)"));
       }
     }
+    auto t0 = std::chrono::steady_clock::now();
     std::vector<const TensorRef*> missing;
     for (const TensorRef* r : needed) {
       auto it = cache.find(r->name());
@@ -546,6 +554,7 @@ struct RemoteWorker::Impl {
         dst.copy_(src);
       }
     }
+    stats->load_seconds += SecondsSince(t0);
     return absl::OkStatus();
   }
 
@@ -792,6 +801,10 @@ struct RemoteWorker::Impl {
                  {"tensors_fetched", stats.tensors_fetched},
                  {"cache_hits", stats.cache_hits},
                  {"seconds", seconds},
+                 {"acquire_seconds", stats.acquire_seconds},
+                 {"load_seconds", stats.load_seconds},
+                 {"run_seconds", stats.run_seconds},
+                 {"send_seconds", stats.send_seconds},
                  {"outcome", outcome}};
     std::ofstream out(o.stats_file, std::ios::app);
     out << line.dump() << "\n";
@@ -813,7 +826,7 @@ struct RemoteWorker::Impl {
     }
   }
 
-  void HandleTask(const Task& t) {
+  void HandleTask(const Task& t, double acquire_seconds) {
     auto t0 = std::chrono::steady_clock::now();
     std::string kind = KindName(t);
     {
@@ -834,8 +847,10 @@ struct RemoteWorker::Impl {
                      t.lease_id(), ", ", t.tensors_size(), " tensors"));
 
     TaskStats stats;
+    stats.acquire_seconds = acquire_seconds;
     TaskResult result;
     absl::Status s = RunTask(t, &result, &stats);
+    stats.run_seconds = std::max(0.0, SecondsSince(t0) - stats.load_seconds);
     // Only the task's tensors stay cached.
     std::set<std::string> keep;
     for (const TensorRef& r : t.tensors()) keep.insert(r.name());
@@ -877,7 +892,9 @@ struct RemoteWorker::Impl {
       result.outcome.set_lease_id(t.lease_id());
       result.outcome.set_fetched_bytes(stats.fetched_bytes);
       result.outcome.set_resident_bytes(stats.resident_bytes);
+      auto sent_at = std::chrono::steady_clock::now();
       grpc::Status sent = Send(result);
+      stats.send_seconds = SecondsSince(sent_at);
       if (sent.ok()) {
         KeepOwnOutput(t, result);
         outcome = s.ok() ? "ok" : absl::StrCat("error: ", s.message());
@@ -924,6 +941,7 @@ struct RemoteWorker::Impl {
         if (stopping) break;
         poll = &context;
       }
+      auto asked_at = std::chrono::steady_clock::now();
       grpc::Status s = stub->AcquireTask(&context, request, &reply);
       {
         absl::MutexLock l(&mu);
@@ -940,7 +958,7 @@ struct RemoteWorker::Impl {
         NoteCall(true, "AcquireTask", s);
         backoff.Reset();
         if (reply.idle() || !reply.has_task()) continue;
-        HandleTask(reply.task());
+        HandleTask(reply.task(), SecondsSince(asked_at));
         tasks_done.fetch_add(1);
         continue;
       }
