@@ -182,20 +182,13 @@ class WorkerGatewayImpl final : public WorkerGateway::Service {
     // One or more results: each outcome followed by its tensors' chunks.
     std::vector<CompletedTask> results;
     std::map<std::string, size_t> index;  // tensor name -> position in the current result
-    CompleteTaskRequest msg;
-    while (reader->Read(&msg)) {
-      if (msg.has_outcome()) {
-        results.emplace_back();
-        results.back().outcome = std::move(*msg.mutable_outcome());
-        index.clear();
-        continue;
-      }
+    // A chunk of the current result's tensors: a new tensor or the continuation of one.
+    auto add = [&](TensorBlob&& c) -> grpc::Status {
       if (results.empty()) {
         return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                             "outcome: must be the first message of CompleteTask");
       }
       std::vector<TensorBlob>& tensors = results.back().tensors;
-      TensorBlob& c = *msg.mutable_tensor();
       auto it = index.find(c.name());
       if (it == index.end()) {
         if (c.offset() != 0) {
@@ -205,7 +198,7 @@ class WorkerGatewayImpl final : public WorkerGateway::Service {
         }
         index[c.name()] = tensors.size();
         tensors.push_back(std::move(c));
-        continue;
+        return grpc::Status::OK;
       }
       TensorBlob& t = tensors[it->second];
       if (c.offset() != t.data().size() || c.total_bytes() != t.total_bytes()) {
@@ -214,6 +207,31 @@ class WorkerGatewayImpl final : public WorkerGateway::Service {
                                          " does not continue ", t.data().size(), " bytes"));
       }
       t.mutable_data()->append(c.data());
+      return grpc::Status::OK;
+    };
+    CompleteTaskRequest msg;
+    while (reader->Read(&msg)) {
+      switch (msg.part_case()) {
+        case CompleteTaskRequest::kOutcome:
+          results.emplace_back();
+          results.back().outcome = std::move(*msg.mutable_outcome());
+          index.clear();
+          break;
+        case CompleteTaskRequest::kTensor: {
+          grpc::Status s = add(std::move(*msg.mutable_tensor()));
+          if (!s.ok()) return s;
+          break;
+        }
+        case CompleteTaskRequest::kTensors:
+          for (TensorBlob& c : *msg.mutable_tensors()->mutable_blobs()) {
+            grpc::Status s = add(std::move(c));
+            if (!s.ok()) return s;
+          }
+          break;
+        default:
+          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              "CompleteTaskRequest: empty message (no outcome or tensor)");
+      }
     }
     if (results.empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "outcome: missing");
     for (const CompletedTask& r : results) {

@@ -237,27 +237,43 @@ absl::Status SimWorker::CompleteMany(
   CompleteTaskReply& reply = out != nullptr ? *out : local;
   auto writer = stub_->CompleteTask(&ctx, &reply);
   bool ok = true;
+  // Chunks of at most `chunk` bytes, packed into messages of at most `chunk` bytes of data (as
+  // the real worker sends them), or one chunk per message.
+  CompleteTaskRequest pack;
+  size_t packed = 0;
+  auto flush = [&]() {
+    if (pack.tensors().blobs_size() == 1 && !pack_chunks_) {
+      CompleteTaskRequest one;
+      one.mutable_tensor()->Swap(pack.mutable_tensors()->mutable_blobs(0));
+      ok = ok && writer->Write(one);
+    } else if (pack.tensors().blobs_size() > 0) {
+      ok = ok && writer->Write(pack);
+    }
+    pack.Clear();
+    packed = 0;
+  };
   for (const auto& [outcome, tensors] : results) {
-  CompleteTaskRequest first;
-  *first.mutable_outcome() = outcome;
-  ok = ok && writer->Write(first);
-  for (const TensorBlob& t : tensors) {
-    size_t total = t.data().size();
-    size_t off = 0;
-    do {
-      CompleteTaskRequest m;
-      TensorBlob* c = m.mutable_tensor();
-      c->set_name(t.name());
-      *c->mutable_shape() = t.shape();
-      c->set_dtype(t.dtype());
-      c->set_offset(off);
-      c->set_total_bytes(total);
-      size_t n = std::min(chunk, total - off);
-      c->set_data(t.data().substr(off, n));
-      ok = ok && writer->Write(m);
-      off += n;
-    } while (off < total && ok);
-  }
+    CompleteTaskRequest first;
+    *first.mutable_outcome() = outcome;
+    ok = ok && writer->Write(first);
+    for (const TensorBlob& t : tensors) {
+      size_t total = t.data().size();
+      size_t off = 0;
+      do {
+        size_t n = std::min(chunk, total - off);
+        if (!pack_chunks_ || packed + n > chunk) flush();
+        TensorBlob* c = pack.mutable_tensors()->add_blobs();
+        c->set_name(t.name());
+        *c->mutable_shape() = t.shape();
+        c->set_dtype(t.dtype());
+        c->set_offset(off);
+        c->set_total_bytes(total);
+        c->set_data(t.data().substr(off, n));
+        packed += n;
+        off += n;
+      } while (off < total && ok);
+    }
+    flush();
   }
   writer->WritesDone();
   return FromGrpcStatus(writer->Finish());

@@ -43,6 +43,9 @@ class SimWorker {
   void set_single_round_trip(bool on) { single_round_trip_ = on; }
   // Tasks taken per AcquireTask and completed per CompleteTask stream. Default 1.
   void set_batch(int n) { batch_ = n < 1 ? 1 : n; }
+  // Result chunks packed several to a message (CompleteTaskRequest.tensors, as the real worker
+  // sends them) or one per message (CompleteTaskRequest.tensor). Default true.
+  void set_pack_chunks(bool on) { pack_chunks_ = on; }
   // Acquires one task (waiting up to `wait`), completes it; false when none came.
   absl::StatusOr<bool> RunOne(absl::Duration wait);
   // Acquires up to the batch size of tasks and completes them; returns how many.
@@ -74,6 +77,7 @@ class SimWorker {
   int64_t train_batches_ = 4;
   bool single_round_trip_ = false;
   int batch_ = 1;
+  bool pack_chunks_ = true;
   std::vector<Task> queue_;                  // tasks acquired and not yet run
   std::map<std::string, TensorBlob> cache_;  // single_round_trip_: tensors by name
   AcquireTaskRequest AcquireRequest(absl::Duration wait) const;

@@ -319,6 +319,35 @@ TEST_F(CoordinatorServerTest, MalformedResultsAreRefusedAndChangeNothing) {
   EXPECT_EQ(client_->Get(*id)->weight_steps(), after.weight_steps());
 }
 
+// A result's chunks may come packed several to a message (what nas_worker sends) or one per
+// message; either way a tensor whose bytes do not fill its shape is refused, naming it.
+TEST_F(CoordinatorServerTest, ResultChunksPackedOrOnePerMessage) {
+  auto id = client_->Submit(SmallSpec());
+  ASSERT_TRUE(id.ok());
+  SimWorker w(Channel());
+  ASSERT_TRUE(w.Register("sim").ok());
+  ASSERT_NO_FATAL_FAILURE(AcquireTask(w));
+  auto init = w.MakeResult();
+  ASSERT_TRUE(init.ok());
+  ASSERT_TRUE(w.Complete(init->first, init->second).ok());
+  int64_t steps = client_->Get(*id)->weight_steps();
+  for (bool packed : {false, true}) {
+    w.set_pack_chunks(packed);
+    ASSERT_NO_FATAL_FAILURE(AcquireTask(w));
+    ASSERT_TRUE(w.last_task().has_weight());
+    auto good = w.MakeResult();
+    ASSERT_TRUE(good.ok());
+    // Two tensors split across chunks of 3 bytes, packed 3 bytes to a message.
+    std::vector<TensorBlob> gap = good->second;
+    ASSERT_GE(gap[0].data().size(), 8u);
+    gap[0].set_data(gap[0].data().substr(0, 3) + gap[0].data().substr(4));  // one byte short
+    EXPECT_TRUE(IsError(w.Complete(good->first, gap, /*chunk=*/3),
+                        absl::StatusCode::kInvalidArgument, {gap[0].name()}));
+    ASSERT_TRUE(w.Complete(good->first, good->second, /*chunk=*/3).ok()) << "packed " << packed;
+    EXPECT_EQ(client_->Get(*id)->weight_steps(), ++steps);
+  }
+}
+
 TEST_F(CoordinatorServerTest, WrongGateGradientCountIsRefused) {
   JobSpec s = SmallSpec();
   s.set_warmup_epochs(-1);  // straight to the joint phase
