@@ -13,6 +13,7 @@
 #include <functional>
 #include <list>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -736,20 +737,31 @@ struct RemoteWorker::Impl {
 
   // --- results out ---
 
-  grpc::Status SendOnce(const TaskResult& r) {
+  grpc::Status SendOnce(const TaskResult& r, CompleteTaskReply* reply) {
     grpc::ClientContext context;
     SetDeadline(&context, o.stream_timeout);
-    CompleteTaskReply reply;
     std::unique_ptr<grpc::ClientWriter<CompleteTaskRequest>> writer =
-        stub->CompleteTask(&context, &reply);
+        stub->CompleteTask(&context, reply);
     CompleteTaskRequest first;
     *first.mutable_outcome() = r.outcome;
     bool ok = writer->Write(first);
+    // Chunks go packed, up to kMaxChunkBytes of data a message (a path's ~200 tensors are
+    // mostly small, and each message costs more than its bytes).
+    CompleteTaskRequest pack;
+    size_t packed = 0;
+    auto flush = [&]() {
+      if (pack.tensors().blobs_size() == 0) return true;
+      bool sent = writer->Write(pack);
+      pack.Clear();
+      packed = 0;
+      return sent;
+    };
     auto send = [&](const WireTensor& w) {
       return ForEachChunk(w, kMaxChunkBytes, [&](TensorBlob&& b) {
-        CompleteTaskRequest m;
-        m.mutable_tensor()->Swap(&b);
-        return writer->Write(m);
+        if (packed + b.data().size() > kMaxChunkBytes && !flush()) return false;
+        packed += b.data().size();
+        pack.mutable_tensors()->add_blobs()->Swap(&b);
+        return true;
       });
     };
     for (const auto& [name, tensor] : r.tensors) {
@@ -765,12 +777,13 @@ struct RemoteWorker::Impl {
       if (!ok) break;
       ok = send(w);
     }
+    ok = ok && flush();
     if (ok) writer->WritesDone();
     return writer->Finish();
   }
 
   // Sends the result; retries only while the coordinator is unreachable.
-  grpc::Status Send(const TaskResult& r) {
+  grpc::Status Send(const TaskResult& r, CompleteTaskReply* reply) {
     Backoff backoff(o.backoff_initial, o.backoff_max);
     auto t0 = std::chrono::steady_clock::now();
     absl::Duration limit;
@@ -779,7 +792,8 @@ struct RemoteWorker::Impl {
       limit = std::max(absl::Seconds(60), absl::Milliseconds(2 * int64_t{lease_ms}));
     }
     while (true) {
-      grpc::Status s = SendOnce(r);
+      reply->Clear();
+      grpc::Status s = SendOnce(r, reply);
       if (s.error_code() != grpc::StatusCode::UNAVAILABLE) {
         if (s.ok()) NoteCall(true, "CompleteTask", s);
         return s;
@@ -813,20 +827,86 @@ struct RemoteWorker::Impl {
 
   // A tensor this task alone wrote (TensorRef.sole_writer) is now, on the coordinator, exactly
   // what was sent, at the listed version + 1: keep it rather than fetch it next round.
-  void KeepOwnOutput(const Task& t, const TaskResult& result) {
+  static std::map<std::string, uint64_t> OwnOutputVersions(const Task& t,
+                                                           const TaskResult& result) {
     std::map<std::string, uint64_t> sole;
     for (const TensorRef& r : t.tensors()) {
       if (r.sole_writer()) sole[r.name()] = r.version();
     }
+    std::map<std::string, uint64_t> out;
     for (const auto& [name, tensor] : result.tensors) {
       auto it = sole.find(name);
+      if (it != sole.end()) out[name] = it->second + 1;
+    }
+    return out;
+  }
+  void KeepOwnOutput(const Task& t, const TaskResult& result) {
+    std::map<std::string, uint64_t> own = OwnOutputVersions(t, result);
+    for (const auto& [name, tensor] : result.tensors) {
+      auto it = own.find(name);
       // The task's module and optimizer are gone: the cache is the tensor's only owner, and
       // loading copies out of it, so it is kept without a copy.
-      if (it != sole.end()) cache[name] = CachedTensor{it->second + 1, tensor.detach()};
+      if (it != own.end()) cache[name] = CachedTensor{it->second, tensor.detach()};
     }
   }
 
-  void HandleTask(const Task& t, double acquire_seconds) {
+  // What AcquireTask (or a CompleteTask's `next`) asks for. With inline tensors on, it lists
+  // `cached` (name -> version) so that the task carries what the worker lacks.
+  AcquireTaskRequest AcquireRequest(const std::string& worker_id, int wait_ms,
+                                    const std::map<std::string, uint64_t>& cached) const {
+    AcquireTaskRequest request;
+    request.set_worker_id(worker_id);
+    request.set_wait_ms(wait_ms);
+    if (o.inline_limit_bytes > 0) {
+      request.set_inline_limit_bytes(o.inline_limit_bytes);
+      for (const auto& [name, version] : cached) {
+        TensorRef* r = request.add_cached();
+        r->set_name(name);
+        r->set_version(version);
+      }
+    }
+    return request;
+  }
+  std::map<std::string, uint64_t> CachedVersions() const {
+    std::map<std::string, uint64_t> v;
+    for (const auto& [name, c] : cache) v[name] = c.version;
+    return v;
+  }
+
+  // Moves the tensors a task carries inline into the cache, at the versions it lists.
+  absl::Status AbsorbInline(Task& t, TaskStats* stats) {
+    if (t.inline_tensors_size() == 0) return absl::OkStatus();
+    BlobAssembler in;
+    for (TensorBlob& b : *t.mutable_inline_tensors()) {
+      if (absl::Status s = in.Add(std::move(b)); !s.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("inline_tensors: ", s.message()));
+      }
+    }
+    t.clear_inline_tensors();
+    int64_t bytes = in.bytes();
+    absl::StatusOr<std::map<std::string, WireTensor>> got = std::move(in).Finish();
+    if (!got.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("inline_tensors: ", got.status().message()));
+    }
+    std::map<std::string, uint64_t> listed;
+    for (const TensorRef& r : t.tensors()) listed[r.name()] = r.version();
+    for (auto& [name, w] : *got) {
+      auto it = listed.find(name);
+      if (it == listed.end()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("inline_tensors: ", name, " is not among the task's tensors"));
+      }
+      NAS_ASSIGN_OR_RETURN(torch::Tensor tensor, FromWire(w));
+      cache[name] = CachedTensor{it->second, std::move(tensor)};
+    }
+    stats->fetched_bytes += bytes;
+    stats->tensors_fetched += static_cast<int64_t>(got->size());
+    return absl::OkStatus();
+  }
+
+  // Runs a task and sends its result. With inline tensors on, the result asks for the next task
+  // (unless this was the last one); a task the reply carries goes to `next`.
+  void HandleTask(Task t, double acquire_seconds, std::optional<Task>* next) {
     auto t0 = std::chrono::steady_clock::now();
     std::string kind = KindName(t);
     {
@@ -849,7 +929,8 @@ struct RemoteWorker::Impl {
     TaskStats stats;
     stats.acquire_seconds = acquire_seconds;
     TaskResult result;
-    absl::Status s = RunTask(t, &result, &stats);
+    absl::Status s = Guarded([&] { return AbsorbInline(t, &stats); }, "inline tensors");
+    if (s.ok()) s = RunTask(t, &result, &stats);
     stats.run_seconds = std::max(0.0, SecondsSince(t0) - stats.load_seconds);
     // Only the task's tensors stay cached.
     std::set<std::string> keep;
@@ -892,11 +973,24 @@ struct RemoteWorker::Impl {
       result.outcome.set_lease_id(t.lease_id());
       result.outcome.set_fetched_bytes(stats.fetched_bytes);
       result.outcome.set_resident_bytes(stats.resident_bytes);
+      bool last = o.max_tasks > 0 && tasks_done.load() + 1 >= o.max_tasks;
+      if (o.inline_limit_bytes > 0 && !last && !Stopping()) {
+        // The cache as it will be once the coordinator applies this result.
+        std::map<std::string, uint64_t> cached = CachedVersions();
+        if (s.ok()) {
+          for (const auto& [name, version] : OwnOutputVersions(t, result)) cached[name] = version;
+        }
+        *result.outcome.mutable_next() = AcquireRequest(WorkerId(), 0, cached);
+      }
       auto sent_at = std::chrono::steady_clock::now();
-      grpc::Status sent = Send(result);
+      CompleteTaskReply reply;
+      grpc::Status sent = Send(result, &reply);
       stats.send_seconds = SecondsSince(sent_at);
       if (sent.ok()) {
-        KeepOwnOutput(t, result);
+        if (s.ok()) KeepOwnOutput(t, result);
+        if (reply.next().has_task() && !reply.next().idle()) {
+          *next = std::move(*reply.mutable_next()->mutable_task());
+        }
         outcome = s.ok() ? "ok" : absl::StrCat("error: ", s.message());
         Log(absl::StrCat(kind, " task of lease ", t.lease_id(), " done in ", SecondsSince(t0),
                          " s (fetched ", stats.fetched_bytes, " bytes, ", stats.cache_hits,
@@ -928,11 +1022,22 @@ struct RemoteWorker::Impl {
     if (!RegisterWithRetry()) return absl::OkStatus();
     heartbeat_thread = std::thread([this] { HeartbeatLoop(); });
     Backoff backoff(o.backoff_initial, o.backoff_max);
+    std::optional<Task> next;  // the task the last CompleteTask reply carried
     while (o.max_tasks <= 0 || tasks_done.load() < o.max_tasks) {
+      if (next.has_value()) {
+        Task t = std::move(*next);
+        next.reset();
+        if (Stopping()) {
+          Log(absl::StrCat("stopping: dropping the task of lease ", t.lease_id(),
+                           " just acquired (it is re-issued when its lease expires)"));
+          break;
+        }
+        HandleTask(std::move(t), 0, &next);
+        tasks_done.fetch_add(1);
+        continue;
+      }
       std::string id = WorkerId();
-      AcquireTaskRequest request;
-      request.set_worker_id(id);
-      request.set_wait_ms(o.acquire_wait_ms);
+      AcquireTaskRequest request = AcquireRequest(id, o.acquire_wait_ms, CachedVersions());
       AcquireTaskReply reply;
       grpc::ClientContext context;
       SetDeadline(&context, o.rpc_timeout + absl::Milliseconds(o.acquire_wait_ms));
@@ -958,7 +1063,7 @@ struct RemoteWorker::Impl {
         NoteCall(true, "AcquireTask", s);
         backoff.Reset();
         if (reply.idle() || !reply.has_task()) continue;
-        HandleTask(reply.task(), SecondsSince(asked_at));
+        HandleTask(std::move(*reply.mutable_task()), SecondsSince(asked_at), &next);
         tasks_done.fetch_add(1);
         continue;
       }
@@ -1012,6 +1117,9 @@ absl::StatusOr<std::unique_ptr<RemoteWorker>> RemoteWorker::Create(RemoteWorkerO
   if (o.threads < 0) return absl::InvalidArgumentError("threads: must be >= 0 (0: all cores)");
   if (o.max_tasks < 0) return absl::InvalidArgumentError("max_tasks: must be >= 0");
   if (o.acquire_wait_ms < 0) return absl::InvalidArgumentError("acquire_wait_ms: must be >= 0");
+  if (o.inline_limit_bytes < 0) {
+    return absl::InvalidArgumentError("inline_limit_bytes: must be >= 0 (0: fetch separately)");
+  }
   if (o.name.empty()) {
     char host[256] = {0};
     if (gethostname(host, sizeof(host) - 1) != 0) std::snprintf(host, sizeof(host), "worker");

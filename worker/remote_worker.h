@@ -45,7 +45,8 @@ struct RemoteWorkerOptions {
   // Intra-op threads (ConfigureCpuRuntime); 0: all cores. Default 0.
   int threads = 0;
   // When set, one JSON line per task is appended: {"job","lease","kind","fetched_bytes",
-  // "resident_bytes","tensors_fetched","cache_hits","seconds","outcome"}. Default "".
+  // "resident_bytes","tensors_fetched","cache_hits","seconds","acquire_seconds","load_seconds",
+  // "run_seconds","send_seconds","outcome"}. Default "".
   std::string stats_file;
   // Run() returns after this many tasks (whatever their outcome); 0: forever. Default 0.
   int64_t max_tasks = 0;
@@ -53,6 +54,11 @@ struct RemoteWorkerOptions {
   std::string data_dir;
   // Long-poll budget of one AcquireTask. Default 5000.
   int acquire_wait_ms = 5000;
+  // One round trip per task: the worker lists its cached tensors when it asks for a task, the
+  // task carries the ones it lacks inline when they total at most this many bytes (the
+  // coordinator caps it at 4 MiB), and each CompleteTask asks for the next task, which its reply
+  // carries. 0: AcquireTask, FetchTensors and CompleteTask for every task. Default 4 MiB.
+  int64_t inline_limit_bytes = 4 << 20;
   // Deadline of each unary call. Default 30 s.
   absl::Duration rpc_timeout = absl::Seconds(30);
   // Deadline of each FetchTensors / CompleteTask stream. Default 10 min.

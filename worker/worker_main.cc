@@ -28,6 +28,9 @@ ABSL_FLAG(int, threads, 0, "intra-op threads; 0 uses all cores");
 ABSL_FLAG(std::string, stats_file, "", "append one JSON line per task to this file");
 ABSL_FLAG(int64_t, max_tasks, 0, "exit after this many tasks; 0 runs until SIGTERM");
 ABSL_FLAG(std::string, data_dir, "", "overrides the data directory of every task");
+ABSL_FLAG(int64_t, inline_limit_bytes, 4 << 20,
+          "take a task's missing tensors inline (up to this many bytes) and the next task with "
+          "each result: one round trip per task; 0: acquire, fetch and complete separately");
 
 namespace {
 
@@ -54,6 +57,7 @@ int main(int argc, char** argv) {
   o.stats_file = absl::GetFlag(FLAGS_stats_file);
   o.max_tasks = absl::GetFlag(FLAGS_max_tasks);
   o.data_dir = absl::GetFlag(FLAGS_data_dir);
+  o.inline_limit_bytes = absl::GetFlag(FLAGS_inline_limit_bytes);
 
   // SIGINT/SIGTERM write to a pipe that a thread waits on (LibTorch and gRPC start threads of
   // their own, some before main, so masking the signals is not enough).

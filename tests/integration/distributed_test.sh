@@ -8,7 +8,7 @@
 #    finishes with exactly the single-process trajectory (no round lost or applied twice);
 #  - worker crash: a frozen worker's lease expires, the task is re-issued to another worker,
 #    the frozen worker's late result is refused; kill -9 of a worker; the job finishes, same
-#    trajectory;
+#    trajectory (the two workers speak the one-round-trip and the three-call protocol);
 #  - latency service down: the job waits, reported as degraded, nothing crashes; once the
 #    service is up the job runs.
 # Usage: distributed_test.sh BIN_DIR   (the build directory)
@@ -64,9 +64,11 @@ start_coordinator() {  # start_coordinator EXTRA_FLAGS...: on $CP with the Rocks
   PIDS+=("$COORD_PID")
   wait_for 30 grep -q "listening on port $CP" "$COORD_LOG"
 }
-start_worker() {  # start_worker NAME: sets WORKER_PID
-  "$WORKER" --coordinator="127.0.0.1:$CP" --threads=1 --name="$1" \
-    --stats_file="$WORK/$1.jsonl" >"$WORK/$1.log" 2>&1 &
+start_worker() {  # start_worker NAME EXTRA_FLAGS...: sets WORKER_PID
+  local name=$1
+  shift
+  "$WORKER" --coordinator="127.0.0.1:$CP" --threads=1 --name="$name" \
+    --stats_file="$WORK/$name.jsonl" "$@" >"$WORK/$name.log" 2>&1 &
   WORKER_PID=$!
   PIDS+=("$WORKER_PID")
 }
@@ -162,7 +164,9 @@ start_worker wb
 WB=$WORKER_PID
 JOB=$("$NASCTL" --coordinator="127.0.0.1:$CP" submit --spec="$WORK/spec.json")
 wait_for 120 round_at_least 10
-start_worker wc
+# wc speaks the protocol without inline tensors (AcquireTask, FetchTensors, CompleteTask per
+# task); wb takes tensors inline and its next task with each result: the job mixes both.
+start_worker wc --inline_limit_bytes=0
 WC=$WORKER_PID
 refused=0
 for attempt in 1 2 3; do
