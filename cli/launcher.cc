@@ -218,12 +218,12 @@ absl::StatusOr<std::string> RunLocalService(const LaunchOptions& o) {
 
   NAS_ASSIGN_OR_RETURN(
       auto coordinator,
-      Child::Start({FindBinary(o.bin_dir, "coordinator", "coordinator"), "--port=0",
-                    "--address=127.0.0.1", "--metrics_port=-1",
-                    absl::StrCat("--db=", o.out_dir, "/coordinator-db"),
-                    absl::StrCat("--latency_service=", ltarget),
-                    absl::StrCat("--lease_ms=", o.lease_ms)},
-                   logs + "/coordinator.log"));
+      Child::Start(
+          {FindBinary(o.bin_dir, "coordinator", "coordinator"), "--port=0", "--address=127.0.0.1",
+           "--metrics_port=-1", absl::StrCat("--db=", o.out_dir, "/coordinator-db"),
+           absl::StrCat("--latency_service=", ltarget), absl::StrCat("--lease_ms=", o.lease_ms),
+           absl::StrCat("--sync=", o.sync ? "true" : "false")},
+          logs + "/coordinator.log"));
   NAS_ASSIGN_OR_RETURN(int cport,
                        coordinator->WaitForPort(R"(listening on port ([0-9]+))", absl::Seconds(60)));
   std::string ctarget = absl::StrCat("127.0.0.1:", cport);

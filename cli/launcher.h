@@ -31,6 +31,9 @@ struct LaunchOptions {
   std::string bin_dir;
   // Lease duration of the coordinator. Default 60 s.
   int lease_ms = 60000;
+  // The coordinator fsyncs every round's checkpoint (coordinator --sync). Without it a round
+  // survives a coordinator crash (kill -9) but not a machine crash. Default true.
+  bool sync = true;
   // Progress bar on stderr. Default true.
   bool progress = true;
 };

@@ -91,6 +91,9 @@ ABSL_FLAG(std::string, coordinator, "",
           "search: submit to this coordinator (host:port) and follow the job instead");
 ABSL_FLAG(int, parallel_tasks, 0, "search with --workers/--coordinator: weight tasks per round "
           "(0: one per worker)");
+ABSL_FLAG(bool, checkpoint_sync, true,
+          "search with --workers: the local coordinator fsyncs every round's checkpoint "
+          "(false: a round survives a coordinator crash but not a machine crash)");
 ABSL_FLAG(int, steps_per_task, 1, "search with --workers/--coordinator: SGD steps per weight task");
 ABSL_FLAG(int, samples, 20, "latency-check: random architectures to predict and measure");
 
@@ -189,6 +192,7 @@ int DistributedSearch(const nas::SearchOptions& o) {
     lo.workers = workers;
     lo.threads_per_worker = o.threads;
     lo.progress = o.progress;
+    lo.sync = absl::GetFlag(FLAGS_checkpoint_sync);
     md = nas::RunLocalService(lo);
   }
   if (!md.ok()) return Fail(md.status());
