@@ -5,7 +5,8 @@
 //
 // Workloads:
 //  - round overhead: one worker, one task per round - acquire, fetch, complete, merge, and the
-//    synced RocksDB write of the round; reported as rounds/s and ms per round;
+//    synced RocksDB write of the round; reported as rounds/s and ms per round; once with tiny
+//    tensors (the fixed cost) and once with the Fashion-MNIST supernet's real tensor sizes;
 //  - dispatch capacity: W workers, T weight tasks per round, tiny tensors: task completions/s
 //    (what a fleet of GPU workers would need: 1,000 workers at 200 ms per step = 5,000/s);
 //  - tensor transfer: weight tasks of the ImageNet preset with the real byte volume of a path
@@ -219,6 +220,12 @@ int main(int argc, char** argv) {
   std::vector<Row> rows;
   rows.push_back(Run(coordinator.target, coordinator.pid, "round overhead (fashion-mnist)", "fashion-mnist", 1, 1,
                      4, seconds));
+  // The same with every tensor at its real size: what a one-worker search pays per round on
+  // top of its steps (the path's weights, momentum and BN statistics out and back, merged and
+  // committed).
+  rows.push_back(Run(coordinator.target, coordinator.pid,
+                     "round overhead, real tensor bytes (fashion-mnist)", "fashion-mnist", 1, 1, 0,
+                     seconds));
   for (absl::string_view w : absl::StrSplit(absl::GetFlag(FLAGS_workers), ',')) {
     int n = std::stoi(std::string(w));
     rows.push_back(Run(coordinator.target, coordinator.pid, "dispatch capacity (fashion-mnist)", "fashion-mnist",
