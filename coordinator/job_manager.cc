@@ -7,6 +7,8 @@
 #include <set>
 #include <thread>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -207,7 +209,7 @@ struct JobManager::Lease {
   enum class State { kQueued, kLeased, kDone } state = State::kQueued;
   std::string worker_id;
   absl::Time deadline;
-  std::set<std::string> names;  // tensors the task may fetch and return
+  absl::flat_hash_set<std::string> names;  // tensors the task may fetch and return
   std::optional<CompletedTask> result;
 };
 
@@ -217,12 +219,35 @@ struct JobManager::Job {
   LatencyTable table;
   LatencyModel latency;
   std::optional<SearchDriver> driver;
-  std::map<std::string, std::shared_ptr<const TensorBlob>> tensors;
+  // A tensor of the parameter store, with what its name says (classified once: every task of
+  // every round filters the whole store by candidate).
+  struct Stored {
+    explicit Stored(std::shared_ptr<const TensorBlob> b)
+        : blob(std::move(b)),
+          owner(ClassifyTensor(blob->name())),
+          momentum(absl::StartsWith(blob->name(), kMomentumPrefix)),
+          artifact(absl::StartsWith(blob->name(), kArtifactPrefix)) {}
+    std::shared_ptr<const TensorBlob> blob;
+    TensorOwner owner;
+    bool momentum;
+    bool artifact;
+  };
+  std::map<std::string, Stored> tensors;
+  // Puts a new version of a tensor (its name is the blob's).
+  void Put(std::shared_ptr<const TensorBlob> blob) {
+    std::string name = blob->name();
+    auto it = tensors.find(name);
+    if (it == tensors.end()) {
+      tensors.emplace(std::move(name), Stored(std::move(blob)));
+    } else {
+      it->second.blob = std::move(blob);
+    }
+  }
   enum class Stage { kNone, kInit, kWeights, kArch, kFinal } stage = Stage::kNone;
   std::vector<Lease> tasks;
   std::vector<WeightTaskSpec> wspecs;
   std::vector<ArchTaskSpec> aspecs;
-  std::set<std::string> dirty;  // tensors changed since the last commit
+  absl::flat_hash_set<std::string> dirty;  // tensors changed since the last commit
   std::vector<std::string> history;
   // Preparation (latency fetch) retries.
   bool degraded = false;
@@ -360,7 +385,7 @@ absl::Status JobManager::Recover() {
     NAS_ASSIGN_OR_RETURN(std::vector<TensorBlob> tensors, store_->LoadTensors(id));
     for (TensorBlob& t : tensors) {
       std::string name = t.name();
-      j.tensors[name] = std::make_shared<const TensorBlob>(std::move(t));
+      j.Put(std::make_shared<const TensorBlob>(std::move(t)));
     }
     NAS_ASSIGN_OR_RETURN(SearchDriver d, SearchDriver::Create(PlanOf(j)));
     NAS_RETURN_IF_ERROR(d.RestoreState(committed->second));
@@ -655,15 +680,19 @@ JobManager::Lease JobManager::NewTask(const Job& j) {
 
 void JobManager::ListTensors(const Job& j, const std::vector<std::vector<bool>>& keep,
                              bool momentum, Lease& l) {
-  for (const auto& [name, blob] : j.tensors) {
-    if (absl::StartsWith(name, kArtifactPrefix) || !TensorNeeded(name, keep) ||
-        (!momentum && absl::StartsWith(name, kMomentumPrefix))) {
-      continue;
+  for (const auto& [name, t] : j.tensors) {
+    if (t.artifact || (!momentum && t.momentum)) continue;
+    if (!t.owner.fixed) {
+      const TensorOwner& o = t.owner;
+      if (o.edge < 0 || static_cast<size_t>(o.edge) >= keep.size() || o.candidate < 0 ||
+          static_cast<size_t>(o.candidate) >= keep[o.edge].size() || !keep[o.edge][o.candidate]) {
+        continue;
+      }
     }
     l.names.insert(name);
     TensorRef* r = l.task.add_tensors();
     r->set_name(name);
-    r->set_version(blob->version());
+    r->set_version(t.blob->version());
   }
 }
 
@@ -685,7 +714,7 @@ void JobManager::PlanWeightStage(Job& j) {
   }
   // A tensor that one task alone lists comes back from that task alone (a result with a tensor
   // its task does not list is refused), and the merge keeps a single copy as sent.
-  std::map<std::string, int> listed;
+  absl::flat_hash_map<absl::string_view, int> listed;
   for (const Lease& l : j.tasks) {
     for (const TensorRef& r : l.task.tensors()) ++listed[r.name()];
   }
@@ -838,14 +867,14 @@ absl::StatusOr<std::vector<std::shared_ptr<const TensorBlob>>> JobManager::Fetch
       return absl::InvalidArgumentError(
           absl::StrCat("names: '", n, "' is not a tensor of lease ", lease_id));
     }
-    out.push_back(it->second);
+    out.push_back(it->second.blob);
   }
   return out;
 }
 
 absl::Status JobManager::Validate(const Job& j, const Lease& l, const CompletedTask& r) const {
   const TaskOutcome& o = r.outcome;
-  std::set<std::string> seen;
+  absl::flat_hash_set<absl::string_view> seen;
   for (const TensorBlob& b : r.tensors) {
     NAS_RETURN_IF_ERROR(CheckBlob(b, "tensors"));
     if (!seen.insert(b.name()).second) {
@@ -858,11 +887,11 @@ absl::Status JobManager::Validate(const Job& j, const Lease& l, const CompletedT
   auto check_known = [&](const TensorBlob& b, bool allow_new_momentum) -> absl::Status {
     auto it = j.tensors.find(b.name());
     if (it != j.tensors.end() && l.names.count(b.name()) > 0) {
-      if (!SameShape(*it->second, b)) {
+      if (!SameShape(*it->second.blob, b)) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "tensors: '", b.name(), "' has shape [", absl::StrJoin(b.shape(), ","), "] ",
-            b.dtype(), ", expected [", absl::StrJoin(it->second->shape(), ","), "] ",
-            it->second->dtype()));
+            "tensors: '", b.name(), "' has shape [", absl::StrJoin(b.shape(), ","), "] ", b.dtype(),
+            ", expected [", absl::StrJoin(it->second.blob->shape(), ","), "] ",
+            it->second.blob->dtype()));
       }
       return absl::OkStatus();
     }
@@ -870,7 +899,7 @@ absl::Status JobManager::Validate(const Job& j, const Lease& l, const CompletedT
       std::string param = b.name().substr(std::strlen(kMomentumPrefix));
       auto p = j.tensors.find(param);
       if (p != j.tensors.end() && l.names.count(param) > 0) {
-        if (!SameShape(*p->second, b)) {
+        if (!SameShape(*p->second.blob, b)) {
           return absl::InvalidArgumentError(
               absl::StrCat("tensors: '", b.name(), "' does not have its parameter's shape"));
         }
@@ -999,10 +1028,10 @@ absl::Status JobManager::AdvanceStage(Job& j) {
     for (auto& [name, list] : by_name) {
       TensorBlob merged = Merge(list);
       auto old = j.tensors.find(name);
-      merged.set_version(old == j.tensors.end() ? 1 : old->second->version() + 1);
+      merged.set_version(old == j.tensors.end() ? 1 : old->second.blob->version() + 1);
       merged.set_offset(0);
       merged.set_total_bytes(merged.data().size());
-      j.tensors[name] = std::make_shared<const TensorBlob>(std::move(merged));
+      j.Put(std::make_shared<const TensorBlob>(std::move(merged)));
       j.dirty.insert(name);
     }
   };
@@ -1079,7 +1108,7 @@ absl::Status JobManager::AdvanceStage(Job& j) {
         b.set_name(kArtifactPrefix + b.name());
         b.set_version(1);
         b.set_total_bytes(b.data().size());
-        j.tensors[b.name()] = std::make_shared<const TensorBlob>(b);
+        j.Put(std::make_shared<const TensorBlob>(b));
         j.dirty.insert(b.name());
       }
       j.tasks.clear();
@@ -1186,7 +1215,7 @@ absl::Status JobManager::CommitRound(Job& j, std::vector<std::string> events) {
   c.job_id = j.rec.job_id();
   c.round = j.driver->round();
   c.search_state = j.driver->SaveState();
-  for (const std::string& n : j.dirty) c.tensors.push_back(*j.tensors.at(n));
+  for (const std::string& n : j.dirty) c.tensors.push_back(*j.tensors.at(n).blob);
   c.events = events;
   // The record (with the job's latency table) only when it changed since it was last written.
   std::string record = j.rec.SerializeAsString();
