@@ -222,7 +222,8 @@ absl::StatusOr<std::string> RunLocalService(const LaunchOptions& o) {
           {FindBinary(o.bin_dir, "coordinator", "coordinator"), "--port=0", "--address=127.0.0.1",
            "--metrics_port=-1", absl::StrCat("--db=", o.out_dir, "/coordinator-db"),
            absl::StrCat("--latency_service=", ltarget), absl::StrCat("--lease_ms=", o.lease_ms),
-           absl::StrCat("--sync=", o.sync ? "true" : "false")},
+           absl::StrCat("--sync=", o.sync ? "true" : "false"),
+           absl::StrCat("--pipelined_commits=", o.pipelined_commits ? "true" : "false")},
           logs + "/coordinator.log"));
   NAS_ASSIGN_OR_RETURN(int cport,
                        coordinator->WaitForPort(R"(listening on port ([0-9]+))", absl::Seconds(60)));

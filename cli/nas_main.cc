@@ -94,6 +94,9 @@ ABSL_FLAG(int, parallel_tasks, 0, "search with --workers/--coordinator: weight t
 ABSL_FLAG(bool, checkpoint_sync, true,
           "search with --workers: the local coordinator fsyncs every round's checkpoint "
           "(false: a round survives a coordinator crash but not a machine crash)");
+ABSL_FLAG(bool, pipelined_commits, false,
+          "search with --workers: the local coordinator writes a round's checkpoint while the "
+          "next round runs (a coordinator crash loses up to two rounds, re-run identically)");
 ABSL_FLAG(int, steps_per_task, 1, "search with --workers/--coordinator: SGD steps per weight task");
 ABSL_FLAG(int, samples, 20, "latency-check: random architectures to predict and measure");
 
@@ -193,6 +196,7 @@ int DistributedSearch(const nas::SearchOptions& o) {
     lo.threads_per_worker = o.threads;
     lo.progress = o.progress;
     lo.sync = absl::GetFlag(FLAGS_checkpoint_sync);
+    lo.pipelined_commits = absl::GetFlag(FLAGS_pipelined_commits);
     md = nas::RunLocalService(lo);
   }
   if (!md.ok()) return Fail(md.status());

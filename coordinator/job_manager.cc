@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <set>
 #include <thread>
 
@@ -255,6 +256,7 @@ struct JobManager::Job {
   absl::Time next_try = absl::InfinitePast();
   absl::Duration backoff = absl::ZeroDuration();
   int64_t change = 0;  // bumped on every visible change
+  int pending_commits = 0;       // rounds queued for (or being written by) the background writer
   std::string persisted_record;  // the record as last written to the store
   int64_t weight_steps() const { return driver ? driver->weight_steps() : 0; }
 };
@@ -267,6 +269,15 @@ struct JobManager::Worker {
 
 struct JobManager::Ticker {
   std::thread thread;
+};
+
+struct JobManager::CommitQueue {
+  struct Entry {
+    RoundCommit commit;
+    // The round's gauges, recorded with the commit's duration once it is written.
+    double train_loss, val_accuracy, expected_ms, target_ms, entropy;
+  };
+  std::deque<Entry> queue;
 };
 
 JobManager::JobManager(CheckpointStore* store, LatencyProvider* latency, JobManagerOptions options)
@@ -284,6 +295,13 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(CheckpointStore* 
     for (const auto& [id, j] : m->jobs_) active += Terminal(j->rec.state()) ? 0 : 1;
     Log(absl::StrCat("incarnation ", m->incarnation_, ": recovered ", m->jobs_.size(),
                      " job(s), ", active, " active"));
+  }
+  if (m->options_.pipelined_commits) {
+    {
+      absl::MutexLock lock(&m->mu_);
+      m->commits_ = std::make_unique<CommitQueue>();
+    }
+    m->committer_ = std::thread([self = m.get()] { self->CommitLoop(); });
   }
   m->ticker_ = std::make_unique<Ticker>();
   JobManager* self = m.get();
@@ -307,6 +325,51 @@ JobManager::~JobManager() {
     changed_.SignalAll();
   }
   if (ticker_ && ticker_->thread.joinable()) ticker_->thread.join();
+  // The writer finishes what was queued before it stops.
+  if (committer_.joinable()) committer_.join();
+}
+
+void JobManager::CommitLoop() {
+  while (true) {
+    std::optional<CommitQueue::Entry> e;
+    {
+      absl::MutexLock lock(&mu_);
+      while (commits_->queue.empty() && !stopping_) changed_.Wait(&mu_);
+      if (commits_->queue.empty()) return;  // stopping, and everything is written
+      e = std::move(commits_->queue.front());
+      commits_->queue.pop_front();
+    }
+    absl::Time t0 = absl::Now();
+    absl::Status s = store_->CommitRound(e->commit);
+    double seconds = absl::ToDoubleSeconds(absl::Now() - t0);
+    absl::MutexLock lock(&mu_);
+    Job* j = FindJob(e->commit.job_id);
+    if (j != nullptr) {
+      --j->pending_commits;
+      if (!s.ok()) {
+        Log(absl::StrCat("job ", j->rec.job_id(), ": checkpoint of round ", e->commit.round,
+                         " failed: ", s.message()));
+        // Later rounds of the job must not land on top of a missing one.
+        auto& q = commits_->queue;
+        auto later = std::remove_if(q.begin(), q.end(), [&](const CommitQueue::Entry& x) {
+          return x.commit.job_id == e->commit.job_id;
+        });
+        j->pending_commits -= static_cast<int>(std::distance(later, q.end()));
+        q.erase(later, q.end());
+        if (!Terminal(j->rec.state())) {
+          Fail(*j, absl::StrCat("checkpoint of round ", e->commit.round, ": ", s.message()));
+        }
+      } else if (options_.metrics != nullptr) {
+        options_.metrics->Round(j->rec.job_id(), seconds, e->train_loss, e->val_accuracy,
+                                e->expected_ms, e->target_ms, e->entropy);
+      }
+    }
+    changed_.SignalAll();
+  }
+}
+
+void JobManager::AwaitCommits(const Job& job) {
+  while (job.pending_commits > 0) changed_.Wait(&mu_);
 }
 
 std::string JobManager::NewLeaseId() {
@@ -319,6 +382,7 @@ JobManager::Job* JobManager::FindJob(const std::string& id) const {
 }
 
 absl::Status JobManager::PersistRecord(Job& job) {
+  AwaitCommits(job);
   ++job.change;
   changed_.SignalAll();
   std::string record = job.rec.SerializeAsString();
@@ -827,6 +891,7 @@ absl::StatusOr<std::optional<Task>> JobManager::Acquire(const std::string& worke
     for (auto& [id, jp] : jobs_) {
       Job& j = *jp;
       if (Terminal(j.rec.state())) continue;
+      if (j.pending_commits >= 2) continue;  // two rounds ahead of its checkpoint: wait
       for (Lease& l : j.tasks) {
         if (l.state != Lease::State::kQueued) continue;
         if (best == nullptr || j.rec.spec().priority() > best->rec.spec().priority()) {
@@ -1121,6 +1186,7 @@ absl::Status JobManager::AdvanceStage(Job& j) {
 }
 
 absl::Status JobManager::FinishJob(Job& j) {
+  AwaitCommits(j);  // the result goes after every round
   j.stage = Job::Stage::kNone;
   j.rec.set_state("DONE");
   j.rec.set_finished_unix_ms(UnixMs(options_.clock()));
@@ -1211,6 +1277,8 @@ absl::Status JobManager::CommitRound(Job& j, std::vector<std::string> events) {
                                            j.driver->last_arch_accuracy()));
     PlanFinalStage(j);  // sets the record's state and derived architecture
   }
+  const bool background = commits_ != nullptr && round_end && !search_done;
+  if (!background) AwaitCommits(j);  // written in order after the job's queued rounds
   RoundCommit c;
   c.job_id = j.rec.job_id();
   c.round = j.driver->round();
@@ -1220,13 +1288,20 @@ absl::Status JobManager::CommitRound(Job& j, std::vector<std::string> events) {
   // The record (with the job's latency table) only when it changed since it was last written.
   std::string record = j.rec.SerializeAsString();
   if (record != j.persisted_record) c.job_record = record;
+  if (background) {
+    if (c.job_record.has_value()) j.persisted_record = *c.job_record;
+    commits_->queue.push_back({std::move(c), j.driver->ema_loss(), j.driver->last_arch_accuracy(),
+                               j.driver->ExpectedLatency(), j.rec.target_latency_ms(),
+                               j.driver->alpha().MeanEntropy()});
+    ++j.pending_commits;
+  }
   absl::Time t0 = absl::Now();
-  NAS_RETURN_IF_ERROR(store_->CommitRound(c));
+  if (!background) NAS_RETURN_IF_ERROR(store_->CommitRound(c));
   double seconds = absl::ToDoubleSeconds(absl::Now() - t0);
-  if (c.job_record.has_value()) j.persisted_record = std::move(*c.job_record);
+  if (!background && c.job_record.has_value()) j.persisted_record = std::move(*c.job_record);
   j.dirty.clear();
   for (std::string& e : events) j.history.push_back(std::move(e));
-  if (options_.metrics != nullptr && round_end) {
+  if (options_.metrics != nullptr && round_end && !background) {
     options_.metrics->Round(j.rec.job_id(), seconds, j.driver->ema_loss(),
                             j.driver->last_arch_accuracy(), j.driver->ExpectedLatency(),
                             j.rec.target_latency_ms(), j.driver->alpha().MeanEntropy());

@@ -30,6 +30,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -68,6 +69,15 @@ struct JobManagerOptions {
   std::function<absl::Time()> clock = [] { return absl::Now(); };
   // Metrics sink; null for none. Default null.
   CoordinatorMetrics* metrics = nullptr;
+  // Write a search round's checkpoint in the background while the next round runs, instead of
+  // before the result that ends the round is acknowledged. The next round's tasks go out once
+  // the round is merged in memory, and a job is never more than two rounds ahead of its
+  // checkpoint (its tasks wait). A coordinator crash then loses up to those two rounds, which
+  // the restart plans again from the committed state (the same tasks: the trajectory is
+  // unchanged), but an acknowledged result is no longer a durable one. Initialisation, the end
+  // of the search, final results and job records are written before they are acknowledged
+  // either way. Default false.
+  bool pipelined_commits = false;
 };
 
 // A task result as the gateway assembled it from the CompleteTask stream.
@@ -148,6 +158,11 @@ class JobManager {
   absl::Status CommitRound(Job& job, std::vector<std::string> events)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PersistRecord(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Waits (releasing mu_) until the job's background commits are written, so that a write
+  // that follows them lands after them.
+  void AwaitCommits(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The background writer of pipelined commits.
+  void CommitLoop();
   absl::Status Validate(const Job& job, const Lease& lease, const CompletedTask& r) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Fail(Job& job, const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -171,6 +186,9 @@ class JobManager {
 
   struct Ticker;
   std::unique_ptr<Ticker> ticker_;
+  struct CommitQueue;
+  std::unique_ptr<CommitQueue> commits_ ABSL_PT_GUARDED_BY(mu_);
+  std::thread committer_;
 };
 
 }  // namespace nas

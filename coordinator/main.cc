@@ -16,6 +16,10 @@ ABSL_FLAG(int, port, 50051, "gRPC port (0: pick one; printed as 'listening on po
 ABSL_FLAG(int, metrics_port, 9091, "Prometheus /metrics port (-1: none, 0: pick one)");
 ABSL_FLAG(std::string, db, "", "RocksDB directory for checkpoints (required)");
 ABSL_FLAG(bool, sync, true, "fsync every submission and round");
+ABSL_FLAG(bool, pipelined_commits, false,
+          "write a search round's checkpoint while the next round runs (a crash then loses up to "
+          "two rounds, planned again identically on restart; acknowledged results are not yet "
+          "durable)");
 ABSL_FLAG(std::string, latency_service, "", "latency service host:port");
 ABSL_FLAG(std::string, latency_table, "", "a local table file instead of a latency service");
 ABSL_FLAG(int, lease_ms, 60000, "lease duration after grant or heartbeat");
@@ -50,6 +54,7 @@ int main(int argc, char** argv) {
   o.jobs.lease = absl::Milliseconds(absl::GetFlag(FLAGS_lease_ms));
   o.jobs.heartbeat = absl::Milliseconds(absl::GetFlag(FLAGS_heartbeat_ms));
   o.jobs.worker_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_worker_timeout_ms));
+  o.jobs.pipelined_commits = absl::GetFlag(FLAGS_pipelined_commits);
   auto server = nas::CoordinatorServer::Start(o);
   if (!server.ok()) {
     std::cerr << "coordinator: " << server.status().message() << "\n";

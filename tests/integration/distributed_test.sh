@@ -5,7 +5,8 @@
 #  - memory: a worker holds only its task's path (two candidates per edge for an arch task),
 #    never the supernet - from the bytes it reports fetching and holding per task;
 #  - coordinator crash: kill -9 mid-search, restart on the same RocksDB directory; the job
-#    finishes with exactly the single-process trajectory (no round lost or applied twice);
+#    finishes with exactly the single-process trajectory (no round lost or applied twice); again
+#    with --pipelined_commits (the restart may re-run up to two rounds, identically);
 #  - worker crash: a frozen worker's lease expires, the task is re-issued to another worker,
 #    the frozen worker's late result is refused; kill -9 of a worker; the job finishes, same
 #    trajectory (the two workers speak the one-round-trip and the three-call protocol);
@@ -154,6 +155,27 @@ assert worst_a < 0.6 * supernet, "an arch task held more than two candidates per
 assert all(l["fetched_bytes"] <= l["resident_bytes"] for l in weight + arch)
 EOF
 
+kill "$WORKER_PID" "$COORD_PID" 2>/dev/null
+
+# --- coordinator crash with pipelined commits (a round is written while the next one runs) --
+CP=$(free_port)
+DB="$WORK/db-pipelined"
+start_coordinator --latency_table="$WORK/table.json" --pipelined_commits
+start_worker wp
+JOB=$("$NASCTL" --coordinator="127.0.0.1:$CP" submit --spec="$WORK/spec.json")
+wait_for 120 round_at_least 25
+R_KILL=$(round_of)
+kill -9 "$COORD_PID"
+wait "$COORD_PID" 2>/dev/null
+start_coordinator --latency_table="$WORK/table.json" --pipelined_commits
+R_RESTART=$(round_of)
+echo "  pipelined commits: killed the coordinator at round >= $R_KILL; restarted at committed round $R_RESTART"
+check "pipelined commits: the restart is at most two rounds behind" \
+  test -n "$R_RESTART" -a "${R_RESTART:-0}" -ge $((${R_KILL:-25} - 2))
+check "pipelined commits: job finishes after the coordinator crash" wait_for 300 state_is DONE
+"$NASCTL" --coordinator="127.0.0.1:$CP" result "$JOB" --out="$WORK/pcrash" >/dev/null 2>&1
+check "pipelined commits: the resumed job has the single-process trajectory" \
+  same_trajectory "$WORK/single" "$WORK/pcrash"
 kill "$WORKER_PID" "$COORD_PID" 2>/dev/null
 
 # --- worker crash --------------------------------------------------------------------------
