@@ -107,6 +107,15 @@ class CoordinatorServerTest : public ::testing::Test {
     }
     FAIL() << "no task";
   }
+  // Acquires and completes `n` tasks with well-formed results.
+  void CompleteTasks(SimWorker& w, int n) {
+    for (int i = 0; i < n; ++i) {
+      ASSERT_NO_FATAL_FAILURE(AcquireTask(w));
+      auto r = w.MakeResult();
+      ASSERT_TRUE(r.ok()) << r.status();
+      ASSERT_TRUE(w.Complete(r->first, r->second).ok());
+    }
+  }
 
   fs::path dir_;
   std::string table_, target_;
@@ -201,12 +210,7 @@ TEST_F(CoordinatorServerTest, PipelinedCommitsEndTheSameAndShutDownWritesEveryRo
   ASSERT_TRUE(id.ok());
   SimWorker w(Channel());
   ASSERT_TRUE(w.Register("sim").ok());
-  for (int i = 0; i < 8; ++i) {  // init + 7 rounds (an arch step among them)
-    ASSERT_NO_FATAL_FAILURE(AcquireTask(w));
-    auto r = w.MakeResult();
-    ASSERT_TRUE(r.ok());
-    ASSERT_TRUE(w.Complete(r->first, r->second).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(CompleteTasks(w, 8));  // init + 7 rounds (an arch step among them)
   JobStatus before = *client_->Get(*id);
   server_.reset();
   ASSERT_NO_FATAL_FAILURE(Start());
@@ -363,10 +367,7 @@ TEST_F(CoordinatorServerTest, ResultChunksPackedOrOnePerMessage) {
   ASSERT_TRUE(id.ok());
   SimWorker w(Channel());
   ASSERT_TRUE(w.Register("sim").ok());
-  ASSERT_NO_FATAL_FAILURE(AcquireTask(w));
-  auto init = w.MakeResult();
-  ASSERT_TRUE(init.ok());
-  ASSERT_TRUE(w.Complete(init->first, init->second).ok());
+  ASSERT_NO_FATAL_FAILURE(CompleteTasks(w, 1));  // init
   int64_t steps = client_->Get(*id)->weight_steps();
   for (bool packed : {false, true}) {
     w.set_pack_chunks(packed);
@@ -443,12 +444,7 @@ TEST_F(CoordinatorServerTest, RestartContinuesFromTheLastCommittedRound) {
   ASSERT_TRUE(id.ok());
   SimWorker w(Channel());
   ASSERT_TRUE(w.Register("sim").ok());
-  for (int i = 0; i < 6; ++i) {  // init + 5 weight rounds
-    ASSERT_NO_FATAL_FAILURE(AcquireTask(w));
-    auto r = w.MakeResult();
-    ASSERT_TRUE(r.ok());
-    ASSERT_TRUE(w.Complete(r->first, r->second).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(CompleteTasks(w, 6));  // init + 5 weight rounds
   ASSERT_NO_FATAL_FAILURE(AcquireTask(w));  // a lease in flight across the restart
   auto in_flight = w.MakeResult();
   ASSERT_TRUE(in_flight.ok());
