@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -40,6 +41,8 @@
 ABSL_FLAG(std::string, coordinator_binary, "build/coordinator/coordinator", "coordinator to start");
 ABSL_FLAG(double, seconds, 10, "measured seconds per workload");
 ABSL_FLAG(std::string, workers, "1,4,16", "simulated worker threads for the capacity workloads");
+ABSL_FLAG(std::string, workloads, "overhead,overhead_real,capacity,transfer",
+          "which workloads to run (a subset of overhead, overhead_real, capacity, transfer)");
 ABSL_FLAG(int, tasks_per_round, 64, "weight tasks per round in the capacity workloads");
 ABSL_FLAG(bool, sync, true, "coordinator --sync (fsync every round)");
 ABSL_FLAG(int, batch, 8, "tasks a simulated worker takes per AcquireTask and completes per "
@@ -218,15 +221,24 @@ int main(int argc, char** argv) {
   if (!StartCoordinator(dir, &coordinator)) return 1;
   double seconds = absl::GetFlag(FLAGS_seconds);
   std::vector<Row> rows;
-  rows.push_back(Run(coordinator.target, coordinator.pid, "round overhead (fashion-mnist)", "fashion-mnist", 1, 1,
-                     4, seconds));
+  std::vector<std::string> workloads = absl::StrSplit(absl::GetFlag(FLAGS_workloads), ',');
+  auto wanted = [&](absl::string_view w) {
+    return std::find(workloads.begin(), workloads.end(), w) != workloads.end();
+  };
+  if (wanted("overhead")) {
+    rows.push_back(Run(coordinator.target, coordinator.pid, "round overhead (fashion-mnist)",
+                       "fashion-mnist", 1, 1, 4, seconds));
+  }
   // The same with every tensor at its real size: what a one-worker search pays per round on
   // top of its steps (the path's weights, momentum and BN statistics out and back, merged and
   // committed).
-  rows.push_back(Run(coordinator.target, coordinator.pid,
-                     "round overhead, real tensor bytes (fashion-mnist)", "fashion-mnist", 1, 1, 0,
-                     seconds));
+  if (wanted("overhead_real")) {
+    rows.push_back(Run(coordinator.target, coordinator.pid,
+                       "round overhead, real tensor bytes (fashion-mnist)", "fashion-mnist", 1, 1,
+                       0, seconds));
+  }
   for (absl::string_view w : absl::StrSplit(absl::GetFlag(FLAGS_workers), ',')) {
+    if (!wanted("capacity")) break;
     int n = std::stoi(std::string(w));
     rows.push_back(Run(coordinator.target, coordinator.pid, "dispatch capacity (fashion-mnist)", "fashion-mnist",
                        n, absl::GetFlag(FLAGS_tasks_per_round), 4, seconds));
@@ -236,8 +248,10 @@ int main(int argc, char** argv) {
                          absl::GetFlag(FLAGS_batch)));
     }
   }
-  rows.push_back(Run(coordinator.target, coordinator.pid, "tensor transfer (ImageNet path)", "proxyless-imagenet",
-                     1, 1, 0, seconds));
+  if (wanted("transfer")) {
+    rows.push_back(Run(coordinator.target, coordinator.pid, "tensor transfer (ImageNet path)",
+                       "proxyless-imagenet", 1, 1, 0, seconds));
+  }
 
   std::string table = absl::StrFormat(
       "coordinator %s (sync %s), simulated workers as threads of one process (%s), %.0f s "

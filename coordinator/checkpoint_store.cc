@@ -263,7 +263,10 @@ absl::Status CheckpointStore::CommitRound(const RoundCommit& commit) {
   if (commit.round < 0) return absl::InvalidArgumentError(absl::StrCat(what, ": negative round"));
   std::set<absl::string_view> names;
   for (size_t i = 0; i < commit.tensors.size(); ++i) {
-    const std::string& name = commit.tensors[i].name();
+    if (commit.tensors[i] == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": tensor ", i, " is null"));
+    }
+    const std::string& name = commit.tensors[i]->name();
     if (name.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(what, ": tensor ", i, " has an empty name"));
     }
@@ -279,14 +282,37 @@ absl::Status CheckpointStore::CommitRound(const RoundCommit& commit) {
   rocksdb::Status s = batch.Put(
       cf(kSearchState), job_id,
       absl::StrCat(EncodeBigEndian64(static_cast<uint64_t>(commit.round)), commit.search_state));
-  std::string value;
-  for (const TensorBlob& tensor : commit.tensors) {
+  std::string head;
+  for (const auto& tensor : commit.tensors) {
     if (!s.ok()) break;
-    if (!tensor.SerializeToString(&value)) {
+    // The stored value is the serialized TensorBlob, written as its fields without `data`
+    // followed by `data` as a length-delimited field 4 (protobuf parses fields in any order):
+    // the tensor's bytes go into the batch once, not first into a serialized copy.
+    TensorBlob h;
+    h.set_name(tensor->name());
+    *h.mutable_shape() = tensor->shape();
+    h.set_dtype(tensor->dtype());
+    h.set_version(tensor->version());
+    h.set_offset(tensor->offset());
+    h.set_total_bytes(tensor->total_bytes());
+    head.clear();
+    if (!h.AppendToString(&head)) {
       return absl::InternalError(
-          absl::StrCat(what, ": tensor '", tensor.name(), "' does not serialize"));
+          absl::StrCat(what, ": tensor '", tensor->name(), "' does not serialize"));
     }
-    s = batch.Put(cf(kParams), TensorKey(job_id, tensor.name()), value);
+    head.push_back(static_cast<char>((TensorBlob::kDataFieldNumber << 3) | 2));
+    for (uint64_t n = tensor->data().size();; n >>= 7) {
+      if (n < 0x80) {
+        head.push_back(static_cast<char>(n));
+        break;
+      }
+      head.push_back(static_cast<char>((n & 0x7f) | 0x80));
+    }
+    const std::string key = TensorKey(job_id, tensor->name());
+    const rocksdb::Slice key_part(key);
+    const rocksdb::Slice value_parts[2] = {rocksdb::Slice(head), rocksdb::Slice(tensor->data())};
+    s = batch.Put(cf(kParams), rocksdb::SliceParts(&key_part, 1),
+                  rocksdb::SliceParts(value_parts, 2));
   }
   for (const std::string& event : commit.events) {
     if (!s.ok()) break;

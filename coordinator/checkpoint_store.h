@@ -31,7 +31,7 @@
 //   commit.job_id = "job-17";
 //   commit.round = 3;
 //   commit.search_state = state.SerializeAsString();
-//   commit.tensors = std::move(updated_tensors);
+//   commit.tensors = std::move(updated_tensors);  // shared_ptr<const TensorBlob> each
 //   commit.events = {"round 3: val_acc 0.41"};
 //   NAS_RETURN_IF_ERROR(store->CommitRound(commit));
 //   // After a restart:
@@ -77,7 +77,8 @@ struct RoundCommit {
   std::string job_id;
   int64_t round = 0;                      // the round just completed; stored with the state
   std::string search_state;               // opaque bytes (the coordinator's serialized state)
-  std::vector<TensorBlob> tensors;        // updated tensors (replace by name within the job)
+  // Updated tensors (replace by name within the job); shared with the caller's store, not copied.
+  std::vector<std::shared_ptr<const TensorBlob>> tensors;
   std::vector<std::string> events;        // appended to the job's event log in order
   std::optional<std::string> job_record;  // when set, replaces the job record in the same batch
 };

@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "coordinator/metrics.h"
 #include "core/status_macros.h"
@@ -181,26 +182,27 @@ class WorkerGatewayImpl final : public WorkerGateway::Service {
                             CompleteTaskReply* reply) override {
     // One or more results: each outcome followed by its tensors' chunks.
     std::vector<CompletedTask> results;
-    std::map<std::string, size_t> index;  // tensor name -> position in the current result
-    // A chunk of the current result's tensors: a new tensor or the continuation of one.
+    // A chunk of the current result's tensors: a new tensor (offset 0; a name sent twice is
+    // refused by the job manager) or the continuation of one - almost always the last one
+    // (chunks of a tensor are sent consecutively), else found by a backward search.
     auto add = [&](TensorBlob&& c) -> grpc::Status {
       if (results.empty()) {
         return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                             "outcome: must be the first message of CompleteTask");
       }
       std::vector<TensorBlob>& tensors = results.back().tensors;
-      auto it = index.find(c.name());
-      if (it == index.end()) {
-        if (c.offset() != 0) {
-          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                              absl::StrCat("tensor '", c.name(), "': first chunk at offset ",
-                                           c.offset()));
-        }
-        index[c.name()] = tensors.size();
+      if (c.offset() == 0) {
         tensors.push_back(std::move(c));
         return grpc::Status::OK;
       }
-      TensorBlob& t = tensors[it->second];
+      auto it = std::find_if(tensors.rbegin(), tensors.rend(),
+                             [&](const TensorBlob& t) { return t.name() == c.name(); });
+      if (it == tensors.rend()) {
+        return grpc::Status(
+            grpc::StatusCode::INVALID_ARGUMENT,
+            absl::StrCat("tensor '", c.name(), "': first chunk at offset ", c.offset()));
+      }
+      TensorBlob& t = *it;
       if (c.offset() != t.data().size() || c.total_bytes() != t.total_bytes()) {
         return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                             absl::StrCat("tensor '", c.name(), "': chunk at offset ", c.offset(),
@@ -215,7 +217,6 @@ class WorkerGatewayImpl final : public WorkerGateway::Service {
         case CompleteTaskRequest::kOutcome:
           results.emplace_back();
           results.back().outcome = std::move(*msg.mutable_outcome());
-          index.clear();
           break;
         case CompleteTaskRequest::kTensor: {
           grpc::Status s = add(std::move(*msg.mutable_tensor()));
@@ -261,10 +262,13 @@ class WorkerGatewayImpl final : public WorkerGateway::Service {
 
  private:
   // Up to max_tasks tasks (or idle), each with the tensors the worker lacks inline when they
-  // fit its limit.
+  // fit its limit. A tensor inlined in an earlier task of the same reply is not repeated: a
+  // worker absorbs a task's inline tensors before it runs the task, and runs a reply's tasks in
+  // order (one that lacks a tensor all the same fetches it).
   absl::Status Acquire(const AcquireTaskRequest& req, AcquireTaskReply* reply) {
     int wait = std::clamp(req.wait_ms(), 0, 30000);
     int max_tasks = std::clamp(req.max_tasks(), 1, 256);
+    Held held;
     for (int i = 0; i < max_tasks; ++i) {
       auto t = jobs_->Acquire(req.worker_id(),
                               i == 0 ? absl::Milliseconds(wait) : absl::ZeroDuration());
@@ -276,32 +280,44 @@ class WorkerGatewayImpl final : public WorkerGateway::Service {
         if (i == 0) reply->set_idle(true);
         break;
       }
-      Inline(req, **t);
+      if (i == 0) {
+        held.versions.reserve(req.cached_size());
+        for (const TensorRef& r : req.cached()) held.versions[r.name()] = r.version();
+      }
+      Inline(req, held, **t);
       *(i == 0 ? reply->mutable_task() : reply->add_more()) = std::move(**t);
     }
     return absl::OkStatus();
   }
 
-  void Inline(const AcquireTaskRequest& req, Task& task) {
+  // What the worker will hold when it runs the next task of a reply: its cache as it listed it,
+  // plus what earlier tasks of the reply carried (the blobs kept alive for the names' views).
+  struct Held {
+    absl::flat_hash_map<absl::string_view, uint64_t> versions;
+    std::vector<std::shared_ptr<const TensorBlob>> sent;
+  };
+
+  void Inline(const AcquireTaskRequest& req, Held& held, Task& task) {
     int64_t limit = std::min<int64_t>(req.inline_limit_bytes(), kChunkBytes * 4);
-    if (limit > 0 && task.tensors_size() > 0) {
-      std::map<std::string, uint64_t> cached;
-      for (const TensorRef& r : req.cached()) cached[r.name()] = r.version();
-      std::vector<std::string> missing;
-      for (const TensorRef& r : task.tensors()) {
-        auto it = cached.find(r.name());
-        if (it == cached.end() || it->second != r.version()) missing.push_back(r.name());
-      }
-      auto blobs = jobs_->Fetch(task.lease_id(), missing);
-      if (blobs.ok()) {
-        int64_t total = 0;
-        for (const auto& b : *blobs) total += static_cast<int64_t>(b->data().size());
-        if (total <= limit) {
-          for (const auto& b : *blobs) *task.add_inline_tensors() = *b;
-          jobs_->CountSentBytes(total);
-        }
-      }
+    if (limit <= 0 || task.tensors_size() == 0) return;
+    std::vector<std::string> missing;
+    for (const TensorRef& r : task.tensors()) {
+      auto it = held.versions.find(r.name());
+      if (it == held.versions.end() || it->second != r.version()) missing.push_back(r.name());
     }
+    if (missing.empty()) return;
+    auto blobs = jobs_->Fetch(task.lease_id(), missing);
+    if (!blobs.ok()) return;
+    int64_t total = 0;
+    for (const auto& b : *blobs) total += static_cast<int64_t>(b->data().size());
+    if (total > limit) return;
+    task.mutable_inline_tensors()->Reserve(static_cast<int>(blobs->size()));
+    for (const auto& b : *blobs) {
+      *task.add_inline_tensors() = *b;
+      held.versions[b->name()] = b->version();
+      held.sent.push_back(b);
+    }
+    jobs_->CountSentBytes(total);
   }
 
   JobManager* jobs_;

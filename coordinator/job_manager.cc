@@ -210,7 +210,9 @@ struct JobManager::Lease {
   enum class State { kQueued, kLeased, kDone } state = State::kQueued;
   std::string worker_id;
   absl::Time deadline;
-  absl::flat_hash_set<std::string> names;  // tensors the task may fetch and return
+  // Tensors the task may fetch and return: views of the keys of its job's store (stable: a
+  // store entry is never erased while a task lists it).
+  absl::flat_hash_set<absl::string_view> names;
   std::optional<CompletedTask> result;
 };
 
@@ -233,16 +235,63 @@ struct JobManager::Job {
     bool momentum;
     bool artifact;
   };
+  // The store in name order (tasks list their tensors in it), and a hash index of it for the
+  // lookups of every result's tensors. Mutated through Put and ClearTensors only.
   std::map<std::string, Stored> tensors;
-  // Puts a new version of a tensor (its name is the blob's).
-  void Put(std::shared_ptr<const TensorBlob> blob) {
-    std::string name = blob->name();
-    auto it = tensors.find(name);
-    if (it == tensors.end()) {
-      tensors.emplace(std::move(name), Stored(std::move(blob)));
-    } else {
-      it->second.blob = std::move(blob);
+  absl::flat_hash_map<absl::string_view, Stored*> index;
+  // The entry of a tensor, or null.
+  const Stored* Find(absl::string_view name) const {
+    auto it = index.find(name);
+    return it == index.end() ? nullptr : it->second;
+  }
+  // Puts a new version of a tensor (its name is the blob's); returns its key in the store.
+  absl::string_view Put(std::shared_ptr<const TensorBlob> blob) {
+    auto it = index.find(blob->name());
+    if (it != index.end()) {
+      it->second->blob = std::move(blob);
+      return it->first;
     }
+    std::string name = blob->name();
+    auto [pos, inserted] = tensors.emplace(std::move(name), Stored(std::move(blob)));
+    index.emplace(pos->first, &pos->second);
+    groups.clear();  // a new tensor: regrouped when next listed
+    return pos->first;
+  }
+  void ClearTensors() {
+    index.clear();
+    tensors.clear();
+    groups.clear();
+  }
+  // The store's entries by owner, each group in name order: [0] the fixed layers, then
+  // 1 + (edge, candidate) in order; artifacts in none. Built from the store when empty (a round
+  // lists a path's ~230 tensors from 8 groups instead of filtering the whole store per task).
+  using Entry = std::pair<const std::string, Stored>;
+  std::vector<std::vector<const Entry*>> groups;
+  std::vector<int> group_base;  // first group of each edge
+  const std::vector<std::vector<const Entry*>>& Groups() {
+    if (!groups.empty()) return groups;
+    group_base.clear();
+    int n = 1;
+    for (const EdgeSpec& e : space.edges()) {
+      group_base.push_back(n);
+      n += static_cast<int>(e.candidates.size());
+    }
+    groups.assign(n, {});
+    for (const Entry& entry : tensors) {
+      const Stored& t = entry.second;
+      if (t.artifact) continue;
+      if (t.owner.fixed) {
+        groups[0].push_back(&entry);
+        continue;
+      }
+      const TensorOwner& o = t.owner;
+      if (o.edge < 0 || o.edge >= static_cast<int>(group_base.size()) || o.candidate < 0 ||
+          o.candidate >= static_cast<int>(space.edges()[o.edge].candidates.size())) {
+        continue;  // names no candidate of this space: no task lists it
+      }
+      groups[group_base[o.edge] + o.candidate].push_back(&entry);
+    }
+    return groups;
   }
   enum class Stage { kNone, kInit, kWeights, kArch, kFinal } stage = Stage::kNone;
   std::vector<Lease> tasks;
@@ -742,21 +791,23 @@ JobManager::Lease JobManager::NewTask(const Job& j) {
   return l;
 }
 
-void JobManager::ListTensors(const Job& j, const std::vector<std::vector<bool>>& keep,
-                             bool momentum, Lease& l) {
-  for (const auto& [name, t] : j.tensors) {
-    if (t.artifact || (!momentum && t.momentum)) continue;
-    if (!t.owner.fixed) {
-      const TensorOwner& o = t.owner;
-      if (o.edge < 0 || static_cast<size_t>(o.edge) >= keep.size() || o.candidate < 0 ||
-          static_cast<size_t>(o.candidate) >= keep[o.edge].size() || !keep[o.edge][o.candidate]) {
-        continue;
-      }
+void JobManager::ListTensors(Job& j, const std::vector<std::vector<bool>>& keep, bool momentum,
+                             Lease& l) {
+  const auto& groups = j.Groups();
+  auto list = [&](const std::vector<const Job::Entry*>& group) {
+    for (const Job::Entry* e : group) {
+      if (!momentum && e->second.momentum) continue;
+      l.names.insert(absl::string_view(e->first));
+      TensorRef* r = l.task.add_tensors();
+      r->set_name(e->first);
+      r->set_version(e->second.blob->version());
     }
-    l.names.insert(name);
-    TensorRef* r = l.task.add_tensors();
-    r->set_name(name);
-    r->set_version(t.blob->version());
+  };
+  list(groups[0]);
+  for (size_t e = 0; e < keep.size() && e < j.group_base.size(); ++e) {
+    for (size_t c = 0; c < keep[e].size(); ++c) {
+      if (keep[e][c]) list(groups[j.group_base[e] + c]);
+    }
   }
 }
 
@@ -926,13 +977,14 @@ absl::StatusOr<std::vector<std::shared_ptr<const TensorBlob>>> JobManager::Fetch
         absl::StrCat("lease_id: '", lease_id, "' is not current (expired, re-issued or unknown)"));
   }
   std::vector<std::shared_ptr<const TensorBlob>> out;
+  out.reserve(names.size());
   for (const std::string& n : names) {
-    auto it = j->tensors.find(n);
-    if (lease->names.count(n) == 0 || it == j->tensors.end()) {
+    const Job::Stored* t = j->Find(n);
+    if (t == nullptr || lease->names.count(n) == 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("names: '", n, "' is not a tensor of lease ", lease_id));
     }
-    out.push_back(it->second.blob);
+    out.push_back(t->blob);
   }
   return out;
 }
@@ -950,21 +1002,20 @@ absl::Status JobManager::Validate(const Job& j, const Lease& l, const CompletedT
     return absl::InvalidArgumentError("outcome: loss must be finite and accuracy in [0, 1]");
   }
   auto check_known = [&](const TensorBlob& b, bool allow_new_momentum) -> absl::Status {
-    auto it = j.tensors.find(b.name());
-    if (it != j.tensors.end() && l.names.count(b.name()) > 0) {
-      if (!SameShape(*it->second.blob, b)) {
+    const Job::Stored* t = j.Find(b.name());
+    if (t != nullptr && l.names.count(b.name()) > 0) {
+      if (!SameShape(*t->blob, b)) {
         return absl::InvalidArgumentError(absl::StrCat(
             "tensors: '", b.name(), "' has shape [", absl::StrJoin(b.shape(), ","), "] ", b.dtype(),
-            ", expected [", absl::StrJoin(it->second.blob->shape(), ","), "] ",
-            it->second.blob->dtype()));
+            ", expected [", absl::StrJoin(t->blob->shape(), ","), "] ", t->blob->dtype()));
       }
       return absl::OkStatus();
     }
     if (allow_new_momentum && absl::StartsWith(b.name(), kMomentumPrefix)) {
-      std::string param = b.name().substr(std::strlen(kMomentumPrefix));
-      auto p = j.tensors.find(param);
-      if (p != j.tensors.end() && l.names.count(param) > 0) {
-        if (!SameShape(*p->second.blob, b)) {
+      absl::string_view param = absl::string_view(b.name()).substr(std::strlen(kMomentumPrefix));
+      const Job::Stored* p = j.Find(param);
+      if (p != nullptr && l.names.count(param) > 0) {
+        if (!SameShape(*p->blob, b)) {
           return absl::InvalidArgumentError(
               absl::StrCat("tensors: '", b.name(), "' does not have its parameter's shape"));
         }
@@ -989,7 +1040,7 @@ absl::Status JobManager::Validate(const Job& j, const Lease& l, const CompletedT
       return absl::OkStatus();
     case Task::kWeight: {
       for (const TensorBlob& b : r.tensors) NAS_RETURN_IF_ERROR(check_known(b, true));
-      for (const std::string& n : l.names) {
+      for (absl::string_view n : l.names) {
         if (!absl::StartsWith(n, kMomentumPrefix) && seen.count(n) == 0) {
           return absl::InvalidArgumentError(
               absl::StrCat("tensors: the weight task's tensor '", n, "' is missing"));
@@ -1085,19 +1136,26 @@ absl::Status JobManager::Complete(CompletedTask result) {
 
 absl::Status JobManager::AdvanceStage(Job& j) {
   // Merges the tensors of every finished task: averaged where several returned the same name.
+  // A tensor that one task returned is moved into the store as it came (the results are not
+  // read again), so a one-worker round copies no tensor bytes here.
   auto merge = [&]() {
-    std::map<std::string, std::vector<const TensorBlob*>> by_name;
-    for (const Lease& l : j.tasks) {
-      for (const TensorBlob& b : l.result->tensors) by_name[b.name()].push_back(&b);
+    absl::flat_hash_map<absl::string_view, std::vector<TensorBlob*>> by_name;
+    for (Lease& l : j.tasks) {
+      for (TensorBlob& b : l.result->tensors) by_name[b.name()].push_back(&b);
     }
     for (auto& [name, list] : by_name) {
-      TensorBlob merged = Merge(list);
-      auto old = j.tensors.find(name);
-      merged.set_version(old == j.tensors.end() ? 1 : old->second.blob->version() + 1);
+      const Job::Stored* old = j.Find(name);
+      uint64_t version = old == nullptr ? 1 : old->blob->version() + 1;
+      TensorBlob merged;
+      if (list.size() == 1) {
+        merged = std::move(*list[0]);
+      } else {
+        merged = Merge(std::vector<const TensorBlob*>(list.begin(), list.end()));
+      }
+      merged.set_version(version);
       merged.set_offset(0);
       merged.set_total_bytes(merged.data().size());
-      j.Put(std::make_shared<const TensorBlob>(std::move(merged)));
-      j.dirty.insert(name);
+      j.dirty.insert(std::string(j.Put(std::make_shared<const TensorBlob>(std::move(merged)))));
     }
   };
   switch (j.stage) {
@@ -1106,7 +1164,7 @@ absl::Status JobManager::AdvanceStage(Job& j) {
       j.rec.set_train_size(o.train_size());
       j.rec.set_valid_size(o.valid_size());
       NAS_ASSIGN_OR_RETURN(SearchDriver d, SearchDriver::Create(PlanOf(j)));
-      j.tensors.clear();
+      j.ClearTensors();
       merge();
       j.driver = std::move(d);
       j.history.clear();
@@ -1283,7 +1341,8 @@ absl::Status JobManager::CommitRound(Job& j, std::vector<std::string> events) {
   c.job_id = j.rec.job_id();
   c.round = j.driver->round();
   c.search_state = j.driver->SaveState();
-  for (const std::string& n : j.dirty) c.tensors.push_back(*j.tensors.at(n).blob);
+  c.tensors.reserve(j.dirty.size());
+  for (const std::string& n : j.dirty) c.tensors.push_back(j.Find(n)->blob);
   c.events = events;
   // The record (with the job's latency table) only when it changed since it was last written.
   std::string record = j.rec.SerializeAsString();

@@ -148,8 +148,8 @@ class JobManager {
   static Lease NewTask(const Job& job);
   // Lists (and allows) the job's tensors of the candidates in `keep` and the fixed layers;
   // momentum too when asked.
-  static void ListTensors(const Job& job, const std::vector<std::vector<bool>>& keep,
-                          bool momentum, Lease& lease);
+  static void ListTensors(Job& job, const std::vector<std::vector<bool>>& keep, bool momentum,
+                          Lease& lease);
   void PlanWeightStage(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PlanFinalStage(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status AdvanceStage(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -57,7 +57,8 @@ RoundCommit Commit(const std::string& job, int64_t round, std::vector<TensorBlob
   c.job_id = job;
   c.round = round;
   c.search_state = absl::StrCat("state-", round);
-  c.tensors = std::move(tensors);
+  for (TensorBlob& t : tensors)
+    c.tensors.push_back(std::make_shared<const TensorBlob>(std::move(t)));
   c.events = std::move(events);
   return c;
 }
@@ -170,6 +171,33 @@ TEST(CheckpointStoreTest, RoundSurvivesReopen) {
   EXPECT_EQ(*events, (Strings{"round 7 done", "val_acc 0.5"}));
   EXPECT_EQ(*store->GetJob("j1"), "spec");
   EXPECT_EQ(*store->GetResult("j1"), "final arch");
+}
+
+// CommitRound writes a tensor as its fields without `data`, then `data` as a length-delimited
+// field of its own: every length (across the varint's byte boundaries, and none) loads back as
+// the same message, byte for byte when serialized.
+TEST(CheckpointStoreTest, TensorsOfEveryLengthLoadBackAsTheSameMessage) {
+  std::string dir = FreshDir("lengths");
+  auto store = OpenOrDie(dir);
+  ASSERT_NE(store, nullptr);
+  std::vector<TensorBlob> written;
+  for (size_t n : {0, 1, 127, 128, 300, 16383, 16384, 70001}) {
+    std::string data(n, '\0');
+    for (size_t i = 0; i < n; ++i) data[i] = static_cast<char>(i * 7 + n);
+    TensorBlob t = Tensor(absl::StrCat("t", n), data, n + 1, {static_cast<int64_t>(n), 1});
+    t.set_dtype("bytes");
+    t.set_total_bytes(n);
+    written.push_back(t);
+  }
+  ASSERT_TRUE(store->CommitRound(Commit("j", 1, written, {})).ok());
+  store.reset();
+  store = OpenOrDie(dir);
+  ASSERT_NE(store, nullptr);
+  for (const TensorBlob& want : written) {
+    absl::StatusOr<TensorBlob> got = store->GetTensor("j", want.name());
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(got->SerializeAsString(), want.SerializeAsString()) << want.name();
+  }
 }
 
 TEST(CheckpointStoreTest, CommitReplacesTensorsByNameAndAppendsEventsAcrossReopen) {

@@ -3,12 +3,15 @@
 // malformed results, wrong shapes, unknown leases and jobs are refused and change nothing; an
 // expired lease is re-issued and its late result refused; a restart on the same database
 // continues from the last committed round without applying any round twice.
+#include "coordinator/coordinator_server.h"
+
 #include <grpcpp/grpcpp.h>
 
 #include <filesystem>
+#include <set>
 #include <thread>
 
-#include "coordinator/coordinator_server.h"
+#include "absl/strings/match.h"
 #include "coordinator/search_client.h"
 #include "coordinator/sim_worker.h"
 #include "core/json_fields.h"
@@ -279,6 +282,53 @@ TEST_F(CoordinatorServerTest, TasksListOnlyTheirPathsTensors) {
     non_zero += space->edges()[e].candidates[path[e]].zero ? 0 : 1;
   }
   EXPECT_EQ(candidates, 3 * non_zero);
+}
+
+// Every task of the first rounds lists exactly the store's tensors that its path (or pair)
+// needs: the fixed layers and its candidates', with momentum for weight tasks (momentum tensors
+// appear after the first weight round, so the coordinator's grouping of its store is rebuilt).
+TEST_F(CoordinatorServerTest, TasksListExactlyTheTensorsTheirPathNeeds) {
+  auto id = client_->Submit(SmallSpec());
+  ASSERT_TRUE(id.ok());
+  SimWorker w(Channel());
+  ASSERT_TRUE(w.Register("sim").ok());
+  auto space = SearchSpace::Preset("fashion-mnist");
+  ASSERT_TRUE(space.ok());
+  std::set<std::string> stored;  // what the coordinator holds: every tensor ever returned
+  int weight_tasks = 0, arch_tasks = 0;
+  for (int i = 0; i < 40 && (weight_tasks < 6 || arch_tasks < 2); ++i) {
+    ASSERT_NO_FATAL_FAILURE(AcquireTask(w));
+    const Task& t = w.last_task();
+    if (!t.has_init()) {
+      std::vector<std::vector<bool>> keep;
+      for (int e = 0; e < space->num_edges(); ++e) {
+        keep.emplace_back(space->edges()[e].candidates.size(), false);
+        if (t.has_weight()) {
+          keep[e][t.weight().path(e)] = true;
+        } else {
+          ASSERT_TRUE(t.has_arch());
+          keep[e][t.arch().active(e)] = true;
+          keep[e][t.arch().other(e)] = true;
+        }
+      }
+      std::set<std::string> want, listed;
+      for (const std::string& n : stored) {
+        bool momentum = absl::StartsWith(n, kMomentumPrefix);
+        if (TensorNeeded(n, keep) && (t.has_weight() || !momentum)) want.insert(n);
+      }
+      for (const TensorRef& r : t.tensors()) {
+        EXPECT_TRUE(listed.insert(r.name()).second) << r.name() << " listed twice";
+      }
+      EXPECT_EQ(listed, want) << "task of round " << t.round();
+      (t.has_weight() ? weight_tasks : arch_tasks) += 1;
+    }
+    auto r = w.MakeResult();
+    ASSERT_TRUE(r.ok()) << r.status();
+    for (const TensorBlob& b : r->second) stored.insert(b.name());
+    ASSERT_TRUE(w.Complete(r->first, r->second).ok());
+  }
+  EXPECT_GE(weight_tasks, 6);
+  EXPECT_GE(arch_tasks, 2);
 }
 
 TEST_F(CoordinatorServerTest, MalformedResultsAreRefusedAndChangeNothing) {
