@@ -281,10 +281,16 @@ class WorkerGatewayImpl final : public WorkerGateway::Service {
         break;
       }
       if (i == 0) {
+        held.job = (*t)->job_id();
         held.versions.reserve(req.cached_size());
         for (const TensorRef& r : req.cached()) held.versions[r.name()] = r.version();
       }
-      Inline(req, held, **t);
+      if ((*t)->job_id() == held.job) {
+        Inline(req, held, **t);
+      } else {  // names are per job: another job's task gets all it needs inline
+        Held none;
+        Inline(req, none, **t);
+      }
       *(i == 0 ? reply->mutable_task() : reply->add_more()) = std::move(**t);
     }
     return absl::OkStatus();
@@ -293,6 +299,7 @@ class WorkerGatewayImpl final : public WorkerGateway::Service {
   // What the worker will hold when it runs the next task of a reply: its cache as it listed it,
   // plus what earlier tasks of the reply carried (the blobs kept alive for the names' views).
   struct Held {
+    std::string job;  // the job of the reply's first task, which the cache list is taken for
     absl::flat_hash_map<absl::string_view, uint64_t> versions;
     std::vector<std::shared_ptr<const TensorBlob>> sent;
   };

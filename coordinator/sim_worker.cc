@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -117,9 +118,20 @@ absl::StatusOr<bool> SimWorker::Acquire(absl::Duration wait) {
   if (reply.idle()) return false;
   task_ = reply.task();
   queue_.clear();
-  queue_.push_back(reply.task());
-  for (const Task& t : reply.more()) queue_.push_back(t);
+  Queue(reply);
   return true;
+}
+
+void SimWorker::Queue(const AcquireTaskReply& reply) {
+  std::set<std::pair<std::string, uint64_t>> inlined;
+  auto add = [&](const Task& t) {
+    for (const TensorBlob& b : t.inline_tensors()) {
+      if (!inlined.emplace(b.name(), b.version()).second) ++inline_repeats_;
+    }
+    queue_.push_back(t);
+  };
+  add(reply.task());
+  for (const Task& t : reply.more()) add(t);
 }
 
 absl::StatusOr<std::vector<TensorBlob>> SimWorker::Fetch(const std::string& lease_id,
@@ -307,10 +319,7 @@ absl::StatusOr<int> SimWorker::RunSome(absl::Duration wait) {
       return absl::Status(static_cast<absl::StatusCode>(reply.codes(i)), reply.messages(i));
     }
   }
-  if (reply.has_next() && reply.next().has_task()) {
-    queue_.push_back(reply.next().task());
-    for (const Task& t : reply.next().more()) queue_.push_back(t);
-  }
+  if (reply.has_next() && reply.next().has_task()) Queue(reply.next());
   return static_cast<int>(tasks.size());
 }
 

@@ -53,6 +53,8 @@ class SimWorker {
   // The last task acquired.
   const Task& last_task() const { return task_; }
   int64_t bytes_fetched() const { return bytes_fetched_; }
+  // Inline tensors that a reply carried more than once (same name and version).
+  int64_t inline_repeats() const { return inline_repeats_; }
 
   // Pieces, for tests that misbehave on purpose.
   absl::StatusOr<bool> Acquire(absl::Duration wait);
@@ -74,6 +76,7 @@ class SimWorker {
   std::string worker_id_;
   Task task_;
   int64_t bytes_fetched_ = 0;
+  int64_t inline_repeats_ = 0;
   int64_t train_batches_ = 4;
   bool single_round_trip_ = false;
   int batch_ = 1;
@@ -81,6 +84,8 @@ class SimWorker {
   std::vector<Task> queue_;                  // tasks acquired and not yet run
   std::map<std::string, TensorBlob> cache_;  // single_round_trip_: tensors by name
   AcquireTaskRequest AcquireRequest(absl::Duration wait) const;
+  // Queues a reply's tasks in order, counting inline repeats.
+  void Queue(const AcquireTaskReply& reply);
 };
 
 }  // namespace nas

@@ -331,6 +331,32 @@ TEST_F(CoordinatorServerTest, TasksListExactlyTheTensorsTheirPathNeeds) {
   EXPECT_GE(arch_tasks, 2);
 }
 
+// A worker that takes several tasks per call gets each tensor inline once per reply, and with
+// what earlier tasks of the reply carried it lacks nothing (no FetchTensors call).
+TEST_F(CoordinatorServerTest, SeveralTasksPerReplyCarryEachTensorOnce) {
+  JobSpec spec = SmallSpec();
+  spec.set_parallel_tasks(4);
+  auto id = client_->Submit(spec);
+  ASSERT_TRUE(id.ok());
+  SimWorker w(Channel());
+  w.set_single_round_trip(true);
+  w.set_batch(4);
+  ASSERT_TRUE(w.Register("sim").ok());
+  int tasks = 0;
+  for (int i = 0; i < 2000; ++i) {
+    auto st = client_->Get(*id);
+    ASSERT_TRUE(st.ok());
+    if (st->state() == "DONE" || st->state() == "FAILED") break;
+    auto ran = w.RunSome(absl::Milliseconds(200));
+    ASSERT_TRUE(ran.ok()) << ran.status();
+    tasks += *ran;
+  }
+  EXPECT_EQ(client_->Get(*id)->state(), "DONE");
+  EXPECT_GT(tasks, 12);
+  EXPECT_EQ(w.inline_repeats(), 0);
+  EXPECT_EQ(w.bytes_fetched(), 0);
+}
+
 TEST_F(CoordinatorServerTest, MalformedResultsAreRefusedAndChangeNothing) {
   auto id = client_->Submit(SmallSpec());
   ASSERT_TRUE(id.ok());
