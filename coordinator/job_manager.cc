@@ -320,14 +320,37 @@ struct JobManager::Ticker {
   std::thread thread;
 };
 
+// A search round's gauges, recorded with the duration of its commit once it is written.
+struct RoundGauges {
+  double train_loss, val_accuracy, expected_ms, target_ms, entropy;
+};
+
 struct JobManager::CommitQueue {
   struct Entry {
     RoundCommit commit;
-    // The round's gauges, recorded with the commit's duration once it is written.
-    double train_loss, val_accuracy, expected_ms, target_ms, entropy;
+    RoundGauges gauges;
   };
   std::deque<Entry> queue;
 };
+
+namespace {
+
+// A job is at most this many rounds ahead of its checkpoint (pipelined commits); its tasks wait.
+constexpr int kMaxPendingCommits = 2;
+
+RoundGauges GaugesOf(const SearchDriver& d, const JobRecord& rec) {
+  return {d.ema_loss(), d.last_arch_accuracy(), d.ExpectedLatency(), rec.target_latency_ms(),
+          d.alpha().MeanEntropy()};
+}
+
+void RecordRound(CoordinatorMetrics* metrics, const std::string& job_id, double commit_seconds,
+                 const RoundGauges& g) {
+  if (metrics == nullptr) return;
+  metrics->Round(job_id, commit_seconds, g.train_loss, g.val_accuracy, g.expected_ms, g.target_ms,
+                 g.entropy);
+}
+
+}  // namespace
 
 JobManager::JobManager(CheckpointStore* store, LatencyProvider* latency, JobManagerOptions options)
     : store_(store), latency_(latency), options_(std::move(options)) {}
@@ -408,9 +431,8 @@ void JobManager::CommitLoop() {
         if (!Terminal(j->rec.state())) {
           Fail(*j, absl::StrCat("checkpoint of round ", e->commit.round, ": ", s.message()));
         }
-      } else if (options_.metrics != nullptr) {
-        options_.metrics->Round(j->rec.job_id(), seconds, e->train_loss, e->val_accuracy,
-                                e->expected_ms, e->target_ms, e->entropy);
+      } else {
+        RecordRound(options_.metrics, j->rec.job_id(), seconds, e->gauges);
       }
     }
     changed_.SignalAll();
@@ -942,7 +964,7 @@ absl::StatusOr<std::optional<Task>> JobManager::Acquire(const std::string& worke
     for (auto& [id, jp] : jobs_) {
       Job& j = *jp;
       if (Terminal(j.rec.state())) continue;
-      if (j.pending_commits >= 2) continue;  // two rounds ahead of its checkpoint: wait
+      if (j.pending_commits >= kMaxPendingCommits) continue;  // ahead of its checkpoint: wait
       for (Lease& l : j.tasks) {
         if (l.state != Lease::State::kQueued) continue;
         if (best == nullptr || j.rec.spec().priority() > best->rec.spec().priority()) {
@@ -1347,24 +1369,23 @@ absl::Status JobManager::CommitRound(Job& j, std::vector<std::string> events) {
   // The record (with the job's latency table) only when it changed since it was last written.
   std::string record = j.rec.SerializeAsString();
   if (record != j.persisted_record) c.job_record = record;
+  const RoundGauges gauges = GaugesOf(*j.driver, j.rec);
   if (background) {
+    // The writer records the gauges once the round is written (CommitLoop).
     if (c.job_record.has_value()) j.persisted_record = *c.job_record;
-    commits_->queue.push_back({std::move(c), j.driver->ema_loss(), j.driver->last_arch_accuracy(),
-                               j.driver->ExpectedLatency(), j.rec.target_latency_ms(),
-                               j.driver->alpha().MeanEntropy()});
+    commits_->queue.push_back({std::move(c), gauges});
     ++j.pending_commits;
+  } else {
+    absl::Time t0 = absl::Now();
+    NAS_RETURN_IF_ERROR(store_->CommitRound(c));
+    if (c.job_record.has_value()) j.persisted_record = std::move(*c.job_record);
+    if (round_end) {
+      RecordRound(options_.metrics, j.rec.job_id(), absl::ToDoubleSeconds(absl::Now() - t0),
+                  gauges);
+    }
   }
-  absl::Time t0 = absl::Now();
-  if (!background) NAS_RETURN_IF_ERROR(store_->CommitRound(c));
-  double seconds = absl::ToDoubleSeconds(absl::Now() - t0);
-  if (!background && c.job_record.has_value()) j.persisted_record = std::move(*c.job_record);
   j.dirty.clear();
   for (std::string& e : events) j.history.push_back(std::move(e));
-  if (options_.metrics != nullptr && round_end && !background) {
-    options_.metrics->Round(j.rec.job_id(), seconds, j.driver->ema_loss(),
-                            j.driver->last_arch_accuracy(), j.driver->ExpectedLatency(),
-                            j.rec.target_latency_ms(), j.driver->alpha().MeanEntropy());
-  }
   ++j.change;
   changed_.SignalAll();
   if (round_end && !search_done) PlanWeightStage(j);
