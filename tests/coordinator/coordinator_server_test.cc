@@ -89,16 +89,31 @@ class CoordinatorServerTest : public ::testing::Test {
     return s;
   }
 
-  // Runs simulated workers until the job ends; returns its last status.
-  JobStatus RunToEnd(const std::string& job, SimWorker& w) {
+  // Runs the simulated worker (its batch of tasks per call) until the job ends; returns its last
+  // status, and the tasks it ran in `tasks` when given.
+  JobStatus RunToEnd(const std::string& job, SimWorker& w, int* tasks = nullptr) {
     for (int i = 0; i < 1000; ++i) {
       auto st = client_->Get(job);
       EXPECT_TRUE(st.ok());
       if (st->state() == "DONE" || st->state() == "FAILED") return *st;
-      auto ran = w.RunOne(absl::Milliseconds(200));
+      auto ran = w.RunSome(absl::Milliseconds(200));
       EXPECT_TRUE(ran.ok()) << ran.status();
+      if (ran.ok() && tasks != nullptr) *tasks += *ran;
     }
     return *client_->Get(job);
+  }
+
+  // SmallSpec's job ended with every round once: 4 training batches per epoch (train_size = 4 x
+  // batch), 1 + 2 epochs, an arch step after every 2nd batch of the second joint epoch; its
+  // history is init, two arch steps, final.
+  void ExpectSmallJobDone(const std::string& job, const JobStatus& st) {
+    ASSERT_EQ(st.state(), "DONE") << st.message();
+    EXPECT_EQ(st.weight_steps(), 12);
+    EXPECT_EQ(st.arch_steps(), 2);
+    EXPECT_EQ(st.round(), 12);
+    auto r = client_->Result(job);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->history_size(), 1 + 2 + 1);
   }
 
   // Acquires the next task, waiting for preparation.
@@ -172,17 +187,11 @@ TEST_F(CoordinatorServerTest, JobRunsToDoneWithEveryRoundOnce) {
   SimWorker w(Channel());
   ASSERT_TRUE(w.Register("sim").ok());
   JobStatus st = RunToEnd(*id, w);
-  ASSERT_EQ(st.state(), "DONE") << st.message();
-  // 4 training batches per epoch (train_size = 4 x batch), 1 + 2 epochs, an arch step after
-  // every 2nd batch of the second joint epoch.
-  EXPECT_EQ(st.weight_steps(), 12);
+  ASSERT_NO_FATAL_FAILURE(ExpectSmallJobDone(*id, st));
   EXPECT_EQ(st.total_weight_steps(), 12);
-  EXPECT_EQ(st.arch_steps(), 2);
-  EXPECT_EQ(st.round(), 12);
   auto r = client_->Result(*id);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->architecture().choices_size(), 7);
-  EXPECT_EQ(r->history_size(), 1 + 2 + 1);  // init, two arch steps, final
   ASSERT_EQ(r->artifacts_size(), 2);
   auto weights = client_->Artifact(*id, "derived.pt");
   ASSERT_TRUE(weights.ok());
@@ -222,14 +231,7 @@ TEST_F(CoordinatorServerTest, PipelinedCommitsEndTheSameAndShutDownWritesEveryRo
   EXPECT_EQ(after.weight_steps(), before.weight_steps());
   SimWorker w2(Channel());
   ASSERT_TRUE(w2.Register("sim2").ok());
-  JobStatus st = RunToEnd(*id, w2);
-  ASSERT_EQ(st.state(), "DONE") << st.message();
-  EXPECT_EQ(st.weight_steps(), 12);
-  EXPECT_EQ(st.arch_steps(), 2);
-  EXPECT_EQ(st.round(), 12);
-  auto r = client_->Result(*id);
-  ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->history_size(), 1 + 2 + 1);
+  ASSERT_NO_FATAL_FAILURE(ExpectSmallJobDone(*id, RunToEnd(*id, w2)));
   EXPECT_TRUE(client_->Artifact(*id, "derived.pt").ok());
 }
 
@@ -343,15 +345,7 @@ TEST_F(CoordinatorServerTest, SeveralTasksPerReplyCarryEachTensorOnce) {
   w.set_batch(4);
   ASSERT_TRUE(w.Register("sim").ok());
   int tasks = 0;
-  for (int i = 0; i < 2000; ++i) {
-    auto st = client_->Get(*id);
-    ASSERT_TRUE(st.ok());
-    if (st->state() == "DONE" || st->state() == "FAILED") break;
-    auto ran = w.RunSome(absl::Milliseconds(200));
-    ASSERT_TRUE(ran.ok()) << ran.status();
-    tasks += *ran;
-  }
-  EXPECT_EQ(client_->Get(*id)->state(), "DONE");
+  EXPECT_EQ(RunToEnd(*id, w, &tasks).state(), "DONE");
   EXPECT_GT(tasks, 12);
   EXPECT_EQ(w.inline_repeats(), 0);
   EXPECT_EQ(w.bytes_fetched(), 0);
@@ -537,13 +531,8 @@ TEST_F(CoordinatorServerTest, RestartContinuesFromTheLastCommittedRound) {
   ASSERT_TRUE(w2.Register("sim2").ok());
   EXPECT_TRUE(IsError(w2.Complete(in_flight->first, in_flight->second),
                       absl::StatusCode::kFailedPrecondition, {"not current"}));
-  JobStatus st = RunToEnd(*id, w2);
-  ASSERT_EQ(st.state(), "DONE") << st.message();
-  EXPECT_EQ(st.weight_steps(), 12);
-  EXPECT_EQ(st.round(), 12);
-  auto r = client_->Result(*id);
-  ASSERT_TRUE(r.ok());
-  EXPECT_EQ(r->history_size(), 4);  // no arch step recorded twice
+  // Every round once: no arch step recorded twice in the history.
+  ASSERT_NO_FATAL_FAILURE(ExpectSmallJobDone(*id, RunToEnd(*id, w2)));
 }
 
 // The ImageNet preset's tensors at their real sizes (64 MB of supernet parameters) through a
