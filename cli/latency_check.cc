@@ -1,6 +1,8 @@
 #include "cli/latency_check.h"
 
+#include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -14,13 +16,15 @@ namespace nas {
 
 namespace {
 
-LatencyErrorStats Score(const std::vector<LatencyCheckSample>& samples, bool calibrated) {
+// `scale` multiplies every prediction (1: the scores of the prediction itself).
+LatencyErrorStats Score(const std::vector<LatencyCheckSample>& samples, bool calibrated,
+                        double scale = 1.0) {
   LatencyErrorStats st;
   const double n = static_cast<double>(samples.size());
   double sq = 0;
   int in10 = 0, in5 = 0;
   for (const LatencyCheckSample& s : samples) {
-    const double err = (calibrated ? s.predicted_ms : s.layer_sum_ms) - s.measured_ms;
+    const double err = scale * (calibrated ? s.predicted_ms : s.layer_sum_ms) - s.measured_ms;
     const double pe = 100.0 * err / s.measured_ms;
     sq += err * err;
     st.mape += std::abs(pe) / n;
@@ -40,6 +44,37 @@ std::string FormatStats(const LatencyErrorStats& s) {
       "RMSE %.4f ms, MAPE %.2f%%, mean error %+.2f%% (%+.4f ms), within +-10%%: %.0f%%, "
       "within +-5%%: %.0f%%",
       s.rmse_ms, s.mape, s.mean_error, s.mean_error_ms, 100 * s.within_10, 100 * s.within_5);
+}
+
+// Layers the service answered from measurements, up to `n` spread over them in key order: the
+// probes of the machine's speed against the table's.
+std::vector<std::string> ProbeKeys(const std::map<std::string, double>& measured, int n) {
+  std::vector<std::string> keys;
+  const int size = static_cast<int>(measured.size());
+  if (size == 0 || n <= 0) return keys;
+  auto it = measured.begin();
+  int at = 0;
+  for (int i = 0; i < std::min(n, size); ++i) {
+    const int want = i * size / std::min(n, size);
+    std::advance(it, want - at);
+    at = want;
+    keys.push_back(it->first);
+  }
+  return keys;
+}
+
+// The median over the probes of (time now / the table's time).
+absl::StatusOr<double> SpeedRatio(const std::vector<std::string>& probes,
+                                  const std::map<std::string, double>& table,
+                                  const ProfileOptions& o) {
+  NAS_ASSIGN_OR_RETURN(LatencyTable now, ProfileKeys(probes, o, nullptr));
+  std::vector<double> ratios;
+  for (const std::string& k : probes) {
+    NAS_ASSIGN_OR_RETURN(LatencyEntry e, now.Lookup(k));
+    ratios.push_back(e.mean_ms / table.at(k));
+  }
+  std::sort(ratios.begin(), ratios.end());
+  return ratios[(ratios.size() - 1) / 2];
 }
 
 }  // namespace
@@ -70,6 +105,8 @@ absl::StatusOr<LatencyCheckReport> RunLatencyCheck(const LatencyCheckOptions& o)
   report.space = space.name();
   report.threads = profile.threads;
   Rng rng(o.seed);
+  std::vector<NetworkConfig> nets;
+  std::map<std::string, double> measured_keys;  // the table's time of each measured layer
   for (int s = 0; s < o.samples; ++s) {
     std::vector<int> choices;
     LatencyCheckSample sample;
@@ -82,20 +119,42 @@ absl::StatusOr<LatencyCheckReport> RunLatencyCheck(const LatencyCheckOptions& o)
     const std::vector<std::string> keys = net.LayerKeys();
     std::vector<LayerLatency> answers;
     NAS_RETURN_IF_ERROR(client->Query(o.device, keys, &answers));
-    for (const LayerLatency& a : answers) {
+    for (size_t k = 0; k < answers.size(); ++k) {
+      const LayerLatency& a = answers[k];
       sample.layer_sum_ms += a.mean_ms;
       sample.predicted_keys += a.source == LatencySource::kPredicted;
+      if (a.source == LatencySource::kMeasured && a.mean_ms > 0) measured_keys[keys[k]] = a.mean_ms;
     }
     sample.layers = static_cast<int>(keys.size());
     sample.predicted_ms = sample.layer_sum_ms;
     if (report.calibration.has_value()) {
       sample.predicted_ms += report.calibration->Correction(sample.layers);
     }
-    NAS_ASSIGN_OR_RETURN(LatencyEntry measured, MeasureNetwork(net, profile, &sample.timing));
-    sample.measured_ms = measured.mean_ms;
-    sample.measured_std_ms = std::sqrt(measured.var);
     report.samples.push_back(std::move(sample));
+    nets.push_back(std::move(net));
   }
+  // Every network in each of profile.passes passes, the median pass kept (the
+  // profiler's calibration protocol).
+  // The machine's speed against the table's, before and after: a table profiled while this
+  // (shared) machine ran at another speed predicts every network off by that ratio.
+  const std::vector<std::string> probes = ProbeKeys(measured_keys, o.probe_layers);
+  if (!probes.empty()) {
+    NAS_ASSIGN_OR_RETURN(report.speed_before, SpeedRatio(probes, measured_keys, profile));
+  }
+  std::vector<TimingReport> timings;
+  NAS_ASSIGN_OR_RETURN(std::vector<LatencyEntry> measured,
+                       MeasureNetworks(nets, profile, &timings));
+  if (!probes.empty()) {
+    NAS_ASSIGN_OR_RETURN(report.speed_after, SpeedRatio(probes, measured_keys, profile));
+  }
+  report.probe_layers = static_cast<int>(probes.size());
+  for (size_t s = 0; s < nets.size(); ++s) {
+    LatencyCheckSample& sample = report.samples[s];
+    sample.measured_ms = measured[s].mean_ms;
+    sample.measured_std_ms = std::sqrt(measured[s].var);
+    sample.timing = timings[s];
+  }
+  report.passes = profile.passes;
   double window = 0, others = 0;
   for (const LatencyCheckSample& s : report.samples) {
     window += s.timing.window_ms;
@@ -104,16 +163,21 @@ absl::StatusOr<LatencyCheckReport> RunLatencyCheck(const LatencyCheckOptions& o)
   report.others_cpu = window > 0 ? others / window : 0;
   report.layer_sum = Score(report.samples, /*calibrated=*/false);
   report.predicted = Score(report.samples, /*calibrated=*/true);
+  if (report.probe_layers > 0) {
+    report.speed_adjusted = Score(report.samples, report.calibration.has_value(),
+                                  0.5 * (report.speed_before + report.speed_after));
+  }
   return report;
 }
 
 std::string FormatLatencyCheck(const LatencyCheckReport& r) {
   std::string out = absl::StrFormat(
-      "latency check: device %s, space %s, %d networks, measured here with %d threads\n\n"
+      "latency check: device %s, space %s, %d networks, measured here with %d threads (median "
+      "of %d interleaved passes)\n\n"
       "| # | layers | layer sum (ms) | predicted (ms) | predicted layers | measured (ms) | +-std "
       "| re-timed | others (cores) | error |\n"
       "|---|---|---|---|---|---|---|---|---|---|\n",
-      r.device, r.space, r.samples.size(), r.threads);
+      r.device, r.space, r.samples.size(), r.threads, r.passes);
   for (size_t i = 0; i < r.samples.size(); ++i) {
     const LatencyCheckSample& s = r.samples[i];
     absl::StrAppendFormat(&out,
@@ -138,6 +202,19 @@ std::string FormatLatencyCheck(const LatencyCheckReport& r) {
         c.overhead_ms, c.per_layer_ms, c.model, c.networks, c.raw_rmse_ms, c.rmse_ms);
   } else {
     absl::StrAppend(&out, "the table has no calibration: predictions are the layer sum\n");
+  }
+  if (r.probe_layers > 0) {
+    absl::StrAppendFormat(
+        &out,
+        "machine speed against the table: %d of its layers re-timed now take %.2fx (before the "
+        "networks) and %.2fx (after) of the table's times%s\n"
+        "predictions x %.2f (diagnostic only): %s\n",
+        r.probe_layers, r.speed_before, r.speed_after,
+        std::abs(0.5 * (r.speed_before + r.speed_after) - 1.0) > 0.05
+            ? ": the machine is not running at the speed it was profiled at, and the errors "
+              "above carry that; profile again (or check on a quiet machine)"
+            : "",
+        0.5 * (r.speed_before + r.speed_after), FormatStats(r.speed_adjusted));
   }
   return out;
 }

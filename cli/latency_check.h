@@ -3,8 +3,10 @@
 //
 // Samples N architectures of a space (each edge's candidate uniform at random, seeded), asks the
 // service for every layer of each network in one batch Query, sums them (the prediction a search
-// optimises), measures the whole network here with the profiler's protocol
-// (worker/profiler.h MeasureNetwork), and reports per network and in total: RMSE (ms), mean
+// optimises), measures the whole networks here with the profiler's calibration protocol
+// (worker/profiler.h MeasureNetworks: interleaved passes over all of them, each network's median
+// pass kept, so that a slow phase of the machine lasting seconds moves one pass, not the
+// result), and reports per network and in total: RMSE (ms), mean
 // absolute percentage error, mean signed error, and the share of networks within +-10% and +-5%.
 // The profiler's threads default to the device table's, so the measurement matches the set-up
 // the table was profiled with.
@@ -15,6 +17,12 @@
 // a network is its layer sum plus that correction; the report scores both the plain layer sum
 // ("before") and the calibrated prediction ("after") against the same measurements. A table
 // without calibration is scored on the layer sum alone.
+//
+// A shared machine's speed drifts (this development VM's by up to ~1.5x within minutes), and a
+// table profiled at one speed then mispredicts every network at another. The check re-times
+// `probe_layers` of the table's measured layers before and after the networks and reports the
+// ratio to the table's times, so a miss can be told apart from a wrong table; the predictions
+// scaled by that ratio are scored as a diagnostic line.
 //
 //   LatencyCheckOptions o;  o.latency_service = "localhost:50052";  o.device = "local-cpu";
 //   NAS_ASSIGN_OR_RETURN(LatencyCheckReport r, RunLatencyCheck(o));
@@ -42,6 +50,9 @@ struct LatencyCheckOptions {
   int samples = 20;
   // Seed of the sampling. Default 0.
   uint64_t seed = 0;
+  // Layers of the table re-timed before and after the networks (the machine's speed against
+  // the table's); 0: none. Default 8.
+  int probe_layers = 8;
   // How networks are measured here; threads 0 takes the device table's threads.
   // Default ProfileOptions{}.
   ProfileOptions profile;
@@ -72,6 +83,7 @@ struct LatencyCheckReport {
   std::string device;
   std::string space;
   int threads = 0;
+  int passes = 0;  // each network measured in this many interleaved passes, median kept
   // The device table's calibration as the service reports it; absent: none.
   std::optional<LatencyCalibration> calibration;
   std::vector<LatencyCheckSample> samples;
@@ -80,6 +92,15 @@ struct LatencyCheckReport {
   double others_cpu = 0;
   LatencyErrorStats layer_sum;  // the plain per-layer sum (before calibration)
   LatencyErrorStats predicted;  // layer sum + calibration (what a search optimises)
+  // The machine's speed against the table's: the median over `probe_layers` measured layers of
+  // the sampled networks of (their time re-measured now / the table's), before and after the
+  // networks are measured. ~1 when the machine runs as it did when profiled.
+  int probe_layers = 0;
+  double speed_before = 0;
+  double speed_after = 0;
+  // Diagnostic: the predictions scaled by the mean speed ratio (the table's accuracy with the
+  // machine's drift taken out); not what a search uses.
+  LatencyErrorStats speed_adjusted;
 };
 
 // Errors: InvalidArgument naming the option; the service's errors (unknown device, a key it

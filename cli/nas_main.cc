@@ -47,6 +47,9 @@ ABSL_FLAG(int, profile_repeats, 50, "timed runs per profiled layer");
 ABSL_FLAG(int, calibration_networks, 20,
           "profile (and search when it profiles): sampled networks measured end to end to fit "
           "the table's whole-network calibration (0: none)");
+ABSL_FLAG(int, profile_passes, 3,
+          "profile, latency-check: passes over the layers and networks timed (each keeps its "
+          "median pass)");
 ABSL_FLAG(double, calibration_max_error, 50,
           "profile: keep the calibration only if it predicts every calibration network within "
           "this many percent");
@@ -99,6 +102,9 @@ ABSL_FLAG(bool, pipelined_commits, false,
           "next round runs (a coordinator crash loses up to two rounds, re-run identically)");
 ABSL_FLAG(int, steps_per_task, 1, "search with --workers/--coordinator: SGD steps per weight task");
 ABSL_FLAG(int, samples, 20, "latency-check: random architectures to predict and measure");
+ABSL_FLAG(int, probe_layers, 8,
+          "latency-check: table layers re-timed before and after the networks (the machine's "
+          "speed against the table's; 0: none)");
 
 namespace {
 
@@ -115,6 +121,7 @@ nas::ProfileOptions ProfileFromFlags() {
   p.repeats = absl::GetFlag(FLAGS_profile_repeats);
   p.calibration_networks = absl::GetFlag(FLAGS_calibration_networks);
   p.max_calibration_error_pct = absl::GetFlag(FLAGS_calibration_max_error);
+  p.passes = absl::GetFlag(FLAGS_profile_passes);
   p.threads = absl::GetFlag(FLAGS_threads);
   return p;
 }
@@ -334,6 +341,7 @@ int LatencyCheck() {
   o.device = absl::GetFlag(FLAGS_device);
   o.space = absl::GetFlag(FLAGS_space);
   o.samples = absl::GetFlag(FLAGS_samples);
+  o.probe_layers = absl::GetFlag(FLAGS_probe_layers);
   o.seed = absl::GetFlag(FLAGS_seed);
   o.profile = ProfileFromFlags();
   auto r = nas::RunLatencyCheck(o);

@@ -147,6 +147,25 @@ LatencyEntry Time(const std::function<void()>& f, const ProfileOptions& o,
   return best;
 }
 
+// The order of pass `p` over n items: in order first, then shuffled (seeded), so that an item's
+// passes fall at unrelated times and a slow or fast phase does not meet the same neighbours in
+// every pass.
+std::vector<int> PassOrder(int n, int p, uint64_t seed) {
+  std::vector<int> order(n);
+  for (int i = 0; i < n; ++i) order[i] = i;
+  if (p == 0) return order;
+  Rng rng(seed ^ (0x7061737365730000ULL + static_cast<uint64_t>(p)));
+  for (int i = n; i > 1; --i) std::swap(order[i - 1], order[rng.Below(i)]);
+  return order;
+}
+
+// The timing of the median pass (by mean; the lower one of an even count).
+LatencyEntry MedianPass(std::vector<LatencyEntry> passes) {
+  std::sort(passes.begin(), passes.end(),
+            [](const LatencyEntry& a, const LatencyEntry& b) { return a.mean_ms < b.mean_ms; });
+  return passes[(passes.size() - 1) / 2];
+}
+
 // A layer rebuilt from its key, as a callable on an input tensor.
 struct KeyedLayer {
   std::shared_ptr<torch::nn::Module> module;
@@ -207,10 +226,11 @@ std::string ProfileMethod(const ProfileOptions& o) {
   std::string m = absl::StrCat(
       "per-layer forward, inference mode, channels-last strided input, ", o.warmup, " warm-up + ",
       o.repeats, " timed runs, mean and variance of the middle 50%, re-timed up to ", o.max_retimes,
-      " times when that mean exceeds ", kStallRatio, "x the fastest run");
+      " times when that mean exceeds ", kStallRatio, "x the fastest run; median of ", o.passes,
+      " interleaved passes (the first in order, the others shuffled)");
   if (o.calibration_networks > 0) {
     absl::StrAppend(&m, "; calibration: ", o.calibration_networks,
-                    " sampled networks end to end, least-squares overhead");
+                    " sampled networks end to end (same passes), least-squares overhead");
   }
   return m;
 }
@@ -236,28 +256,40 @@ absl::StatusOr<LatencyTable> ProfileKeys(
   torch::manual_seed(o.seed);
   torch::Device dev = BackendDevice(o);
   const CpuCounters start = CpuCounters::Now();
-  TimingReport timing;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    NAS_ASSIGN_OR_RETURN(LayerKey k, LayerKey::Parse(keys[i]));
-    NAS_ASSIGN_OR_RETURN(KeyedLayer layer, BuildLayer(k));
-    absl::StatusOr<LatencyEntry> e = TorchCall(
-        [&] {
-          torch::InferenceMode guard;
-          layer.module->to(dev);
-          layer.module->eval();
-          std::vector<int64_t> shape = {o.batch_size};
-          shape.insert(shape.end(), layer.input_shape.begin(), layer.input_shape.end());
-          torch::Tensor x =
-              ChannelsLastStrided(torch::randn(shape, torch::TensorOptions().device(dev)));
-          ToChannelsLast(*layer.module);
-          return Time([&] { (void)layer.forward(x); }, o, &timing);
-        },
-        "profiling " + keys[i]);
-    if (!e.ok()) return e.status();
-    NAS_RETURN_IF_ERROR(table.Insert(keys[i], *e));
-    if (report != nullptr) report->retimed += timing.retimed;
-    if (progress) progress(static_cast<int>(i) + 1, static_cast<int>(keys.size()), keys[i]);
+  if (o.passes < 1) return absl::InvalidArgumentError("passes: must be >= 1");
+  std::vector<LayerKey> parsed;
+  for (const std::string& key : keys) {
+    NAS_ASSIGN_OR_RETURN(LayerKey k, LayerKey::Parse(key));
+    parsed.push_back(std::move(k));
   }
+  const int n = static_cast<int>(keys.size());
+  std::vector<std::vector<LatencyEntry>> passes(n);
+  TimingReport timing;
+  for (int p = 0; p < o.passes; ++p) {
+    const std::vector<int> order = PassOrder(n, p, o.seed);
+    for (int step = 0; step < n; ++step) {
+      const int i = order[step];
+      NAS_ASSIGN_OR_RETURN(KeyedLayer layer, BuildLayer(parsed[i]));
+      absl::StatusOr<LatencyEntry> e = TorchCall(
+          [&] {
+            torch::InferenceMode guard;
+            layer.module->to(dev);
+            layer.module->eval();
+            std::vector<int64_t> shape = {o.batch_size};
+            shape.insert(shape.end(), layer.input_shape.begin(), layer.input_shape.end());
+            torch::Tensor x =
+                ChannelsLastStrided(torch::randn(shape, torch::TensorOptions().device(dev)));
+            ToChannelsLast(*layer.module);
+            return Time([&] { (void)layer.forward(x); }, o, &timing);
+          },
+          "profiling " + keys[i]);
+      if (!e.ok()) return e.status();
+      passes[i].push_back(*e);
+      if (report != nullptr) report->retimed += timing.retimed;
+      if (progress) progress(p * n + step + 1, n * o.passes, keys[i]);
+    }
+  }
+  for (int i = 0; i < n; ++i) NAS_RETURN_IF_ERROR(table.Insert(keys[i], MedianPass(passes[i])));
   if (report != nullptr) {
     TimingReport all;
     Account(start, CpuCounters::Now(), &all);
@@ -285,6 +317,38 @@ absl::StatusOr<LatencyEntry> MeasureNetwork(const NetworkConfig& net, const Prof
         return Time([&] { (void)m->forward(x); }, o, report);
       },
       "measuring network latency");
+}
+
+absl::StatusOr<std::vector<LatencyEntry>> MeasureNetworks(
+    const std::vector<NetworkConfig>& nets, const ProfileOptions& o,
+    std::vector<TimingReport>* reports, const std::function<void(int, int)>& progress) {
+  if (o.passes < 1) return absl::InvalidArgumentError("network_passes: must be >= 1");
+  const int n = static_cast<int>(nets.size());
+  std::vector<std::vector<LatencyEntry>> passes(n);
+  std::vector<TimingReport> sums(n);
+  for (int p = 0; p < o.passes; ++p) {
+    const std::vector<int> order = PassOrder(n, p, o.seed);
+    for (int step = 0; step < n; ++step) {
+      const int i = order[step];
+      TimingReport timing;
+      NAS_ASSIGN_OR_RETURN(LatencyEntry e, MeasureNetwork(nets[i], o, &timing));
+      passes[i].push_back(e);
+      TimingReport& sum = sums[i];
+      sum.retimed += timing.retimed;
+      sum.others_cpu =
+          sum.window_ms + timing.window_ms > 0
+              ? (sum.others_cpu * sum.window_ms + timing.others_cpu * timing.window_ms) /
+                    (sum.window_ms + timing.window_ms)
+              : 0;
+      sum.window_ms += timing.window_ms;
+      if (progress) progress(p * n + step + 1, n * o.passes);
+    }
+  }
+  std::vector<LatencyEntry> out;
+  out.reserve(n);
+  for (std::vector<LatencyEntry>& v : passes) out.push_back(MedianPass(std::move(v)));
+  if (reports != nullptr) *reports = std::move(sums);
+  return out;
 }
 
 // Whole-network measurements are re-taken while the fit looks disturbed: networks left out as
@@ -345,20 +409,22 @@ absl::Status CalibrateTable(const SearchSpace& space, const ProfileOptions& o,
   int attempts = 0;
   while (attempts < kCalibrationAttempts && !(best.has_value() && SteadyCalibration(*best))) {
     ++attempts;
+    std::vector<TimingReport> timings;
+    NAS_ASSIGN_OR_RETURN(std::vector<LatencyEntry> measured,
+                         MeasureNetworks(nets, o, &timings, [&](int i, int n) {
+                           if (progress && attempts == 1) progress(i, n);
+                         }));
     std::vector<CalibrationSample> samples;
     for (size_t s = 0; s < nets.size(); ++s) {
       const std::vector<std::string> keys = nets[s].LayerKeys();
       CalibrationSample sample;
       NAS_ASSIGN_OR_RETURN(sample.layer_sum_ms, table->SumMeans(keys));
       sample.layers = static_cast<int>(keys.size());
-      TimingReport timing;
-      NAS_ASSIGN_OR_RETURN(LatencyEntry measured, MeasureNetwork(nets[s], o, &timing));
-      sample.measured_ms = measured.mean_ms;
+      sample.measured_ms = measured[s].mean_ms;
       samples.push_back(sample);
-      window += timing.window_ms;
-      others += timing.others_cpu * timing.window_ms;
-      if (report != nullptr) report->retimed += timing.retimed;
-      if (progress && attempts == 1) progress(static_cast<int>(s) + 1, o.calibration_networks);
+      window += timings[s].window_ms;
+      others += timings[s].others_cpu * timings[s].window_ms;
+      if (report != nullptr) report->retimed += timings[s].retimed;
     }
     NAS_ASSIGN_OR_RETURN(LatencyCalibration fit, FitCalibration(samples));
     auto steadier = [](const LatencyCalibration& a, const LatencyCalibration& b) {
@@ -386,12 +452,17 @@ absl::Status CalibrateTable(const SearchSpace& space, const ProfileOptions& o,
   return absl::OkStatus();
 }
 
+int ProfileSteps(const SearchSpace& space, const ProfileOptions& o) {
+  return (static_cast<int>(space.AllLayerKeys().size()) + std::max(0, o.calibration_networks)) *
+         std::max(1, o.passes);
+}
+
 absl::StatusOr<LatencyTable> ProfileSpace(
     const SearchSpace& space, const ProfileOptions& o,
     const std::function<void(int, int, const std::string&)>& progress, ProfileReport* report) {
   const std::vector<std::string> keys = space.AllLayerKeys();
-  const int layers = static_cast<int>(keys.size());
-  const int total = layers + std::max(0, o.calibration_networks);
+  const int layers = static_cast<int>(keys.size()) * std::max(1, o.passes);
+  const int total = ProfileSteps(space, o);
   NAS_ASSIGN_OR_RETURN(LatencyTable t,
                        ProfileKeys(keys, o, [&](int i, int, const std::string& key) {
                          if (progress) progress(i, total, key);

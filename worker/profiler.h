@@ -6,21 +6,24 @@
 // in inference mode on a random input of the recorded batch size: `warmup` untimed runs, then
 // `repeats` timed runs; the fastest and slowest quarter are dropped (a stalled OpenMP thread on a
 // shared core otherwise dominates) and the middle half gives mean and
-// variance (ms). A timing whose middle-half mean exceeds 1.5x its fastest run was dominated by
+// variance (ms). Every layer is timed in `passes` interleaved passes (all layers in order, then all
+// again in a shuffled order, ...) and keeps its median pass, so a slow phase of the machine
+// lasting a few seconds moves one pass of a layer, not its entry.
+// A timing whose middle-half mean exceeds 1.5x its fastest run was dominated by
 // stalls (another process held a core for more than a quarter of the runs: a 0.05 ms layer then
 // reads 3 ms) and is re-timed, up to 3 more times; the first clean timing is kept, else the
 // lowest of them.
 //
 // Calibration: per-layer times miss what a whole network costs beyond its layers. ProfileSpace
 // therefore also measures `calibration_networks` networks sampled from the space (spanning its
-// layer counts) end to end (same protocol) and fits the table's LatencyCalibration (core/latency_table.h:
-// overhead, optionally per layer, least squares), so that layer sum + correction predicts a
-// network.
+// layer counts) end to end (same protocol, passes included) and fits the table's LatencyCalibration
+// (core/latency_table.h: overhead, optionally per layer, least squares), so that layer sum +
+// correction predicts a network.
 //
 //   ProfileOptions o;  o.threads = 2;  o.device = "x86-2core";
-//   NAS_ASSIGN_OR_RETURN(LatencyTable t, ProfileSpace(space, o, nullptr));   // layers + calibration
-//   NAS_ASSIGN_OR_RETURN(LatencyTable t, ProfileKeys(space.AllLayerKeys(), o, nullptr));
-//   NAS_ASSIGN_OR_RETURN(LatencyEntry e, MeasureNetwork(net_config, o));
+//   NAS_ASSIGN_OR_RETURN(LatencyTable t, ProfileSpace(space, o, nullptr));   // layers +
+//   calibration NAS_ASSIGN_OR_RETURN(LatencyTable t, ProfileKeys(space.AllLayerKeys(), o,
+//   nullptr)); NAS_ASSIGN_OR_RETURN(LatencyEntry e, MeasureNetwork(net_config, o));
 #pragma once
 
 #include <functional>
@@ -55,6 +58,10 @@ struct ProfileOptions {
   double max_calibration_error_pct = 50.0;
   // Re-timings of a stall-dominated timing before the lowest one is kept. Default 3.
   int max_retimes = 3;
+  // Layers, and whole networks (calibration, `nas latency-check`), are timed in this many passes
+  // over all of them, and each keeps its median pass: a slow phase of the machine lasting
+  // seconds then moves one pass of what it covers, not the result. Default 3.
+  int passes = 3;
   uint64_t seed = 0;
 };
 
@@ -79,7 +86,7 @@ struct ProfileReport {
 };
 inline constexpr double kBusyMachineCores = 0.25;
 
-// Times every key; progress(i, n, key) after each.
+// Times every key (in options.passes passes); progress(i, n, key) after each timing.
 absl::StatusOr<LatencyTable> ProfileKeys(
     const std::vector<std::string>& keys, const ProfileOptions& options,
     const std::function<void(int, int, const std::string&)>& progress,
@@ -90,6 +97,14 @@ absl::StatusOr<LatencyTable> ProfileKeys(
 absl::StatusOr<LatencyEntry> MeasureNetwork(const NetworkConfig& net,
                                             const ProfileOptions& options,
                                             TimingReport* report = nullptr);
+
+// Each network measured end to end in options.passes interleaved passes (pass 1 over all
+// networks in order, then pass 2 in a shuffled order, ...); each network's entry is its median pass
+// (by mean), and its report adds up its passes (re-timings, windows; others' cores weighted by
+// window). progress(i, n) after each timing (n = networks x passes).
+absl::StatusOr<std::vector<LatencyEntry>> MeasureNetworks(
+    const std::vector<NetworkConfig>& nets, const ProfileOptions& options,
+    std::vector<TimingReport>* reports, const std::function<void(int, int)>& progress = nullptr);
 
 // Measures options.calibration_networks networks sampled from `space` end to end and sets
 // table->info().calibration from them (FitCalibration). When the fit looks disturbed (networks
@@ -102,6 +117,9 @@ absl::StatusOr<LatencyEntry> MeasureNetwork(const NetworkConfig& net,
 absl::Status CalibrateTable(const SearchSpace& space, const ProfileOptions& options,
                             LatencyTable* table, const std::function<void(int, int)>& progress,
                             ProfileReport* report = nullptr);
+
+// The timings ProfileSpace reports progress for: every key and calibration network, per pass.
+int ProfileSteps(const SearchSpace& space, const ProfileOptions& options);
 
 // ProfileKeys(space.AllLayerKeys()) then, unless options.calibration_networks is 0,
 // CalibrateTable. progress(i, n, what) after each layer and each network (n counts both).

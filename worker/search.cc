@@ -101,8 +101,7 @@ absl::StatusOr<LatencyTable> ObtainTable(const SearchSpace& space, const SearchO
                          "profiling again"));
   }
   auto t0 = std::chrono::steady_clock::now();
-  bar.Start("profile",
-            static_cast<int64_t>(keys.size()) + std::max(0, po.calibration_networks));
+  bar.Start("profile", ProfileSteps(space, po));
   ProfileReport report;
   NAS_ASSIGN_OR_RETURN(LatencyTable t,
                        ProfileSpace(space, po, [&](int i, int, const std::string&) {
@@ -533,9 +532,7 @@ absl::StatusOr<std::string> RunProfile(const std::string& space_name, const Prof
                                        const std::string& out_path) {
   NAS_ASSIGN_OR_RETURN(SearchSpace space, SearchSpace::Load(space_name));
   ProgressBar bar(true);
-  std::vector<std::string> keys = space.AllLayerKeys();
-  bar.Start("profile",
-            static_cast<int64_t>(keys.size()) + std::max(0, po.calibration_networks));
+  bar.Start("profile", ProfileSteps(space, po));
   ProfileReport report;
   NAS_ASSIGN_OR_RETURN(LatencyTable t, ProfileSpace(space, po, [&](int i, int, const std::string&) {
                          bar.Update(i, "layers, then networks");

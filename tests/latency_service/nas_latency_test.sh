@@ -61,6 +61,10 @@ check "latency-check prints RMSE and shares" grep -q "RMSE .* within +-10%: .* w
 check "latency-check lists 3 networks" test "$(grep -c '^| [0-9]' "$WORK/check.log")" -eq 3
 check "latency-check scores the layer sum and the calibrated prediction" \
   bash -c "grep -q '^layer sum only: .*RMSE' '$WORK/check.log' && grep -q '^layer sum + calibration: .*RMSE' '$WORK/check.log'"
+check "latency-check measures each network in 3 interleaved passes" \
+  grep -q "median of 3 interleaved passes" "$WORK/check.log"
+check "latency-check re-times 8 table layers for the machine's speed" \
+  grep -qE "^machine speed against the table: 8 of its layers re-timed now take [0-9.]+x" "$WORK/check.log"
 expect_error "latency-check on an unknown device" "pixel9" \
   "$NAS" latency-check --latency_service "$TARGET" --device pixel9 --samples 1
 expect_error "latency-check without a service" "latency_service" "$NAS" latency-check --samples 1

@@ -183,10 +183,26 @@ TEST(ProfilerTest, TimesEveryKeyAndRejectsBadKeys) {
       "expanded_conv-input:8x8x8-output:4x4x16-expand:6-kernel:3-stride:2-idskip:0",
       "Conv_1-input:4x4x16-output:4x4x32",
       "Logits-input:4x4x32-output:10"};
-  int calls = 0;
-  auto t = ProfileKeys(keys, o, [&](int, int, const std::string&) { ++calls; });
+  o.passes = 2;
+  std::vector<std::pair<int, std::string>> calls;
+  auto t = ProfileKeys(keys, o, [&](int i, int n, const std::string& key) {
+    EXPECT_EQ(n, 10);
+    calls.emplace_back(i, key);
+  });
   ASSERT_TRUE(t.ok()) << t.status();
-  EXPECT_EQ(calls, 5);
+  // Every key once per pass, the passes one after the other: the first in order, the second
+  // a permutation.
+  ASSERT_EQ(calls.size(), 10u);
+  std::vector<std::string> second;
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(calls[i].first, i + 1);
+    if (i < 5) EXPECT_EQ(calls[i].second, keys[i]);
+    if (i >= 5) second.push_back(calls[i].second);
+  }
+  std::sort(second.begin(), second.end());
+  std::vector<std::string> sorted = keys;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(second, sorted);
   EXPECT_EQ(t->size(), 5u);
   EXPECT_EQ(t->info().device, "test-cpu");
   EXPECT_EQ(t->info().threads, 1);
@@ -221,6 +237,40 @@ TEST(ProfilerTest, CalibrationPredictingNoTimeIsNotKept) {
   EXPECT_FALSE(t.info().calibration.has_value());
   EXPECT_FALSE(report.calibration_steady);
   EXPECT_TRUE(BuildLatencyModel(space, t).ok());
+}
+
+TEST(ProfilerTest, NetworksAreMeasuredInInterleavedPasses) {
+  ConfigureCpuRuntime(1);
+  SearchSpace space = SearchSpace::Preset("fashion-mnist").value();
+  std::vector<NetworkConfig> nets;
+  for (int c : {0, 1, 2}) {
+    nets.push_back(space.Derive(std::vector<int>(space.num_edges(), c)).value());
+  }
+  ProfileOptions o;
+  o.repeats = 4;
+  o.warmup = 1;
+  o.passes = 3;
+  std::vector<std::pair<int, int>> calls;
+  std::vector<TimingReport> reports;
+  auto m = MeasureNetworks(nets, o, &reports, [&](int i, int n) { calls.emplace_back(i, n); });
+  ASSERT_TRUE(m.ok()) << m.status();
+  ASSERT_EQ(m->size(), nets.size());
+  ASSERT_EQ(reports.size(), nets.size());
+  // One timing per network per pass, counted 1..9 of 9.
+  ASSERT_EQ(calls.size(), 9u);
+  for (int i = 0; i < 9; ++i) EXPECT_EQ(calls[i], std::make_pair(i + 1, 9));
+  const LatencyEntry one = MeasureNetwork(nets[0], o).value();
+  for (size_t i = 0; i < nets.size(); ++i) {
+    EXPECT_EQ((*m)[i].count, one.count) << "network " << i;
+    EXPECT_GT((*m)[i].mean_ms, 0) << "network " << i;
+    EXPECT_GT(reports[i].window_ms, 0) << "network " << i;
+  }
+  // The protocol is part of the table's method (a cached table of another protocol is redone).
+  ProfileOptions five = o;
+  five.passes = 5;
+  EXPECT_NE(ProfileMethod(o), ProfileMethod(five));
+  o.passes = 0;
+  EXPECT_EQ(MeasureNetworks(nets, o, nullptr).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ChannelsLastStridedTest, GivesChannelsLastStridesAndKeepsValues) {
