@@ -50,13 +50,13 @@ int Fail(const absl::Status& s) {
 }
 
 std::string Line(const nas::JobStatus& s) {
-  return absl::StrFormat("%-8s %-9s %-7s round %-6d steps %d/%d arch %d loss %.3f val %.1f%% "
-                         "E[lat] %.3f ms (target %.3f)%s%s",
-                         s.job_id(), s.state(), s.phase(), s.round(), s.weight_steps(),
-                         s.total_weight_steps(), s.arch_steps(), s.train_loss(),
-                         100 * s.val_accuracy(), s.expected_latency_ms(), s.target_latency_ms(),
-                         s.degraded() ? " DEGRADED" : "",
-                         s.message().empty() ? "" : absl::StrCat(" - ", s.message()));
+  return absl::StrFormat(
+      "%-8s %-9s %-7s round %d (written %d) steps %d/%d arch %d loss %.3f "
+      "val %.1f%% E[lat] %.3f ms (target %.3f)%s%s",
+      s.job_id(), s.state(), s.phase(), s.round(), s.committed_round(), s.weight_steps(),
+      s.total_weight_steps(), s.arch_steps(), s.train_loss(), 100 * s.val_accuracy(),
+      s.expected_latency_ms(), s.target_latency_ms(), s.degraded() ? " DEGRADED" : "",
+      s.message().empty() ? "" : absl::StrCat(" - ", s.message()));
 }
 
 absl::StatusOr<nas::JobSpec> SpecFromFlags() {

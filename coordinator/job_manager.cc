@@ -306,6 +306,7 @@ struct JobManager::Job {
   absl::Duration backoff = absl::ZeroDuration();
   int64_t change = 0;  // bumped on every visible change
   int pending_commits = 0;       // rounds queued for (or being written by) the background writer
+  int64_t committed_round = 0;   // the last round written (JobStatus.committed_round)
   std::string persisted_record;  // the record as last written to the store
   int64_t weight_steps() const { return driver ? driver->weight_steps() : 0; }
 };
@@ -432,6 +433,8 @@ void JobManager::CommitLoop() {
           Fail(*j, absl::StrCat("checkpoint of round ", e->commit.round, ": ", s.message()));
         }
       } else {
+        j->committed_round = std::max(j->committed_round, e->commit.round);
+        ++j->change;
         RecordRound(options_.metrics, j->rec.job_id(), seconds, e->gauges);
       }
     }
@@ -525,6 +528,7 @@ absl::Status JobManager::Recover() {
     NAS_ASSIGN_OR_RETURN(SearchDriver d, SearchDriver::Create(PlanOf(j)));
     NAS_RETURN_IF_ERROR(d.RestoreState(committed->second));
     j.driver = std::move(d);
+    j.committed_round = committed->first;
     if (j.driver->done()) {
       PlanFinalStage(j);
       // Every final training finished before the crash: only the result was not written.
@@ -583,6 +587,7 @@ JobStatus JobManager::StatusOf(const Job& j) const {
     s.set_weight_steps(d.weight_steps());
     s.set_total_weight_steps(d.total_weight_steps());
     s.set_arch_steps(d.arch_steps());
+    s.set_committed_round(j.committed_round);
   }
   int total = j.rec.spec().train_epochs() < 0 ? 0 : (j.rec.spec().no_baseline() ? 1 : 2);
   s.set_final_total(total);
@@ -616,9 +621,9 @@ absl::StatusOr<JobStatus> JobManager::WaitForChange(const std::string& job_id,
     if (j == nullptr) return absl::NotFoundError(absl::StrCat("job_id: no job '", job_id, "'"));
     JobStatus now = StatusOf(*j);
     if (now.state() != last.state() || now.round() != last.round() ||
+        now.committed_round() != last.committed_round() ||
         now.weight_steps() != last.weight_steps() || now.degraded() != last.degraded() ||
-        now.final_done() != last.final_done() || now.message() != last.message() ||
-        stopping_) {
+        now.final_done() != last.final_done() || now.message() != last.message() || stopping_) {
       return now;
     }
     if (changed_.WaitWithDeadline(&mu_, deadline)) return now;
@@ -1378,6 +1383,7 @@ absl::Status JobManager::CommitRound(Job& j, std::vector<std::string> events) {
   } else {
     absl::Time t0 = absl::Now();
     NAS_RETURN_IF_ERROR(store_->CommitRound(c));
+    j.committed_round = c.round;
     if (c.job_record.has_value()) j.persisted_record = std::move(*c.job_record);
     if (round_end) {
       RecordRound(options_.metrics, j.rec.job_id(), absl::ToDoubleSeconds(absl::Now() - t0),

@@ -189,6 +189,7 @@ TEST_F(CoordinatorServerTest, JobRunsToDoneWithEveryRoundOnce) {
   JobStatus st = RunToEnd(*id, w);
   ASSERT_NO_FATAL_FAILURE(ExpectSmallJobDone(*id, st));
   EXPECT_EQ(st.total_weight_steps(), 12);
+  EXPECT_EQ(st.committed_round(), st.round());
   auto r = client_->Result(*id);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->architecture().choices_size(), 7);
@@ -224,10 +225,14 @@ TEST_F(CoordinatorServerTest, PipelinedCommitsEndTheSameAndShutDownWritesEveryRo
   ASSERT_TRUE(w.Register("sim").ok());
   ASSERT_NO_FATAL_FAILURE(CompleteTasks(w, 8));  // init + 7 rounds (an arch step among them)
   JobStatus before = *client_->Get(*id);
+  // The acknowledged (written) round is at most two behind the one in memory.
+  EXPECT_LE(before.committed_round(), before.round());
+  EXPECT_GE(before.committed_round(), before.round() - 2);
   server_.reset();
   ASSERT_NO_FATAL_FAILURE(Start());
   JobStatus after = *client_->Get(*id);
   EXPECT_EQ(after.round(), before.round());
+  EXPECT_EQ(after.committed_round(), before.round());
   EXPECT_EQ(after.weight_steps(), before.weight_steps());
   SimWorker w2(Channel());
   ASSERT_TRUE(w2.Register("sim2").ok());
@@ -520,6 +525,7 @@ TEST_F(CoordinatorServerTest, RestartContinuesFromTheLastCommittedRound) {
   ASSERT_TRUE(in_flight.ok());
   JobStatus before = *client_->Get(*id);
   EXPECT_EQ(before.round(), 5);
+  EXPECT_EQ(before.committed_round(), 5);  // synced commits: a round is written when acknowledged
 
   server_.reset();
   Start();
