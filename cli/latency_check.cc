@@ -16,15 +16,13 @@ namespace nas {
 
 namespace {
 
-// `scale` multiplies every prediction (1: the scores of the prediction itself).
-LatencyErrorStats Score(const std::vector<LatencyCheckSample>& samples, bool calibrated,
-                        double scale = 1.0) {
+LatencyErrorStats Score(const std::vector<LatencyCheckSample>& samples, bool calibrated) {
   LatencyErrorStats st;
   const double n = static_cast<double>(samples.size());
   double sq = 0;
   int in10 = 0, in5 = 0;
   for (const LatencyCheckSample& s : samples) {
-    const double err = scale * (calibrated ? s.predicted_ms : s.layer_sum_ms) - s.measured_ms;
+    const double err = (calibrated ? s.predicted_ms : s.layer_sum_ms) - s.measured_ms;
     const double pe = 100.0 * err / s.measured_ms;
     sq += err * err;
     st.mape += std::abs(pe) / n;
@@ -163,10 +161,6 @@ absl::StatusOr<LatencyCheckReport> RunLatencyCheck(const LatencyCheckOptions& o)
   report.others_cpu = window > 0 ? others / window : 0;
   report.layer_sum = Score(report.samples, /*calibrated=*/false);
   report.predicted = Score(report.samples, /*calibrated=*/true);
-  if (report.probe_layers > 0) {
-    report.speed_adjusted = Score(report.samples, report.calibration.has_value(),
-                                  0.5 * (report.speed_before + report.speed_after));
-  }
   return report;
 }
 
@@ -204,17 +198,15 @@ std::string FormatLatencyCheck(const LatencyCheckReport& r) {
     absl::StrAppend(&out, "the table has no calibration: predictions are the layer sum\n");
   }
   if (r.probe_layers > 0) {
+    const bool off = std::abs(r.speed_before - 1.0) > 0.1 || std::abs(r.speed_after - 1.0) > 0.1;
     absl::StrAppendFormat(
         &out,
         "machine speed against the table: %d of its layers re-timed now take %.2fx (before the "
-        "networks) and %.2fx (after) of the table's times%s\n"
-        "predictions x %.2f (diagnostic only): %s\n",
+        "networks) and %.2fx (after) of the table's times%s\n",
         r.probe_layers, r.speed_before, r.speed_after,
-        std::abs(0.5 * (r.speed_before + r.speed_after) - 1.0) > 0.05
-            ? ": the machine is not running at the speed it was profiled at, and the errors "
-              "above carry that; profile again (or check on a quiet machine)"
-            : "",
-        0.5 * (r.speed_before + r.speed_after), FormatStats(r.speed_adjusted));
+        off ? " - the machine is not running as it did when profiled, and the errors above "
+              "carry that; profile again (or check on a quiet machine)"
+            : "");
   }
   return out;
 }
