@@ -34,8 +34,8 @@ struct LaunchOptions {
   // The coordinator fsyncs every round's checkpoint (coordinator --sync). Without it a round
   // survives a coordinator crash (kill -9) but not a machine crash. Default true.
   bool sync = true;
-  // coordinator --pipelined_commits: a round is written while the next one runs. Default true.
-  bool pipelined_commits = true;
+  // coordinator --pipelined_commits: a round is written while the next one runs. Default false.
+  bool pipelined_commits = false;
   // Progress bar on stderr. Default true.
   bool progress = true;
 };

@@ -97,10 +97,9 @@ ABSL_FLAG(int, parallel_tasks, 0, "search with --workers/--coordinator: weight t
 ABSL_FLAG(bool, checkpoint_sync, true,
           "search with --workers: the local coordinator fsyncs every round's checkpoint "
           "(false: a round survives a coordinator crash but not a machine crash)");
-ABSL_FLAG(bool, pipelined_commits, true,
+ABSL_FLAG(bool, pipelined_commits, false,
           "search with --workers: the local coordinator writes a round's checkpoint while the "
-          "next round runs (a coordinator crash re-runs up to two unwritten rounds, identically; "
-          "false: each result waits for its round's write)");
+          "next round runs (a coordinator crash re-runs up to two unwritten rounds, identically)");
 ABSL_FLAG(int, steps_per_task, 1, "search with --workers/--coordinator: SGD steps per weight task");
 ABSL_FLAG(int, samples, 20, "latency-check: random architectures to predict and measure");
 ABSL_FLAG(int, probe_layers, 8,

@@ -78,8 +78,11 @@ struct JobManagerOptions {
   // which the restart plans again from the committed state: the same tasks, the same
   // trajectory. Initialisation, the end of the search, final results and job records are
   // written before they are acknowledged either way. false: every result that ends a round
-  // waits for the round's synced write (~5 ms of fsync per round here). Default true.
-  bool pipelined_commits = true;
+  // waits for the round's synced write (~5 ms of fsync per round here). Default false: on the
+  // 2-core development machine, where the coordinator shares the cores with the worker, the
+  // background write slows the worker's step by about what it saves the upload (measured in
+  // bench/RESULTS.md); it pays where the coordinator has cores of its own.
+  bool pipelined_commits = false;
 };
 
 // A task result as the gateway assembled it from the CompleteTask stream.

@@ -16,11 +16,11 @@ ABSL_FLAG(int, port, 50051, "gRPC port (0: pick one; printed as 'listening on po
 ABSL_FLAG(int, metrics_port, 9091, "Prometheus /metrics port (-1: none, 0: pick one)");
 ABSL_FLAG(std::string, db, "", "RocksDB directory for checkpoints (required)");
 ABSL_FLAG(bool, sync, true, "fsync every submission and round");
-ABSL_FLAG(bool, pipelined_commits, true,
+ABSL_FLAG(bool, pipelined_commits, false,
           "write a search round's checkpoint while the next round runs: a round is acknowledged "
-          "(JobStatus.committed_round) once written, up to two rounds behind; a crash re-runs the "
-          "unwritten rounds identically. false: a task's result is acknowledged only once its "
-          "round is written");
+          "(JobStatus.committed_round) once written, up to two rounds behind, and a crash re-runs "
+          "the unwritten rounds identically (default: a task's result is acknowledged only once "
+          "its round is written)");
 ABSL_FLAG(std::string, latency_service, "", "latency service host:port");
 ABSL_FLAG(std::string, latency_table, "", "a local table file instead of a latency service");
 ABSL_FLAG(int, lease_ms, 60000, "lease duration after grant or heartbeat");

@@ -6,9 +6,9 @@
 #    never the supernet - from the bytes it reports fetching and holding per task;
 #  - coordinator crash: kill -9 mid-search, restart on the same RocksDB directory; the job
 #    finishes with exactly the single-process trajectory (no round lost or applied twice): with
-#    --pipelined_commits=false (every result waits for its round's write) and with the default
-#    pipelined commits (the restart is at or after the last round the status reported written,
-#    and re-runs at most two rounds, identically);
+#    synced commits (every result waits for its round's write) and with --pipelined_commits
+#    (the restart is at or after the last round the status reported written, and re-runs at
+#    most two rounds, identically);
 #  - worker crash: a frozen worker's lease expires, the task is re-issued to another worker,
 #    the frozen worker's late result is refused; kill -9 of a worker; the job finishes, same
 #    trajectory (the two workers speak the one-round-trip and the three-call protocol);
@@ -123,7 +123,7 @@ check "one worker follows the single-process trajectory" same_trajectory "$WORK/
 # --- memory + coordinator crash ----------------------------------------------------------
 CP=$(free_port)
 DB="$WORK/db-crash"
-start_coordinator --latency_table="$WORK/table.json" --pipelined_commits=false
+start_coordinator --latency_table="$WORK/table.json"
 start_worker wa
 JOB=$("$NASCTL" --coordinator="127.0.0.1:$CP" submit --spec="$WORK/spec.json")
 check "job submitted" test -n "$JOB"
@@ -131,7 +131,7 @@ wait_for 120 round_at_least 25
 R_KILL=$(round_of)
 kill -9 "$COORD_PID"
 wait "$COORD_PID" 2>/dev/null
-start_coordinator --latency_table="$WORK/table.json" --pipelined_commits=false
+start_coordinator --latency_table="$WORK/table.json"
 R_RESTART=$(round_of)
 echo "  killed the coordinator at round $R_KILL; restarted at committed round $R_RESTART"
 check "restart resumes at the last committed round" test -n "$R_RESTART" -a "${R_RESTART:-0}" -ge 20
@@ -160,11 +160,11 @@ EOF
 
 kill "$WORKER_PID" "$COORD_PID" 2>/dev/null
 
-# --- coordinator crash with pipelined commits (the default: a round is written while the next
-# one runs, and acknowledged - `(written N)` in the status - once written) -------------------
+# --- coordinator crash with pipelined commits (a round is written while the next one runs, and
+# acknowledged - `(written N)` in the status - once written) ----------------------------------
 CP=$(free_port)
 DB="$WORK/db-pipelined"
-start_coordinator --latency_table="$WORK/table.json"
+start_coordinator --latency_table="$WORK/table.json" --pipelined_commits
 start_worker wp
 JOB=$("$NASCTL" --coordinator="127.0.0.1:$CP" submit --spec="$WORK/spec.json")
 wait_for 120 round_at_least 25
@@ -172,7 +172,7 @@ W_KILL=$(written_of)
 R_KILL=$(round_of)
 kill -9 "$COORD_PID"
 wait "$COORD_PID" 2>/dev/null
-start_coordinator --latency_table="$WORK/table.json"
+start_coordinator --latency_table="$WORK/table.json" --pipelined_commits
 R_RESTART=$(round_of)
 echo "  pipelined commits: killed the coordinator at round >= $R_KILL (written $W_KILL); restarted at committed round $R_RESTART"
 check "pipelined commits: no round acknowledged as written is lost" \
