@@ -10,6 +10,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -258,6 +259,7 @@ struct JobManager::Job {
     return pos->first;
   }
   void ClearTensors() {
+    dirty.clear();
     index.clear();
     tensors.clear();
     groups.clear();
@@ -297,7 +299,8 @@ struct JobManager::Job {
   std::vector<Lease> tasks;
   std::vector<WeightTaskSpec> wspecs;
   std::vector<ArchTaskSpec> aspecs;
-  absl::flat_hash_set<std::string> dirty;  // tensors changed since the last commit
+  // Tensors changed since the last commit: views of store keys (ClearTensors clears it).
+  absl::flat_hash_set<absl::string_view> dirty;
   std::vector<std::string> history;
   // Preparation (latency fetch) retries.
   bool degraded = false;
@@ -1019,6 +1022,7 @@ absl::StatusOr<std::vector<std::shared_ptr<const TensorBlob>>> JobManager::Fetch
 absl::Status JobManager::Validate(const Job& j, const Lease& l, const CompletedTask& r) const {
   const TaskOutcome& o = r.outcome;
   absl::flat_hash_set<absl::string_view> seen;
+  seen.reserve(r.tensors.size());
   for (const TensorBlob& b : r.tensors) {
     NAS_RETURN_IF_ERROR(CheckBlob(b, "tensors"));
     if (!seen.insert(b.name()).second) {
@@ -1166,7 +1170,11 @@ absl::Status JobManager::AdvanceStage(Job& j) {
   // A tensor that one task returned is moved into the store as it came (the results are not
   // read again), so a one-worker round copies no tensor bytes here.
   auto merge = [&]() {
-    absl::flat_hash_map<absl::string_view, std::vector<TensorBlob*>> by_name;
+    // Names returned by one task (the common case) need no list of their own.
+    absl::flat_hash_map<absl::string_view, absl::InlinedVector<TensorBlob*, 1>> by_name;
+    size_t returned = 0;
+    for (const Lease& l : j.tasks) returned += l.result->tensors.size();
+    by_name.reserve(returned);
     for (Lease& l : j.tasks) {
       for (TensorBlob& b : l.result->tensors) by_name[b.name()].push_back(&b);
     }
@@ -1182,7 +1190,7 @@ absl::Status JobManager::AdvanceStage(Job& j) {
       merged.set_version(version);
       merged.set_offset(0);
       merged.set_total_bytes(merged.data().size());
-      j.dirty.insert(std::string(j.Put(std::make_shared<const TensorBlob>(std::move(merged)))));
+      j.dirty.insert(j.Put(std::make_shared<const TensorBlob>(std::move(merged))));
     }
   };
   switch (j.stage) {
@@ -1258,8 +1266,7 @@ absl::Status JobManager::AdvanceStage(Job& j) {
         b.set_name(kArtifactPrefix + b.name());
         b.set_version(1);
         b.set_total_bytes(b.data().size());
-        j.Put(std::make_shared<const TensorBlob>(b));
-        j.dirty.insert(b.name());
+        j.dirty.insert(j.Put(std::make_shared<const TensorBlob>(std::move(b))));
       }
       j.tasks.clear();
       return FinishJob(j);
@@ -1369,7 +1376,7 @@ absl::Status JobManager::CommitRound(Job& j, std::vector<std::string> events) {
   c.round = j.driver->round();
   c.search_state = j.driver->SaveState();
   c.tensors.reserve(j.dirty.size());
-  for (const std::string& n : j.dirty) c.tensors.push_back(j.Find(n)->blob);
+  for (absl::string_view n : j.dirty) c.tensors.push_back(j.Find(n)->blob);
   c.events = events;
   // The record (with the job's latency table) only when it changed since it was last written.
   std::string record = j.rec.SerializeAsString();

@@ -4,6 +4,7 @@
 #include <map>
 #include <set>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/network_config.h"
@@ -116,22 +117,23 @@ absl::StatusOr<bool> SimWorker::Acquire(absl::Duration wait) {
   AcquireTaskReply reply;
   NAS_RETURN_IF_ERROR(FromGrpcStatus(stub_->AcquireTask(&ctx, req, &reply)));
   if (reply.idle()) return false;
-  task_ = reply.task();
   queue_.clear();
   Queue(reply);
+  task_ = queue_.front();
   return true;
 }
 
-void SimWorker::Queue(const AcquireTaskReply& reply) {
-  std::set<std::pair<std::string, uint64_t>> inlined;
-  auto add = [&](const Task& t) {
+void SimWorker::Queue(AcquireTaskReply& reply) {
+  absl::flat_hash_set<std::pair<absl::string_view, uint64_t>> inlined;
+  auto count = [&](const Task& t) {
     for (const TensorBlob& b : t.inline_tensors()) {
       if (!inlined.emplace(b.name(), b.version()).second) ++inline_repeats_;
     }
-    queue_.push_back(t);
   };
-  add(reply.task());
-  for (const Task& t : reply.more()) add(t);
+  count(reply.task());
+  for (const Task& t : reply.more()) count(t);
+  queue_.push_back(std::move(*reply.mutable_task()));
+  for (Task& t : *reply.mutable_more()) queue_.push_back(std::move(t));
 }
 
 absl::StatusOr<std::vector<TensorBlob>> SimWorker::Fetch(const std::string& lease_id,
@@ -193,13 +195,14 @@ absl::StatusOr<std::pair<TaskOutcome, std::vector<TensorBlob>>> SimWorker::MakeR
       o.set_loss(1.0);
       o.set_accuracy(0.5);
       if (task_.has_weight()) {
+        absl::flat_hash_set<std::string> have;
+        for (const TensorBlob& t : tensors) {
+          if (absl::StartsWith(t.name(), kMomentumPrefix)) have.insert(t.name());
+        }
         std::vector<TensorBlob> momentum;
         for (const TensorBlob& t : tensors) {
           if (t.dtype() != "float32" || absl::StartsWith(t.name(), kMomentumPrefix)) continue;
-          bool have = std::any_of(tensors.begin(), tensors.end(), [&](const TensorBlob& m) {
-            return m.name() == kMomentumPrefix + t.name();
-          });
-          if (have) continue;
+          if (have.contains(absl::StrCat(kMomentumPrefix, t.name()))) continue;
           TensorBlob m = t;
           m.set_name(kMomentumPrefix + t.name());
           momentum.push_back(std::move(m));
@@ -232,7 +235,7 @@ absl::StatusOr<std::pair<TaskOutcome, std::vector<TensorBlob>>> SimWorker::MakeR
     t.set_offset(0);
     t.set_total_bytes(t.data().size());
   }
-  return std::make_pair(o, tensors);
+  return std::make_pair(std::move(o), std::move(tensors));
 }
 
 absl::Status SimWorker::Complete(const TaskOutcome& outcome, const std::vector<TensorBlob>& tensors,
@@ -242,6 +245,12 @@ absl::Status SimWorker::Complete(const TaskOutcome& outcome, const std::vector<T
 
 absl::Status SimWorker::CompleteMany(
     const std::vector<std::pair<TaskOutcome, std::vector<TensorBlob>>>& results, size_t chunk,
+    CompleteTaskReply* out) {
+  return SendResults(results, chunk, out);
+}
+
+absl::Status SimWorker::SendResults(
+    std::vector<std::pair<TaskOutcome, std::vector<TensorBlob>>> results, size_t chunk,
     CompleteTaskReply* out) {
   grpc::ClientContext ctx;
   WithDeadline(&ctx, absl::Seconds(30));
@@ -264,12 +273,20 @@ absl::Status SimWorker::CompleteMany(
     pack.Clear();
     packed = 0;
   };
-  for (const auto& [outcome, tensors] : results) {
+  for (auto& [outcome, tensors] : results) {
     CompleteTaskRequest first;
-    *first.mutable_outcome() = outcome;
+    *first.mutable_outcome() = std::move(outcome);
     ok = ok && writer->Write(first);
-    for (const TensorBlob& t : tensors) {
+    for (TensorBlob& t : tensors) {
       size_t total = t.data().size();
+      if (total <= chunk) {  // one chunk: the tensor itself
+        if (!pack_chunks_ || packed + total > chunk) flush();
+        t.set_offset(0);
+        t.set_total_bytes(total);
+        *pack.mutable_tensors()->add_blobs() = std::move(t);
+        packed += total;
+        continue;
+      }
       size_t off = 0;
       do {
         size_t n = std::min(chunk, total - off);
@@ -280,7 +297,7 @@ absl::Status SimWorker::CompleteMany(
         c->set_dtype(t.dtype());
         c->set_offset(off);
         c->set_total_bytes(total);
-        c->set_data(t.data().substr(off, n));
+        c->mutable_data()->assign(t.data(), off, n);
         packed += n;
         off += n;
       } while (off < total && ok);
@@ -304,8 +321,8 @@ absl::StatusOr<int> SimWorker::RunSome(absl::Duration wait) {
   std::vector<Task> tasks = std::move(queue_);
   queue_.clear();
   std::vector<std::pair<TaskOutcome, std::vector<TensorBlob>>> results;
-  for (const Task& t : tasks) {
-    task_ = t;
+  for (Task& t : tasks) {
+    task_ = std::move(t);
     NAS_ASSIGN_OR_RETURN(auto r, MakeResult());
     results.push_back(std::move(r));
   }
@@ -313,13 +330,13 @@ absl::StatusOr<int> SimWorker::RunSome(absl::Duration wait) {
     *results.back().first.mutable_next() = AcquireRequest(absl::ZeroDuration());
   }
   CompleteTaskReply reply;
-  NAS_RETURN_IF_ERROR(CompleteMany(results, 1 << 20, &reply));
+  NAS_RETURN_IF_ERROR(SendResults(std::move(results), 1 << 20, &reply));
   for (int i = 0; i < reply.codes_size(); ++i) {
     if (reply.codes(i) != 0) {
       return absl::Status(static_cast<absl::StatusCode>(reply.codes(i)), reply.messages(i));
     }
   }
-  if (reply.has_next() && reply.next().has_task()) Queue(reply.next());
+  if (reply.has_next() && reply.next().has_task()) Queue(*reply.mutable_next());
   return static_cast<int>(tasks.size());
 }
 

@@ -84,8 +84,11 @@ class SimWorker {
   std::vector<Task> queue_;                  // tasks acquired and not yet run
   std::map<std::string, TensorBlob> cache_;  // single_round_trip_: tensors by name
   AcquireTaskRequest AcquireRequest(absl::Duration wait) const;
-  // Queues a reply's tasks in order, counting inline repeats.
-  void Queue(const AcquireTaskReply& reply);
+  // Queues a reply's tasks in order (moved out of it), counting inline repeats.
+  void Queue(AcquireTaskReply& reply);
+  // CompleteMany that moves whole tensors into the messages instead of copying them.
+  absl::Status SendResults(std::vector<std::pair<TaskOutcome, std::vector<TensorBlob>>> results,
+                           size_t chunk, CompleteTaskReply* reply);
 };
 
 }  // namespace nas
