@@ -45,6 +45,8 @@ ABSL_FLAG(std::string, workloads, "overhead,overhead_real,capacity,transfer",
           "which workloads to run (a subset of overhead, overhead_real, capacity, transfer)");
 ABSL_FLAG(int, tasks_per_round, 64, "weight tasks per round in the capacity workloads");
 ABSL_FLAG(bool, sync, true, "coordinator --sync (fsync every round)");
+ABSL_FLAG(bool, pipelined_commits, false,
+          "coordinator --pipelined_commits (a round written while the next one runs)");
 ABSL_FLAG(int, batch, 8, "tasks a simulated worker takes per AcquireTask and completes per "
           "CompleteTask stream in the capacity workloads");
 ABSL_FLAG(bool, single_round_trip, true,
@@ -97,7 +99,10 @@ bool StartCoordinator(const std::string& dir, Coordinator* c) {
     execl(bin.c_str(), bin.c_str(), ("--port=" + std::to_string(port)).c_str(),
           "--address=127.0.0.1", "--metrics_port=-1", ("--db=" + dir + "/db").c_str(),
           ("--latency_table=" + table_path).c_str(),
-          absl::GetFlag(FLAGS_sync) ? "--sync=true" : "--sync=false", nullptr);
+          absl::GetFlag(FLAGS_sync) ? "--sync=true" : "--sync=false",
+          absl::GetFlag(FLAGS_pipelined_commits) ? "--pipelined_commits=true"
+                                                 : "--pipelined_commits=false",
+          nullptr);
     _exit(127);
   }
   c->target = absl::StrCat("127.0.0.1:", port);
