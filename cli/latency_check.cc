@@ -131,14 +131,14 @@ absl::StatusOr<LatencyCheckReport> RunLatencyCheck(const LatencyCheckOptions& o)
     report.samples.push_back(std::move(sample));
     nets.push_back(std::move(net));
   }
-  // Every network in each of profile.passes passes, the median pass kept (the
-  // profiler's calibration protocol).
-  // The machine's speed against the table's, before and after: a table profiled while this
-  // (shared) machine ran at another speed predicts every network off by that ratio.
+  // The machine's speed against the table's, before and after the networks: a table profiled
+  // while this (shared) machine ran at another speed mispredicts the networks now.
   const std::vector<std::string> probes = ProbeKeys(measured_keys, o.probe_layers);
   if (!probes.empty()) {
     NAS_ASSIGN_OR_RETURN(report.speed_before, SpeedRatio(probes, measured_keys, profile));
   }
+  // Every network in each of profile.passes passes, the median pass kept (the profiler's
+  // calibration protocol).
   std::vector<TimingReport> timings;
   NAS_ASSIGN_OR_RETURN(std::vector<LatencyEntry> measured,
                        MeasureNetworks(nets, profile, &timings));
