@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <map>
-#include <set>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
@@ -244,12 +243,6 @@ absl::Status SimWorker::Complete(const TaskOutcome& outcome, const std::vector<T
 }
 
 absl::Status SimWorker::CompleteMany(
-    const std::vector<std::pair<TaskOutcome, std::vector<TensorBlob>>>& results, size_t chunk,
-    CompleteTaskReply* out) {
-  return SendResults(results, chunk, out);
-}
-
-absl::Status SimWorker::SendResults(
     std::vector<std::pair<TaskOutcome, std::vector<TensorBlob>>> results, size_t chunk,
     CompleteTaskReply* out) {
   grpc::ClientContext ctx;
@@ -330,7 +323,7 @@ absl::StatusOr<int> SimWorker::RunSome(absl::Duration wait) {
     *results.back().first.mutable_next() = AcquireRequest(absl::ZeroDuration());
   }
   CompleteTaskReply reply;
-  NAS_RETURN_IF_ERROR(SendResults(std::move(results), 1 << 20, &reply));
+  NAS_RETURN_IF_ERROR(CompleteMany(std::move(results), 1 << 20, &reply));
   for (int i = 0; i < reply.codes_size(); ++i) {
     if (reply.codes(i) != 0) {
       return absl::Status(static_cast<absl::StatusCode>(reply.codes(i)), reply.messages(i));

@@ -65,10 +65,10 @@ class SimWorker {
   // Sends outcome then tensors, each split into chunks of `chunk` bytes.
   absl::Status Complete(const TaskOutcome& outcome, const std::vector<TensorBlob>& tensors,
                         size_t chunk = 1 << 20, CompleteTaskReply* reply = nullptr);
-  // Several results in one stream (each outcome followed by its tensors).
-  absl::Status CompleteMany(
-      const std::vector<std::pair<TaskOutcome, std::vector<TensorBlob>>>& results,
-      size_t chunk, CompleteTaskReply* reply);
+  // Several results in one stream (each outcome followed by its tensors). Taken by value: a
+  // caller done with them moves them in, and whole tensors then go into the messages uncopied.
+  absl::Status CompleteMany(std::vector<std::pair<TaskOutcome, std::vector<TensorBlob>>> results,
+                            size_t chunk, CompleteTaskReply* reply);
 
  private:
   std::unique_ptr<WorkerGateway::Stub> stub_;
@@ -86,9 +86,6 @@ class SimWorker {
   AcquireTaskRequest AcquireRequest(absl::Duration wait) const;
   // Queues a reply's tasks in order (moved out of it), counting inline repeats.
   void Queue(AcquireTaskReply& reply);
-  // CompleteMany that moves whole tensors into the messages instead of copying them.
-  absl::Status SendResults(std::vector<std::pair<TaskOutcome, std::vector<TensorBlob>>> results,
-                           size_t chunk, CompleteTaskReply* reply);
 };
 
 }  // namespace nas

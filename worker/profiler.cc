@@ -322,7 +322,7 @@ absl::StatusOr<LatencyEntry> MeasureNetwork(const NetworkConfig& net, const Prof
 absl::StatusOr<std::vector<LatencyEntry>> MeasureNetworks(
     const std::vector<NetworkConfig>& nets, const ProfileOptions& o,
     std::vector<TimingReport>* reports, const std::function<void(int, int)>& progress) {
-  if (o.passes < 1) return absl::InvalidArgumentError("network_passes: must be >= 1");
+  if (o.passes < 1) return absl::InvalidArgumentError("passes: must be >= 1");
   const int n = static_cast<int>(nets.size());
   std::vector<std::vector<LatencyEntry>> passes(n);
   std::vector<TimingReport> sums(n);
