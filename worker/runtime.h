@@ -10,12 +10,7 @@
 
 namespace nas {
 
-// Also: OpenBLAS (the BLAS of Debian's LibTorch) runs one thread, called from LibTorch's OpenMP
-// threads; with its own pool beside them the 2-core search ran ~26% slower (its threads spin
-// after each call on the same cores; bench/RESULTS.md).
-//
-// Raises glibc's mmap and trim thresholds; sets intra-op threads (0: all cores) and OpenBLAS's
-// threads (1).
+// Raises glibc's mmap and trim thresholds; sets intra-op threads (0: all cores).
 void ConfigureCpuRuntime(int threads = 0);
 
 }  // namespace nas
