@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "core/status_macros.h"
+#include "google/protobuf/io/coded_stream.h"
 #include "rocksdb/db.h"
 #include "rocksdb/iterator.h"
 #include "rocksdb/options.h"
@@ -283,12 +284,12 @@ absl::Status CheckpointStore::CommitRound(const RoundCommit& commit) {
       cf(kSearchState), job_id,
       absl::StrCat(EncodeBigEndian64(static_cast<uint64_t>(commit.round)), commit.search_state));
   std::string head;
+  TensorBlob h;  // a tensor's fields but `data`; reused, so its strings keep their capacity
   for (const auto& tensor : commit.tensors) {
     if (!s.ok()) break;
     // The stored value is the serialized TensorBlob, written as its fields without `data`
-    // followed by `data` as a length-delimited field 4 (protobuf parses fields in any order):
+    // followed by `data` as a length-delimited field (protobuf parses fields in any order):
     // the tensor's bytes go into the batch once, not first into a serialized copy.
-    TensorBlob h;
     h.set_name(tensor->name());
     *h.mutable_shape() = tensor->shape();
     h.set_dtype(tensor->dtype());
@@ -300,14 +301,12 @@ absl::Status CheckpointStore::CommitRound(const RoundCommit& commit) {
       return absl::InternalError(
           absl::StrCat(what, ": tensor '", tensor->name(), "' does not serialize"));
     }
-    head.push_back(static_cast<char>((TensorBlob::kDataFieldNumber << 3) | 2));
-    for (uint64_t n = tensor->data().size();; n >>= 7) {
-      if (n < 0x80) {
-        head.push_back(static_cast<char>(n));
-        break;
-      }
-      head.push_back(static_cast<char>((n & 0x7f) | 0x80));
-    }
+    using google::protobuf::io::CodedOutputStream;
+    uint8_t field[16];
+    uint8_t* end = CodedOutputStream::WriteTagToArray((TensorBlob::kDataFieldNumber << 3) | 2,
+                                                      field);  // wire type 2: length-delimited
+    end = CodedOutputStream::WriteVarint64ToArray(tensor->data().size(), end);
+    head.append(reinterpret_cast<const char*>(field), end - field);
     const std::string key = TensorKey(job_id, tensor->name());
     const rocksdb::Slice key_part(key);
     const rocksdb::Slice value_parts[2] = {rocksdb::Slice(head), rocksdb::Slice(tensor->data())};
