@@ -244,6 +244,7 @@ absl::StatusOr<LatencyTable> ProfileKeys(
     const std::vector<std::string>& keys, const ProfileOptions& o,
     const std::function<void(int, int, const std::string&)>& progress, ProfileReport* report) {
   NAS_RETURN_IF_ERROR(CheckBackend(o));
+  if (o.passes < 1) return absl::InvalidArgumentError("passes: must be >= 1");
   ConfigureCpuRuntime(o.threads > 0 ? o.threads : at::get_num_threads());
   LatencyTableInfo info;
   info.device = o.device;
@@ -256,7 +257,6 @@ absl::StatusOr<LatencyTable> ProfileKeys(
   torch::manual_seed(o.seed);
   torch::Device dev = BackendDevice(o);
   const CpuCounters start = CpuCounters::Now();
-  if (o.passes < 1) return absl::InvalidArgumentError("passes: must be >= 1");
   std::vector<LayerKey> parsed;
   for (const std::string& key : keys) {
     NAS_ASSIGN_OR_RETURN(LayerKey k, LayerKey::Parse(key));
