@@ -242,9 +242,10 @@ int main(int argc, char** argv) {
                        "round overhead, real tensor bytes (fashion-mnist)", "fashion-mnist", 1, 1,
                        0, seconds));
   }
-  for (absl::string_view w : absl::StrSplit(absl::GetFlag(FLAGS_workers), ',')) {
-    if (!wanted("capacity")) break;
-    int n = std::stoi(std::string(w));
+  std::vector<std::string> capacity_workers;  // worker counts of the capacity workloads
+  if (wanted("capacity")) capacity_workers = absl::StrSplit(absl::GetFlag(FLAGS_workers), ',');
+  for (const std::string& w : capacity_workers) {
+    int n = std::stoi(w);
     rows.push_back(Run(coordinator.target, coordinator.pid, "dispatch capacity (fashion-mnist)", "fashion-mnist",
                        n, absl::GetFlag(FLAGS_tasks_per_round), 4, seconds));
     if (absl::GetFlag(FLAGS_batch) > 1) {
@@ -259,12 +260,14 @@ int main(int argc, char** argv) {
   }
 
   std::string table = absl::StrFormat(
-      "coordinator %s (sync %s), simulated workers as threads of one process (%s), %.0f s "
+      "coordinator %s (sync %s, %s commits), simulated workers as threads of one process (%s), "
+      "%.0f s "
       "each\n\n"
       "| workload | workers | tasks per call | tasks/round | tasks done | tasks/s | rounds/s | "
       "ms/round | fetched MB/s | coordinator CPU us/task | tasks/s per coordinator core |\n"
       "|---|---|---|---|---|---|---|---|---|---|---|\n",
       absl::GetFlag(FLAGS_coordinator_binary), absl::GetFlag(FLAGS_sync) ? "on" : "off",
+      absl::GetFlag(FLAGS_pipelined_commits) ? "pipelined" : "synced",
       absl::GetFlag(FLAGS_single_round_trip) ? "1 RPC per task: tensors inline, next task with "
                                                "each completion"
                                              : "3 RPCs per task",
