@@ -6,6 +6,7 @@
 #include <set>
 #include <system_error>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -26,6 +27,10 @@ constexpr const char* kKnownCfNames[] = {"default", "jobs",    "search_state", "
                                          "events",  "results", "meta"};
 
 constexpr char kIncarnationKey[] = "incarnation";
+// CommitRound's batch: room per record for its key, framing and small fields; the largest batch
+// kept for the next round (a larger one is freed once written).
+constexpr size_t kBatchSlackBytes = 64;
+constexpr size_t kMaxKeptBatchBytes = size_t{64} << 20;
 
 // The one place a rocksdb::Status becomes an absl::Status. `what` names the operation and the
 // job or key, e.g. "commit round 3 of job 'j1'".
@@ -277,9 +282,27 @@ absl::Status CheckpointStore::CommitRound(const RoundCommit& commit) {
     }
   }
 
+  // What the batch will hold, with room for the keys and records' framing.
+  size_t needed = kBatchSlackBytes + commit.search_state.size() +
+                  (commit.job_record.has_value() ? commit.job_record->size() : 0);
+  for (const auto& tensor : commit.tensors) {
+    needed += tensor->data().size() + 2 * tensor->name().size() + job_id.size() + kBatchSlackBytes +
+              static_cast<size_t>(tensor->shape_size()) * 10;
+  }
+  for (const std::string& event : commit.events) needed += event.size() + kBatchSlackBytes;
+
   absl::MutexLock lock(&mu_);
   NAS_ASSIGN_OR_RETURN(int64_t next_event, NextEventIndex(job_id));
-  rocksdb::WriteBatch batch;
+  if (round_batch_ == nullptr || round_batch_->Data().capacity() < needed) {
+    round_batch_ = std::make_unique<rocksdb::WriteBatch>(needed);
+  }
+  rocksdb::WriteBatch& batch = *round_batch_;
+  batch.Clear();  // keeps the buffer's capacity
+  // However the round ends, a batch larger than kMaxKeptBatchBytes is not kept for the next.
+  absl::Cleanup release = [this] {
+    mu_.AssertHeld();
+    if (round_batch_->Data().capacity() > kMaxKeptBatchBytes) round_batch_.reset();
+  };
   rocksdb::Status s = batch.Put(
       cf(kSearchState), job_id,
       absl::StrCat(EncodeBigEndian64(static_cast<uint64_t>(commit.round)), commit.search_state));

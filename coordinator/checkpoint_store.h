@@ -56,6 +56,7 @@ namespace rocksdb {
 class ColumnFamilyHandle;
 class DB;
 class Env;
+class WriteBatch;
 }  // namespace rocksdb
 
 namespace nas {
@@ -166,6 +167,11 @@ class CheckpointStore {
   // Serialises the read-then-write operations, so that two commits of one job never take the
   // same event index and the incarnation counter never repeats. Plain writes do not take it.
   mutable absl::Mutex mu_;
+  // CommitRound's batch, kept across rounds: a round copies its tensors into a buffer that is
+  // already the size of a round and already touched, instead of growing a new one (reallocating
+  // and page-faulting ~1 MB per round on the Fashion-MNIST preset). Released after a round that
+  // needed more than kMaxKeptBatchBytes.
+  std::unique_ptr<rocksdb::WriteBatch> round_batch_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace nas

@@ -265,6 +265,29 @@ TEST(CheckpointStoreTest, JobRecordReplacedInTheSameCommit) {
   EXPECT_EQ(*store->GetJob("j"), "running round 2");
 }
 
+// CommitRound keeps its write batch across rounds: a round writes exactly its own records, never
+// the previous round's (which would here put back an old job record, tensor and event).
+TEST(CheckpointStoreTest, ARoundWritesNothingOfThePreviousOne) {
+  auto store = OpenOrDie(FreshDir("batch_reuse"));
+  ASSERT_NE(store, nullptr);
+  RoundCommit big = Commit("j", 1, {Tensor("a", std::string(256 << 10, 'x'), 1)}, {"e0"});
+  big.job_record = "record of round 1";
+  ASSERT_TRUE(store->CommitRound(big).ok());
+  // Written between the rounds, outside CommitRound.
+  ASSERT_TRUE(store->PutJob("j", "record put after round 1").ok());
+  ASSERT_TRUE(store->CommitRound(Commit("j", 2, {Tensor("a", "a2", 2)}, {})).ok());
+  ASSERT_TRUE(store->CommitRound(Commit("j", 3, {Tensor("b", "b3", 1)}, {"e1"})).ok());
+
+  EXPECT_EQ(*store->GetJob("j"), "record put after round 1");
+  absl::StatusOr<std::vector<TensorBlob>> tensors = store->LoadTensors("j");
+  ASSERT_TRUE(tensors.ok()) << tensors.status();
+  ASSERT_EQ(Names(*tensors), (Strings{"a", "b"}));
+  EXPECT_EQ((*tensors)[0].data(), "a2");
+  EXPECT_EQ((*tensors)[0].version(), 2u);
+  EXPECT_EQ(*store->Events("j"), (Strings{"e0", "e1"}));
+  EXPECT_EQ(store->GetSearchState("j")->first, 3);
+}
+
 TEST(CheckpointStoreTest, JobsWithSharedPrefixesDoNotMix) {
   auto store = OpenOrDie(FreshDir("isolation"));
   ASSERT_NE(store, nullptr);
