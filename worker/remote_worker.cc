@@ -175,6 +175,7 @@ struct TaskStats {
 struct CachedTensor {
   uint64_t version = 0;
   torch::Tensor tensor;
+  uint64_t last_used = 0;  // the task (RemoteWorker::Impl::cache_clock) that last listed it
 };
 
 constexpr int kMaxDataSets = 2;
@@ -208,9 +209,10 @@ struct RemoteWorker::Impl {
   absl::Mutex register_mu;
 
   // Main thread only. Tensor cache of the current job: name -> version and tensor; after each
-  // task it holds only that task's tensors.
+  // task it holds that task's tensors and, within o.cache_bytes, the most recently used others.
   std::string cache_job;
   std::map<std::string, CachedTensor> cache;
+  uint64_t cache_clock = 0;  // tasks handled, for the cache's recency
   // Loaded data sets, most recently used last.
   std::list<std::pair<std::string, std::shared_ptr<const JobData>>> data_sets;
 
@@ -456,7 +458,7 @@ struct RemoteWorker::Impl {
           }
           NAS_ASSIGN_OR_RETURN(torch::Tensor t, FromWire(it->second));
           it->second.data.clear();
-          cache[r->name()] = CachedTensor{r->version(), std::move(t)};
+          cache[r->name()] = CachedTensor{r->version(), std::move(t), cache_clock};
         }
         if (got->size() != refs.size()) {
           for (const auto& [name, w] : *got) {
@@ -814,6 +816,7 @@ struct RemoteWorker::Impl {
                  {"resident_bytes", stats.resident_bytes},
                  {"tensors_fetched", stats.tensors_fetched},
                  {"cache_hits", stats.cache_hits},
+                 {"cached_bytes", CachedBytes()},
                  {"seconds", seconds},
                  {"acquire_seconds", stats.acquire_seconds},
                  {"load_seconds", stats.load_seconds},
@@ -846,7 +849,7 @@ struct RemoteWorker::Impl {
       auto it = own.find(name);
       // The task's module and optimizer are gone: the cache is the tensor's only owner, and
       // loading copies out of it, so it is kept without a copy.
-      if (it != own.end()) cache[name] = CachedTensor{it->second, tensor.detach()};
+      if (it != own.end()) cache[name] = CachedTensor{it->second, tensor.detach(), cache_clock};
     }
   }
 
@@ -897,17 +900,46 @@ struct RemoteWorker::Impl {
             absl::StrCat("inline_tensors: ", name, " is not among the task's tensors"));
       }
       NAS_ASSIGN_OR_RETURN(torch::Tensor tensor, FromWire(w));
-      cache[name] = CachedTensor{it->second, std::move(tensor)};
+      cache[name] = CachedTensor{it->second, std::move(tensor), cache_clock};
     }
     stats->fetched_bytes += bytes;
     stats->tensors_fetched += static_cast<int64_t>(got->size());
     return absl::OkStatus();
   }
 
+  // Marks the task's tensors as the most recently used, then drops the least recently used
+  // others while the cache holds more than o.cache_bytes.
+  void TrimCache(const Task& t) {
+    for (const TensorRef& r : t.tensors()) {
+      auto it = cache.find(r.name());
+      if (it != cache.end()) it->second.last_used = cache_clock;
+    }
+    int64_t total = CachedBytes();
+    if (total <= o.cache_bytes) return;
+    std::vector<std::map<std::string, CachedTensor>::iterator> older;
+    for (auto it = cache.begin(); it != cache.end(); ++it) {
+      if (it->second.last_used != cache_clock) older.push_back(it);
+    }
+    std::sort(older.begin(), older.end(), [](const auto& a, const auto& b) {
+      return a->second.last_used < b->second.last_used;
+    });
+    for (auto it : older) {
+      if (total <= o.cache_bytes) break;
+      total -= TensorBytes(it->second.tensor);
+      cache.erase(it);
+    }
+  }
+  int64_t CachedBytes() const {
+    int64_t total = 0;
+    for (const auto& [name, c] : cache) total += TensorBytes(c.tensor);
+    return total;
+  }
+
   // Runs a task and sends its result. With inline tensors on, the result asks for the next task
   // (unless this was the last one); a task the reply carries goes to `next`.
   void HandleTask(Task t, double acquire_seconds, std::optional<Task>* next) {
     auto t0 = std::chrono::steady_clock::now();
+    ++cache_clock;
     std::string kind = KindName(t);
     {
       absl::MutexLock l(&mu);
@@ -932,12 +964,7 @@ struct RemoteWorker::Impl {
     absl::Status s = Guarded([&] { return AbsorbInline(t, &stats); }, "inline tensors");
     if (s.ok()) s = RunTask(t, &result, &stats);
     stats.run_seconds = std::max(0.0, SecondsSince(t0) - stats.load_seconds);
-    // Only the task's tensors stay cached.
-    std::set<std::string> keep;
-    for (const TensorRef& r : t.tensors()) keep.insert(r.name());
-    for (auto it = cache.begin(); it != cache.end();) {
-      it = keep.count(it->first) ? std::next(it) : cache.erase(it);
-    }
+    TrimCache(t);
     if (s.ok()) {
       for (const auto& [name, tensor] : result.tensors) {
         absl::StatusOr<std::string> dtype = DtypeName(tensor.scalar_type());
@@ -1117,6 +1144,9 @@ absl::StatusOr<std::unique_ptr<RemoteWorker>> RemoteWorker::Create(RemoteWorkerO
   if (o.threads < 0) return absl::InvalidArgumentError("threads: must be >= 0 (0: all cores)");
   if (o.max_tasks < 0) return absl::InvalidArgumentError("max_tasks: must be >= 0");
   if (o.acquire_wait_ms < 0) return absl::InvalidArgumentError("acquire_wait_ms: must be >= 0");
+  if (o.cache_bytes < 0) {
+    return absl::InvalidArgumentError("cache_bytes (nas_worker --cache_mb): must be >= 0");
+  }
   if (o.inline_limit_bytes < 0) {
     return absl::InvalidArgumentError("inline_limit_bytes: must be >= 0 (0: fetch separately)");
   }

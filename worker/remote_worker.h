@@ -12,8 +12,9 @@
 //   3. The task builds only what it needs: init builds the whole supernet (seeded) and returns
 //      every tensor; a weight task materialises its path, an arch task its pairs (or rl path),
 //      and fetches (FetchTensors) exactly the task's tensors that are not cached at the listed
-//      version; a final task trains a derived network on the full training set, evaluates and
-//      measures it. Data sets are loaded once per DataSpec and kept.
+//      version (the cache keeps earlier tasks' tensors up to cache_bytes); a final task trains a
+//      derived network on the full training set, evaluates and measures it. Data sets are loaded
+//      once per DataSpec and kept.
 //   4. CompleteTask streams {outcome} then the result tensors in chunks of at most 1 MiB.
 //      A refusal (FAILED_PRECONDITION: stale lease; NOT_FOUND; INVALID_ARGUMENT) is logged and
 //      dropped, never retried. A failed task reports outcome.error and no tensors.
@@ -45,8 +46,8 @@ struct RemoteWorkerOptions {
   // Intra-op threads (ConfigureCpuRuntime); 0: all cores. Default 0.
   int threads = 0;
   // When set, one JSON line per task is appended: {"job","lease","kind","fetched_bytes",
-  // "resident_bytes","tensors_fetched","cache_hits","seconds","acquire_seconds","load_seconds",
-  // "run_seconds","send_seconds","outcome"}. Default "".
+  // "resident_bytes","tensors_fetched","cache_hits","cached_bytes","seconds","acquire_seconds",
+  // "load_seconds","run_seconds","send_seconds","outcome"}. Default "".
   std::string stats_file;
   // Run() returns after this many tasks (whatever their outcome); 0: forever. Default 0.
   int64_t max_tasks = 0;
@@ -59,6 +60,11 @@ struct RemoteWorkerOptions {
   // coordinator caps it at 4 MiB), and each CompleteTask asks for the next task, which its reply
   // carries. 0: AcquireTask, FetchTensors and CompleteTask for every task. Default 4 MiB.
   int64_t inline_limit_bytes = 4 << 20;
+  // Tensors kept between tasks (host memory, by name and version), so that a later task whose
+  // path crosses them fetches only those another worker changed since. The running task's
+  // tensors are always kept; beyond this many bytes the least recently used others are dropped.
+  // 0 keeps only the last task's tensors. Default 256 MiB.
+  int64_t cache_bytes = int64_t{256} << 20;
   // Deadline of each unary call. Default 30 s.
   absl::Duration rpc_timeout = absl::Seconds(30);
   // Deadline of each FetchTensors / CompleteTask stream. Default 10 min.

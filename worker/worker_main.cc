@@ -32,6 +32,10 @@ ABSL_FLAG(int64_t, inline_limit_bytes, 4 << 20,
           "take a task's missing tensors inline (up to this many bytes) and the next task with "
           "each result: one round trip per task; 0: acquire, fetch and complete separately");
 
+ABSL_FLAG(int64_t, cache_mb, 256,
+          "tensors kept between tasks (MiB of host memory, least recently used dropped beyond "
+          "it), so later tasks fetch only what other workers changed; 0: the last task's only");
+
 namespace {
 
 int g_signal_pipe[2] = {-1, -1};
@@ -58,6 +62,7 @@ int main(int argc, char** argv) {
   o.max_tasks = absl::GetFlag(FLAGS_max_tasks);
   o.data_dir = absl::GetFlag(FLAGS_data_dir);
   o.inline_limit_bytes = absl::GetFlag(FLAGS_inline_limit_bytes);
+  o.cache_bytes = absl::GetFlag(FLAGS_cache_mb) * (int64_t{1} << 20);
 
   // SIGINT/SIGTERM write to a pipe that a thread waits on (LibTorch and gRPC start threads of
   // their own, some before main, so masking the signals is not enough).

@@ -119,6 +119,24 @@ check "distributed result directory is complete" test -s "$WORK/dist/derived.pt"
   -s "$WORK/dist/baseline.pt" -a -s "$WORK/dist/network.json" -a -s "$WORK/dist/job_spec.json"
 check "one worker follows the single-process trajectory" same_trajectory "$WORK/single" "$WORK/dist"
 [ -f "$WORK/dist/report.json" ] || { cat "$WORK/dist.log" "$WORK"/dist/logs/*.log; }
+check "one worker's cache: each tensor fetched about once, not the path every task" \
+  python3 - "$WORK/dist/logs/worker-0.tasks.jsonl" <<'EOF'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+init = [l for l in lines if l["kind"] == "init" and l["outcome"] == "ok"]
+steps = [l for l in lines if l["kind"] in ("weight", "arch") and l["outcome"] == "ok"]
+assert init and steps, "no tasks recorded"
+supernet = init[0]["resident_bytes"]
+fetched = sum(l["fetched_bytes"] for l in steps)
+held = sum(l["resident_bytes"] for l in steps)
+print(f"  {len(steps)} tasks fetched {fetched} B in all (supernet {supernet} B; the tasks held "
+      f"{held} B in all, what they would fetch without the cache); cache at the end "
+      f"{steps[-1]['cached_bytes']} B")
+# Only this worker changes tensors, so a cached one stays current: weights and BatchNorm
+# statistics are fetched once, momentum once after the step that created it.
+assert fetched <= 2.5 * supernet, "tensors were fetched again although nobody else changed them"
+assert steps[-1]["cached_bytes"] <= 2.5 * supernet
+EOF
 
 # --- memory + coordinator crash ----------------------------------------------------------
 CP=$(free_port)
