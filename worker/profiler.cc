@@ -236,8 +236,14 @@ std::string ProfileMethod(const ProfileOptions& o) {
 }
 
 std::string RuntimeDescription(const ProfileOptions& o) {
-  return absl::StrCat("libtorch-", o.backend, " ", TORCH_VERSION, ", ",
-                      o.threads > 0 ? o.threads : at::get_num_threads(), " threads");
+  std::string r = absl::StrCat("libtorch-", o.backend, " ", TORCH_VERSION, ", ",
+                               o.threads > 0 ? o.threads : at::get_num_threads(), " threads");
+  // OpenBLAS reads it once, when it loads: how long its idle threads spin before they sleep
+  // changes how fast layers run beside LibTorch's threads, so a table records it (and a cached
+  // table profiled under another setting is profiled again).
+  const char* idle = std::getenv("OPENBLAS_THREAD_TIMEOUT");
+  if (idle != nullptr && *idle != '\0') absl::StrAppend(&r, ", OPENBLAS_THREAD_TIMEOUT=", idle);
+  return r;
 }
 
 absl::StatusOr<LatencyTable> ProfileKeys(

@@ -86,9 +86,11 @@ absl::StatusOr<LatencyTable> ObtainTable(const SearchSpace& space, const SearchO
                                    po.batch_size, "-t", po.threads, ".json");
   if (fs::exists(cache)) {
     auto t = LatencyTable::Load(cache);
-    // The method names the protocol, calibration included: a table cached before calibration
-    // existed (or by another protocol) is profiled again.
+    // The method names the protocol, calibration included, and the runtime the threads and
+    // OpenBLAS's idle setting: a table cached before calibration existed, by another protocol
+    // or under another runtime setting is profiled again.
     bool complete = t.ok() && t->info().method == ProfileMethod(po) &&
+                    t->info().runtime == RuntimeDescription(po) &&
                     t->info().calibration.has_value() == (po.calibration_networks > 0);
     if (complete) {
       for (const std::string& k : keys) complete = complete && t->Contains(k);
@@ -97,8 +99,10 @@ absl::StatusOr<LatencyTable> ObtainTable(const SearchSpace& space, const SearchO
       bar.Log(absl::StrCat("latency table: reusing ", cache, " (", t->size(), " entries)"));
       return t;
     }
-    bar.Log(absl::StrCat("latency table: cached ", cache, " is incomplete, unreadable or from another profiling protocol; "
-                         "profiling again"));
+    bar.Log(
+        absl::StrCat("latency table: cached ", cache,
+                     " is incomplete, unreadable or from another profiling protocol or runtime; "
+                     "profiling again"));
   }
   auto t0 = std::chrono::steady_clock::now();
   bar.Start("profile", ProfileSteps(space, po));
