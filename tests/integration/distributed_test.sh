@@ -212,8 +212,9 @@ WB=$WORKER_PID
 JOB=$("$NASCTL" --coordinator="127.0.0.1:$CP" submit --spec="$WORK/spec.json")
 wait_for 120 round_at_least 10
 # wc speaks the protocol without inline tensors (AcquireTask, FetchTensors, CompleteTask per
-# task); wb takes tensors inline and its next task with each result: the job mixes both.
-start_worker wc --inline_limit_bytes=0
+# task); wb takes tensors inline and its next task with each result: the job mixes both. wc's
+# cache (1 MiB, under the supernet's ~3 MB) drops its least recently used tensors as it goes.
+start_worker wc --inline_limit_bytes=0 --cache_mb=1
 WC=$WORKER_PID
 refused=0
 for attempt in 1 2 3; do
@@ -238,6 +239,17 @@ kill -9 "$WB"
 check "job finishes after kill -9 of a worker" wait_for 300 state_is DONE
 "$NASCTL" --coordinator="127.0.0.1:$CP" result "$JOB" --out="$WORK/wcrash" >/dev/null 2>&1
 check "job with a crashed worker has the single-process trajectory" same_trajectory "$WORK/single" "$WORK/wcrash"
+check "a worker's cache stays within --cache_mb (or the running task's tensors)" \
+  python3 - "$WORK/wc.jsonl" <<'EOF'
+import json, sys
+steps = [json.loads(l) for l in open(sys.argv[1])]
+steps = [l for l in steps if l["kind"] in ("weight", "arch") and l["outcome"] == "ok"]
+assert steps, "wc ran no task"
+over = [l for l in steps if l["cached_bytes"] > max(1 << 20, l["resident_bytes"])]
+print(f"  wc: {len(steps)} tasks, cache {min(l['cached_bytes'] for l in steps)}.."
+      f"{max(l['cached_bytes'] for l in steps)} B")
+assert not over, over[0]
+EOF
 kill "$WC" "$COORD_PID" 2>/dev/null
 
 # --- latency service down ------------------------------------------------------------------
