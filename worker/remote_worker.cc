@@ -758,26 +758,25 @@ struct RemoteWorker::Impl {
       packed = 0;
       return sent;
     };
-    auto send = [&](const WireTensor& w) {
-      return ForEachChunk(w, kMaxChunkBytes, [&](TensorBlob&& b) {
-        if (packed + b.data().size() > kMaxChunkBytes && !flush()) return false;
-        packed += b.data().size();
-        pack.mutable_tensors()->add_blobs()->Swap(&b);
-        return true;
-      });
+    auto add = [&](TensorBlob&& b) {
+      if (packed + b.data().size() > kMaxChunkBytes && !flush()) return false;
+      packed += b.data().size();
+      pack.mutable_tensors()->add_blobs()->Swap(&b);
+      return true;
     };
     for (const auto& [name, tensor] : r.tensors) {
       if (!ok) break;
-      absl::StatusOr<WireTensor> w = ToWire(name, tensor);
-      if (!w.ok()) {  // checked before sending; a cancelled stream is never applied
+      // Straight from the tensor's memory into the messages.
+      absl::StatusOr<bool> sent = ForEachChunk(name, tensor, kMaxChunkBytes, add);
+      if (!sent.ok()) {  // checked before sending; a cancelled stream is never applied
         context.TryCancel();
         break;
       }
-      ok = send(*w);
+      ok = *sent;
     }
     for (const WireTensor& w : r.raw) {
       if (!ok) break;
-      ok = send(w);
+      ok = ForEachChunk(w, kMaxChunkBytes, add);
     }
     ok = ok && flush();
     if (ok) writer->WritesDone();

@@ -58,19 +58,61 @@ absl::StatusOr<int64_t> ExpectedBytes(const std::vector<int64_t>& shape, const s
   return n;
 }
 
-absl::StatusOr<WireTensor> ToWire(const std::string& name, const torch::Tensor& t) {
+namespace {
+
+// What ToWire and the tensor overload of ForEachChunk share: the checks, the wire dtype and the
+// tensor as contiguous CPU memory in logical row-major order.
+struct WireView {
+  std::string dtype;
+  torch::Tensor contiguous;
+  size_t bytes = 0;
+};
+
+absl::StatusOr<WireView> ViewForWire(const std::string& name, const torch::Tensor& t) {
   if (!t.defined()) return absl::InvalidArgumentError(absl::StrCat(name, ": undefined tensor"));
   absl::StatusOr<std::string> dtype = DtypeName(t.scalar_type());
   if (!dtype.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(name, ": ", dtype.status().message()));
   }
-  torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
+  WireView v;
+  v.dtype = *std::move(dtype);
+  v.contiguous = t.detach().to(torch::kCPU).contiguous();
+  v.bytes = static_cast<size_t>(v.contiguous.numel()) * v.contiguous.element_size();
+  return v;
+}
+
+// Chunks of `size` bytes at `data` as ForEachChunk documents them.
+bool EmitChunks(const std::string& name, c10::IntArrayRef shape, const std::string& dtype,
+                const char* data, size_t size, size_t max_chunk,
+                const std::function<bool(TensorBlob&&)>& emit) {
+  if (max_chunk == 0) max_chunk = kMaxChunkBytes;
+  size_t offset = 0;
+  do {
+    size_t n = std::min(max_chunk, size - offset);
+    TensorBlob b;
+    b.set_name(name);
+    for (int64_t d : shape) b.add_shape(d);
+    b.set_dtype(dtype);
+    b.set_version(0);
+    b.set_offset(offset);
+    b.set_total_bytes(size);
+    b.set_data(data + offset, n);
+    if (!emit(std::move(b))) return false;
+    offset += n;
+  } while (offset < size);
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<WireTensor> ToWire(const std::string& name, const torch::Tensor& t) {
+  absl::StatusOr<WireView> v = ViewForWire(name, t);
+  if (!v.ok()) return v.status();
   WireTensor w;
   w.name = name;
-  w.shape = c.sizes().vec();
-  w.dtype = *dtype;
-  size_t n = static_cast<size_t>(c.numel()) * c.element_size();
-  w.data.assign(static_cast<const char*>(c.data_ptr()), n);
+  w.shape = v->contiguous.sizes().vec();
+  w.dtype = std::move(v->dtype);
+  w.data.assign(static_cast<const char*>(v->contiguous.data_ptr()), v->bytes);
   return w;
 }
 
@@ -109,22 +151,15 @@ absl::StatusOr<torch::Tensor> FromWire(const WireTensor& w) {
 
 bool ForEachChunk(const WireTensor& w, size_t max_chunk,
                   const std::function<bool(TensorBlob&&)>& emit) {
-  if (max_chunk == 0) max_chunk = kMaxChunkBytes;
-  size_t offset = 0;
-  do {
-    size_t n = std::min(max_chunk, w.data.size() - offset);
-    TensorBlob b;
-    b.set_name(w.name);
-    for (int64_t d : w.shape) b.add_shape(d);
-    b.set_dtype(w.dtype);
-    b.set_version(0);
-    b.set_offset(offset);
-    b.set_total_bytes(w.data.size());
-    b.set_data(w.data.data() + offset, n);
-    if (!emit(std::move(b))) return false;
-    offset += n;
-  } while (offset < w.data.size());
-  return true;
+  return EmitChunks(w.name, w.shape, w.dtype, w.data.data(), w.data.size(), max_chunk, emit);
+}
+
+absl::StatusOr<bool> ForEachChunk(const std::string& name, const torch::Tensor& t, size_t max_chunk,
+                                  const std::function<bool(TensorBlob&&)>& emit) {
+  absl::StatusOr<WireView> v = ViewForWire(name, t);
+  if (!v.ok()) return v.status();
+  return EmitChunks(name, v->contiguous.sizes(), v->dtype,
+                    static_cast<const char*>(v->contiguous.data_ptr()), v->bytes, max_chunk, emit);
 }
 
 absl::Status BlobAssembler::Add(TensorBlob&& chunk) {

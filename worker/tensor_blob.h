@@ -8,8 +8,9 @@
 // shape [n], e.g. a serialised module). A tensor larger than one message travels as consecutive
 // blobs with the same name, offsets 0, c, 2c, ... and the same total_bytes.
 //
-//   NAS_ASSIGN_OR_RETURN(WireTensor w, ToWire("stem.conv.weight", param));
-//   ForEachChunk(w, kMaxChunkBytes, [&](TensorBlob&& b) { return writer->Write(...); });
+//   NAS_ASSIGN_OR_RETURN(bool all_sent, ForEachChunk("stem.conv.weight", param, kMaxChunkBytes,
+//                                                   [&](TensorBlob&& b) { return
+//                                                   writer->Write(...); }));
 //   ...
 //   BlobAssembler in;
 //   while (reader->Read(&blob)) NAS_RETURN_IF_ERROR(in.Add(std::move(blob)));
@@ -62,6 +63,11 @@ absl::StatusOr<torch::Tensor> FromWire(const WireTensor& w);
 // early and returns false when `emit` returns false.
 bool ForEachChunk(const WireTensor& w, size_t max_chunk,
                   const std::function<bool(TensorBlob&&)>& emit);
+// The same chunks as ForEachChunk(ToWire(name, t), ...), copied from the tensor's bytes straight
+// into the messages (no whole-tensor copy in between). The errors of ToWire; otherwise whether
+// every chunk was emitted.
+absl::StatusOr<bool> ForEachChunk(const std::string& name, const torch::Tensor& t, size_t max_chunk,
+                                  const std::function<bool(TensorBlob&&)>& emit);
 
 // Reassembles a stream of chunks by name. Chunks of one tensor must arrive in order (offset ==
 // bytes received so far) with the same shape, dtype and total_bytes; an unchunked blob may leave

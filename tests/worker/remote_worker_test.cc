@@ -35,6 +35,50 @@ absl::StatusOr<std::map<std::string, WireTensor>> Assemble(std::vector<TensorBlo
   return std::move(in).Finish();
 }
 
+// Chunking a tensor directly gives the chunks of its wire form, whatever its layout and size.
+TEST(TensorBlobTest, TensorChunksEqualThoseOfItsWireForm) {
+  torch::Tensor cl = torch::arange(2 * 3 * 4 * 5, torch::kFloat32)
+                         .reshape({2, 3, 4, 5})
+                         .contiguous(torch::MemoryFormat::ChannelsLast);
+  for (size_t max_chunk : {size_t{0}, size_t{100}, size_t{480}, size_t{7}}) {
+    absl::StatusOr<WireTensor> w = ToWire("edge0_1.bn.weight", cl);
+    ASSERT_TRUE(w.ok()) << w.status();
+    std::vector<TensorBlob> expected = Chunks(*w, max_chunk);
+    std::vector<TensorBlob> direct;
+    absl::StatusOr<bool> all =
+        ForEachChunk("edge0_1.bn.weight", cl, max_chunk, [&](TensorBlob&& b) {
+          direct.push_back(std::move(b));
+          return true;
+        });
+    ASSERT_TRUE(all.ok()) << all.status();
+    EXPECT_TRUE(*all);
+    ASSERT_EQ(direct.size(), expected.size()) << max_chunk;
+    for (size_t i = 0; i < direct.size(); ++i) {
+      EXPECT_EQ(direct[i].SerializeAsString(), expected[i].SerializeAsString()) << i;
+    }
+  }
+  // A stop after the first chunk; an empty tensor is one empty chunk.
+  int calls = 0;
+  absl::StatusOr<bool> stopped =
+      ForEachChunk("t", cl, 100, [&](TensorBlob&&) { return ++calls > 1; });
+  ASSERT_TRUE(stopped.ok());
+  EXPECT_FALSE(*stopped);
+  EXPECT_EQ(calls, 1);
+  std::vector<TensorBlob> empty;
+  ASSERT_TRUE(ForEachChunk("e", torch::zeros({0}), 100, [&](TensorBlob&& b) {
+                empty.push_back(std::move(b));
+                return true;
+              }).ok());
+  ASSERT_EQ(empty.size(), 1u);
+  EXPECT_EQ(empty[0].total_bytes(), 0u);
+  // The errors of ToWire, naming the tensor.
+  auto none = [](TensorBlob&&) { return true; };
+  EXPECT_TRUE(IsError(ForEachChunk("u", torch::Tensor(), 100, none).status(),
+                      absl::StatusCode::kInvalidArgument, {"u", "undefined"}));
+  EXPECT_TRUE(IsError(ForEachChunk("h", torch::zeros({2}, torch::kFloat16), 100, none).status(),
+                      absl::StatusCode::kInvalidArgument, {"h"}));
+}
+
 TEST(TensorBlobTest, ChannelsLastTensorTravelsInLogicalRowMajorOrder) {
   torch::Tensor t = torch::arange(2 * 3 * 4 * 5, torch::kFloat32).reshape({2, 3, 4, 5});
   torch::Tensor cl = t.contiguous(torch::MemoryFormat::ChannelsLast);
