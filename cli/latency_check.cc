@@ -153,12 +153,9 @@ absl::StatusOr<LatencyCheckReport> RunLatencyCheck(const LatencyCheckOptions& o)
     sample.timing = timings[s];
   }
   report.passes = profile.passes;
-  double window = 0, others = 0;
-  for (const LatencyCheckSample& s : report.samples) {
-    window += s.timing.window_ms;
-    others += s.timing.others_cpu * s.timing.window_ms;
-  }
-  report.others_cpu = window > 0 ? others / window : 0;
+  TimingReport all;
+  for (const LatencyCheckSample& s : report.samples) AddTiming(s.timing, &all);
+  report.others_cpu = all.others_cpu;
   report.layer_sum = Score(report.samples, /*calibrated=*/false);
   report.predicted = Score(report.samples, /*calibrated=*/true);
   return report;

@@ -222,6 +222,14 @@ std::string NowIso8601() {
 
 }  // namespace
 
+void AddTiming(const TimingReport& t, TimingReport* sum) {
+  const double window = sum->window_ms + t.window_ms;
+  sum->others_cpu =
+      window > 0 ? (sum->others_cpu * sum->window_ms + t.others_cpu * t.window_ms) / window : 0;
+  sum->window_ms = window;
+  sum->retimed += t.retimed;
+}
+
 std::string ProfileMethod(const ProfileOptions& o) {
   std::string m = absl::StrCat(
       "per-layer forward, inference mode, channels-last strided input, ", o.warmup, " warm-up + ",
@@ -339,14 +347,7 @@ absl::StatusOr<std::vector<LatencyEntry>> MeasureNetworks(
       TimingReport timing;
       NAS_ASSIGN_OR_RETURN(LatencyEntry e, MeasureNetwork(nets[i], o, &timing));
       passes[i].push_back(e);
-      TimingReport& sum = sums[i];
-      sum.retimed += timing.retimed;
-      sum.others_cpu =
-          sum.window_ms + timing.window_ms > 0
-              ? (sum.others_cpu * sum.window_ms + timing.others_cpu * timing.window_ms) /
-                    (sum.window_ms + timing.window_ms)
-              : 0;
-      sum.window_ms += timing.window_ms;
+      AddTiming(timing, &sums[i]);
       if (progress) progress(p * n + step + 1, n * o.passes);
     }
   }
@@ -411,7 +412,7 @@ absl::Status CalibrateTable(const SearchSpace& space, const ProfileOptions& o,
   // Measures every network and fits; repeated (up to kCalibrationAttempts in all) while the fit
   // is unsteady, keeping the steadiest fit.
   std::optional<LatencyCalibration> best;
-  double window = 0, others = 0;  // timed wall time, and others' cores weighted by it
+  TimingReport all;  // every attempt's timings
   int attempts = 0;
   while (attempts < kCalibrationAttempts && !(best.has_value() && SteadyCalibration(*best))) {
     ++attempts;
@@ -428,9 +429,7 @@ absl::Status CalibrateTable(const SearchSpace& space, const ProfileOptions& o,
       sample.layers = static_cast<int>(keys.size());
       sample.measured_ms = measured[s].mean_ms;
       samples.push_back(sample);
-      window += timings[s].window_ms;
-      others += timings[s].others_cpu * timings[s].window_ms;
-      if (report != nullptr) report->retimed += timings[s].retimed;
+      AddTiming(timings[s], &all);
     }
     NAS_ASSIGN_OR_RETURN(LatencyCalibration fit, FitCalibration(samples));
     auto steadier = [](const LatencyCalibration& a, const LatencyCalibration& b) {
@@ -440,7 +439,8 @@ absl::Status CalibrateTable(const SearchSpace& space, const ProfileOptions& o,
     if (!best.has_value() || steadier(fit, *best)) best = fit;
   }
   if (report != nullptr) {
-    report->networks_others_cpu = window > 0 ? others / window : 0;
+    report->networks_others_cpu = all.others_cpu;
+    report->retimed += all.retimed;
     report->calibration_attempts = attempts;
     report->calibration_steady = SteadyCalibration(*best);
   }

@@ -21,9 +21,11 @@
 // correction predicts a network.
 //
 //   ProfileOptions o;  o.threads = 2;  o.device = "x86-2core";
-//   NAS_ASSIGN_OR_RETURN(LatencyTable t, ProfileSpace(space, o, nullptr));   // layers +
-//   calibration NAS_ASSIGN_OR_RETURN(LatencyTable t, ProfileKeys(space.AllLayerKeys(), o,
-//   nullptr)); NAS_ASSIGN_OR_RETURN(LatencyEntry e, MeasureNetwork(net_config, o));
+//   // Layers and calibration:
+//   NAS_ASSIGN_OR_RETURN(LatencyTable t, ProfileSpace(space, o, nullptr));
+//   // Layers only:
+//   NAS_ASSIGN_OR_RETURN(LatencyTable t, ProfileKeys(space.AllLayerKeys(), o, nullptr));
+//   NAS_ASSIGN_OR_RETURN(LatencyEntry e, MeasureNetwork(net_config, o));
 #pragma once
 
 #include <functional>
@@ -74,6 +76,9 @@ struct TimingReport {
   double window_ms = 0;   // wall time of the kept timing's timed runs
   double others_cpu = 0;  // cores used by other processes meanwhile
 };
+// Adds `t` to `sum`: re-timings and windows add up, others' cores are averaged weighted by
+// window.
+void AddTiming(const TimingReport& t, TimingReport* sum);
 
 // How undisturbed a profile was: timings taken while other processes used this machine's cores
 // are slower than the table should say, so `nas profile` warns above kBusyMachineCores.

@@ -1,7 +1,10 @@
+#include "worker/data.h"
+
 #include <torch/torch.h>
 #include <zlib.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -9,7 +12,6 @@
 #include "core/search_driver.h"
 #include "core/search_space.h"
 #include "gtest/gtest.h"
-#include "worker/data.h"
 #include "worker/profiler.h"
 #include "worker/runtime.h"
 
@@ -237,6 +239,38 @@ TEST(ProfilerTest, CalibrationPredictingNoTimeIsNotKept) {
   EXPECT_FALSE(t.info().calibration.has_value());
   EXPECT_FALSE(report.calibration_steady);
   EXPECT_TRUE(BuildLatencyModel(space, t).ok());
+}
+
+TEST(ProfilerTest, TimingsAddUpWithOthersWeightedByWindow) {
+  TimingReport sum;
+  AddTiming({1, 30.0, 0.5}, &sum);
+  AddTiming({0, 10.0, 0.1}, &sum);
+  AddTiming({2, 0.0, 9.0}, &sum);  // no window: no weight
+  EXPECT_EQ(sum.retimed, 3);
+  EXPECT_DOUBLE_EQ(sum.window_ms, 40.0);
+  EXPECT_DOUBLE_EQ(sum.others_cpu, (0.5 * 30 + 0.1 * 10) / 40);
+  TimingReport empty;
+  AddTiming({}, &empty);
+  EXPECT_EQ(empty.others_cpu, 0);
+}
+
+// A table records OpenBLAS's idle setting in its runtime (a cached table of another setting is
+// profiled again: tests/integration/cli_test.sh).
+TEST(ProfilerTest, RuntimeNamesOpenBlasIdleSetting) {
+  const char* was = std::getenv("OPENBLAS_THREAD_TIMEOUT");
+  const std::string saved = was != nullptr ? was : "";
+  ProfileOptions o;
+  o.threads = 2;
+  unsetenv("OPENBLAS_THREAD_TIMEOUT");
+  const std::string plain = RuntimeDescription(o);
+  EXPECT_EQ(plain.find("OPENBLAS"), std::string::npos) << plain;
+  setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1);
+  EXPECT_EQ(RuntimeDescription(o), plain + ", OPENBLAS_THREAD_TIMEOUT=4");
+  if (was != nullptr) {
+    setenv("OPENBLAS_THREAD_TIMEOUT", saved.c_str(), 1);
+  } else {
+    unsetenv("OPENBLAS_THREAD_TIMEOUT");
+  }
 }
 
 TEST(ProfilerTest, NetworksAreMeasuredInInterleavedPasses) {
