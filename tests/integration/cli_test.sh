@@ -48,6 +48,14 @@ if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   check "profiled table cached" test -n "$(ls "$WORK"/cache/*.json 2>/dev/null)"
   "$NAS" search "${TINY[@]}" --out "$WORK/run2" --baseline=false >"$WORK/search2.log" 2>&1
   check "second search reuses the cached table" grep -q "reusing" "$WORK/search2.log"
+  # OpenBLAS's idle setting changes layer times: a table records it, and one cached under
+  # another setting is profiled again.
+  OPENBLAS_THREAD_TIMEOUT=7 "$NAS" search "${TINY[@]}" --out "$WORK/run3" --baseline=false \
+    --train_epochs 0 >"$WORK/search3.log" 2>&1
+  check "a table cached under another OpenBLAS idle setting is profiled again" \
+    grep -q "profiling again" "$WORK/search3.log"
+  check "the new table records the setting" \
+    grep -q "OPENBLAS_THREAD_TIMEOUT=7" "$WORK/run3/latency_table.json"
 
   "$NAS" train --arch "$WORK/run/architecture.json" --epochs 1 --train_subset 1000 \
     --test_subset 300 --threads 1 --progress=false --out "$WORK/train" >"$WORK/train.log" 2>&1
