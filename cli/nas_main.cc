@@ -101,6 +101,10 @@ ABSL_FLAG(bool, pipelined_commits, false,
           "search with --workers: the local coordinator writes a round's checkpoint while the "
           "next round runs (a coordinator crash re-runs up to two unwritten rounds, identically)");
 ABSL_FLAG(int, steps_per_task, 1, "search with --workers/--coordinator: SGD steps per weight task");
+ABSL_FLAG(int, chain_steps, 0,
+          "search with --workers/--coordinator and one task per round: weight tasks a worker runs "
+          "in a row as one task, each on its own path (one round trip and one checkpoint; the "
+          "same trajectory), cut where an arch step is due (0: 8 with one task per round)");
 ABSL_FLAG(int, samples, 20, "latency-check: random architectures to predict and measure");
 ABSL_FLAG(int, probe_layers, 8,
           "latency-check: table layers re-timed before and after the networks (the machine's "
@@ -181,6 +185,7 @@ int DistributedSearch(const nas::SearchOptions& o) {
   int parallel = absl::GetFlag(FLAGS_parallel_tasks);
   spec.set_parallel_tasks(parallel > 0 ? parallel : std::max(1, workers));
   spec.set_steps_per_task(absl::GetFlag(FLAGS_steps_per_task));
+  spec.set_chain_steps(absl::GetFlag(FLAGS_chain_steps));
   absl::StatusOr<std::string> md;
   if (!absl::GetFlag(FLAGS_coordinator).empty()) {
     spec.set_device(o.profile.device);

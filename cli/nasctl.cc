@@ -36,6 +36,9 @@ ABSL_FLAG(int64_t, train_subset, 0, "submit: training images used (0: all)");
 ABSL_FLAG(int64_t, test_subset, 0, "submit: test images used (0: all)");
 ABSL_FLAG(int64_t, valid_size, 0, "submit: validation images");
 ABSL_FLAG(int, parallel_tasks, 0, "submit: weight tasks per round");
+ABSL_FLAG(int, chain_steps, 0,
+          "submit: with one task per round, weight tasks a worker runs in a row as one chain "
+          "(0: the coordinator's default, 8)");
 ABSL_FLAG(uint64_t, seed, 0, "submit: seed");
 ABSL_FLAG(std::string, tenant, "", "submit/list: tenant");
 ABSL_FLAG(int, priority, 0, "submit: priority (higher first)");
@@ -84,6 +87,7 @@ absl::StatusOr<nas::JobSpec> SpecFromFlags() {
   if (absl::GetFlag(FLAGS_test_subset) != 0) spec.set_test_subset(absl::GetFlag(FLAGS_test_subset));
   if (absl::GetFlag(FLAGS_valid_size) != 0) spec.set_valid_size(absl::GetFlag(FLAGS_valid_size));
   if (absl::GetFlag(FLAGS_parallel_tasks) != 0) spec.set_parallel_tasks(absl::GetFlag(FLAGS_parallel_tasks));
+  if (absl::GetFlag(FLAGS_chain_steps) != 0) spec.set_chain_steps(absl::GetFlag(FLAGS_chain_steps));
   if (absl::GetFlag(FLAGS_seed) != 0) spec.set_seed(absl::GetFlag(FLAGS_seed));
   if (!absl::GetFlag(FLAGS_tenant).empty()) spec.set_tenant(absl::GetFlag(FLAGS_tenant));
   if (absl::GetFlag(FLAGS_priority) != 0) spec.set_priority(absl::GetFlag(FLAGS_priority));

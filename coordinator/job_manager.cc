@@ -32,6 +32,8 @@ namespace nas {
 namespace {
 
 constexpr char kArtifactPrefix[] = "artifact:";
+// The longest chain a spec may ask for (JobSpec.chain_steps).
+constexpr int kMaxChainSteps = 1024;
 
 int64_t UnixMs(absl::Time t) { return absl::ToUnixMillis(t); }
 
@@ -162,6 +164,16 @@ absl::StatusOr<JobSpec> Normalize(JobSpec s) {
   }
   if (s.steps_per_task() == 0) s.set_steps_per_task(1);
   if (s.steps_per_task() < 0) return absl::InvalidArgumentError("steps_per_task: must be positive");
+  if (s.chain_steps() == 0) s.set_chain_steps(s.parallel_tasks() == 1 ? defaults::kChainSteps : 1);
+  if (s.chain_steps() < 0 || s.chain_steps() > kMaxChainSteps) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("chain_steps: must be in [1, ", kMaxChainSteps, "]"));
+  }
+  if (s.chain_steps() > 1 && s.parallel_tasks() != 1) {
+    return absl::InvalidArgumentError(
+        "chain_steps: a chain needs parallel_tasks 1 (with several tasks per round each would "
+        "run its chain from the same weights, which is local SGD: steps_per_task does that)");
+  }
   if (s.label_smoothing() == 0) s.set_label_smoothing(0.1);
   if (s.label_smoothing() < 0 || s.label_smoothing() >= 1) {
     return absl::InvalidArgumentError("label_smoothing: must be in [0, 1)");
@@ -844,16 +856,51 @@ void JobManager::ListTensors(Job& j, const std::vector<std::vector<bool>>& keep,
 void JobManager::PlanWeightStage(Job& j) {
   j.stage = Job::Stage::kWeights;
   j.tasks.clear();
-  j.wspecs = j.driver->PlanWeightTasks(j.rec.spec().parallel_tasks());
   j.aspecs.clear();
-  for (const WeightTaskSpec& w : j.wspecs) {
+  const JobSpec& spec = j.rec.spec();
+  // A spec from before chains has chain_steps 0: one task per round.
+  const int chain = spec.parallel_tasks() == 1 ? std::max(1, spec.chain_steps()) : 1;
+  if (chain > 1) {
+    // One task: the first spec, then the rest as its chain; it lists every path's tensors.
+    j.wspecs = j.driver->PlanWeightTasks(chain, /*stop_at_arch=*/true);
+    if (!j.wspecs.empty()) {
+      Lease l = NewTask(j);
+      WeightTask* wt = l.task.mutable_weight();
+      std::vector<std::vector<bool>> keep = Keep(j.space, {});
+      for (size_t i = 0; i < j.wspecs.size(); ++i) {
+        const WeightTaskSpec& w = j.wspecs[i];
+        if (i == 0) {
+          for (int c : w.path) wt->add_path(c);
+          for (int64_t b : w.batches) wt->add_batches(b);
+          for (double lr : w.lrs) wt->add_lrs(lr);
+        } else {
+          WeightStep* step = wt->add_chain();
+          for (int c : w.path) step->add_path(c);
+          for (int64_t b : w.batches) step->add_batches(b);
+          for (double lr : w.lrs) step->add_lrs(lr);
+        }
+        std::vector<std::vector<bool>> k = Keep(j.space, w.path);
+        for (size_t e = 0; e < k.size(); ++e) {
+          for (size_t c = 0; c < k[e].size(); ++c) keep[e][c] = keep[e][c] || k[e][c];
+        }
+      }
+      wt->set_data_epoch(j.wspecs[0].data_epoch);
+      wt->set_label_smoothing(spec.label_smoothing());
+      ListTensors(j, keep, /*momentum=*/true, l);
+      j.tasks.push_back(std::move(l));
+    }
+  } else {
+    j.wspecs = j.driver->PlanWeightTasks(spec.parallel_tasks());
+  }
+  for (size_t i = 0; chain == 1 && i < j.wspecs.size(); ++i) {
+    const WeightTaskSpec& w = j.wspecs[i];
     Lease l = NewTask(j);
     WeightTask* wt = l.task.mutable_weight();
     for (int c : w.path) wt->add_path(c);
     wt->set_data_epoch(w.data_epoch);
     for (int64_t b : w.batches) wt->add_batches(b);
     for (double lr : w.lrs) wt->add_lrs(lr);
-    wt->set_label_smoothing(j.rec.spec().label_smoothing());
+    wt->set_label_smoothing(spec.label_smoothing());
     ListTensors(j, Keep(j.space, w.path), /*momentum=*/true, l);
     j.tasks.push_back(std::move(l));
   }
@@ -1070,6 +1117,21 @@ absl::Status JobManager::Validate(const Job& j, const Lease& l, const CompletedT
       }
       return absl::OkStatus();
     case Task::kWeight: {
+      const int chain = l.task.weight().chain_size();
+      if (o.chain_losses_size() != chain || o.chain_accuracies_size() != chain) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("outcome.chain_losses/chain_accuracies: expected ", chain,
+                         " values each (one per further task of the chain), got ",
+                         o.chain_losses_size(), " and ", o.chain_accuracies_size()));
+      }
+      for (int i = 0; i < chain; ++i) {
+        if (!std::isfinite(o.chain_losses(i)) || !(o.chain_accuracies(i) >= 0) ||
+            o.chain_accuracies(i) > 1) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("outcome.chain_losses/chain_accuracies[", i,
+                           "]: loss must be finite and accuracy in [0, 1]"));
+        }
+      }
       for (const TensorBlob& b : r.tensors) NAS_RETURN_IF_ERROR(check_known(b, true));
       for (absl::string_view n : l.names) {
         if (!absl::StartsWith(n, kMomentumPrefix) && seen.count(n) == 0) {
@@ -1212,7 +1274,11 @@ absl::Status JobManager::AdvanceStage(Job& j) {
       merge();
       std::vector<WeightTaskResult> results;
       for (const Lease& l : j.tasks) {
-        results.push_back({l.result->outcome.loss(), l.result->outcome.accuracy()});
+        const TaskOutcome& o = l.result->outcome;
+        results.push_back({o.loss(), o.accuracy()});
+        for (int i = 0; i < o.chain_losses_size(); ++i) {
+          results.push_back({o.chain_losses(i), o.chain_accuracies(i)});
+        }
       }
       NAS_RETURN_IF_ERROR(j.driver->ApplyWeightResults(results));
       j.aspecs = j.driver->PlanArchTasks();
@@ -1302,6 +1368,7 @@ absl::Status JobManager::FinishJob(Job& j) {
     std::string text;
     // The spec as JSON through its fields that matter for reproduction.
     const JobSpec& s = j.rec.spec();
+    // clang-format off
     spec = {{"space", s.space()},       {"dataset", s.dataset()},
             {"device", s.device()},     {"target_latency_ms", s.target_latency_ms()},
             {"target_fraction", s.target_fraction()}, {"loss", s.loss()},
@@ -1312,7 +1379,9 @@ absl::Status JobManager::FinishJob(Job& j) {
             {"arch_every", s.arch_every()},           {"arch_algo", s.arch_algo()},
             {"valid_size", s.valid_size()},           {"train_subset", s.train_subset()},
             {"test_subset", s.test_subset()},         {"seed", s.seed()},
-            {"parallel_tasks", s.parallel_tasks()},   {"steps_per_task", s.steps_per_task()}};
+            {"parallel_tasks", s.parallel_tasks()},   {"steps_per_task", s.steps_per_task()},
+            {"chain_steps", s.chain_steps()},         {"label_smoothing", s.label_smoothing()}};
+    // clang-format on
   }
   res.set_spec_json(spec.dump(2));
   Json report = {{"job_id", j.rec.job_id()},

@@ -194,6 +194,10 @@ absl::StatusOr<std::pair<TaskOutcome, std::vector<TensorBlob>>> SimWorker::MakeR
       o.set_loss(1.0);
       o.set_accuracy(0.5);
       if (task_.has_weight()) {
+        for (int i = 0; i < task_.weight().chain_size(); ++i) {  // a chain: one each further task
+          o.add_chain_losses(1.0);
+          o.add_chain_accuracies(0.5);
+        }
         absl::flat_hash_set<std::string> have;
         for (const TensorBlob& t : tensors) {
           if (absl::StartsWith(t.name(), kMomentumPrefix)) have.insert(t.name());

@@ -22,5 +22,8 @@ inline constexpr int kValidSize = 5000;
 // The latency target is this fraction of the expected latency at uniform probabilities.
 inline constexpr double kTargetFraction = 0.9;
 inline constexpr double kLossLambda = 0.1;
+// Distributed, one task per round: weight tasks a worker runs in a row as one chain (one round
+// trip and one checkpoint; the same trajectory). 8 steps are ~0.5 s of the default search here.
+inline constexpr int kChainSteps = 8;
 
 }  // namespace nas::defaults

@@ -146,7 +146,7 @@ int64_t SearchDriver::DataEpoch() const {
   return (phase_ == Phase::kWarmup ? 0 : plan_.warmup_epochs) + epoch_;
 }
 
-std::vector<WeightTaskSpec> SearchDriver::PlanWeightTasks(int max_tasks) {
+std::vector<WeightTaskSpec> SearchDriver::PlanWeightTasks(int max_tasks, bool stop_at_arch) {
   std::vector<WeightTaskSpec> tasks;
   if (done() || max_tasks <= 0) return tasks;
   pending_first_ = batch_;
@@ -165,6 +165,7 @@ std::vector<WeightTaskSpec> SearchDriver::PlanWeightTasks(int max_tasks) {
     }
     pending_count_ += static_cast<int64_t>(w.batches.size());
     tasks.push_back(std::move(w));
+    if (stop_at_arch && ArchDueAfter(tasks.back().batches)) break;
   }
   pending_tasks_ = static_cast<int64_t>(tasks.size());
   return tasks;
@@ -209,6 +210,12 @@ absl::Status SearchDriver::ApplyWeightResults(const std::vector<WeightTaskResult
     }
   }
   return absl::OkStatus();
+}
+
+bool SearchDriver::ArchDueAfter(const std::vector<int64_t>& batches) const {
+  if (phase_ != Phase::kSearch || epoch_ == 0) return false;
+  return std::any_of(batches.begin(), batches.end(),
+                     [&](int64_t b) { return (b + 1) % plan_.arch_every == 0; });
 }
 
 std::vector<ArchTaskSpec> SearchDriver::PlanArchTasks() {

@@ -126,8 +126,10 @@ class SearchDriver {
   double ExpectedLatency() const { return plan_.latency.Expected(alpha_); }
 
   // Up to max_tasks weight tasks for the next batches of the current epoch (fewer at the end of
-  // an epoch). Empty when done. Samples one path per task.
-  std::vector<WeightTaskSpec> PlanWeightTasks(int max_tasks);
+  // an epoch). Empty when done. Samples one path per task. With stop_at_arch, the last task is
+  // the first one after which an arch step is due: run in order on one worker, such tasks are
+  // the rounds of one task each that the single-process search runs (a chain, same trajectory).
+  std::vector<WeightTaskSpec> PlanWeightTasks(int max_tasks, bool stop_at_arch = false);
   // Results of the tasks just planned, in the same order. Advances the position (phase, epoch).
   absl::Status ApplyWeightResults(const std::vector<WeightTaskResult>& results);
   // The arch steps due after the weight tasks just applied (may be empty).
@@ -148,6 +150,8 @@ class SearchDriver {
  private:
   SearchDriver() = default;
   int64_t DataEpoch() const;
+  // Whether an arch step is due after a weight task on these batches of the current epoch.
+  bool ArchDueAfter(const std::vector<int64_t>& batches) const;
 
   SearchPlan plan_;
   ArchParams alpha_;

@@ -159,7 +159,10 @@ struct TaskResult {
 // Accounting of one task (stats line and outcome).
 struct TaskStats {
   int64_t fetched_bytes = 0;
+  // The most tensor bytes a step of the task materialised (one path; the step's modules and
+  // momentum), and what the task held for its result (a chain: every path's tensors).
   int64_t resident_bytes = 0;
+  int64_t held_bytes = 0;
   int64_t tensors_fetched = 0;
   int64_t cache_hits = 0;
   // Where the task's time went (the stats line): waiting in AcquireTask for it, fetching and
@@ -496,8 +499,11 @@ struct RemoteWorker::Impl {
 
   // Loads the task's tensors into `net` (and momentum into `sgd` when given; arch tasks need
   // none). Every parameter and buffer of `net` must be listed; momentum may be absent.
+  // A step of a chain (`chain` given: the tensors the chain's earlier steps left) loads those
+  // from there and skips listed tensors its path does not have (other steps use them).
   absl::Status LoadTaskTensors(const Task& t, torch::nn::Module& net, PathSgd* sgd,
-                               TaskStats* stats) {
+                               TaskStats* stats,
+                               const std::map<std::string, torch::Tensor>* chain = nullptr) {
     std::map<std::string, torch::Tensor> module = ModuleTensors(net, true, true);
     std::set<std::string> params;
     for (const auto& p : net.named_parameters()) params.insert(p.key());
@@ -510,10 +516,12 @@ struct RemoteWorker::Impl {
         if (sgd == nullptr) continue;
         std::string p = name.substr(sizeof(kMomentumPrefix) - 1);
         if (params.count(p) == 0) {
+          if (chain != nullptr) continue;
           return absl::InvalidArgumentError(absl::StrCat(
               "task lists ", name, " but ", p, " is not a parameter of the task's modules"));
         }
       } else if (module.count(name) == 0) {
+        if (chain != nullptr) continue;
         return absl::InvalidArgumentError(
             absl::StrCat("task lists ", name, ", which the task's modules do not have"));
       }
@@ -528,6 +536,7 @@ struct RemoteWorker::Impl {
     auto t0 = std::chrono::steady_clock::now();
     std::vector<const TensorRef*> missing;
     for (const TensorRef* r : needed) {
+      if (chain != nullptr && chain->count(r->name()) > 0) continue;
       auto it = cache.find(r->name());
       if (it != cache.end() && it->second.version == r->version()) {
         ++stats->cache_hits;
@@ -540,7 +549,12 @@ struct RemoteWorker::Impl {
     torch::NoGradGuard no_grad;
     for (const TensorRef* r : needed) {
       const std::string& name = r->name();
-      const torch::Tensor& src = cache.at(name).tensor;
+      const torch::Tensor* left = nullptr;  // by an earlier step of the chain
+      if (chain != nullptr) {
+        auto it = chain->find(name);
+        if (it != chain->end()) left = &it->second;
+      }
+      const torch::Tensor& src = left != nullptr ? *left : cache.at(name).tensor;
       bool momentum = absl::StartsWith(name, kMomentumPrefix);
       std::string target = momentum ? name.substr(sizeof(kMomentumPrefix) - 1) : name;
       const torch::Tensor& dst = module.at(target);
@@ -555,6 +569,20 @@ struct RemoteWorker::Impl {
         sgd->mutable_momentum()[target] = std::move(m);
       } else {
         dst.copy_(src);
+      }
+    }
+    // Momentum an earlier step of the chain created is not in the store yet, so not listed.
+    if (chain != nullptr && sgd != nullptr) {
+      for (const std::string& p : params) {
+        auto it = chain->find(kMomentumPrefix + p);
+        if (it == chain->end() || listed.count(it->first) > 0) continue;
+        const torch::Tensor& dst = module.at(p);
+        if (it->second.sizes() != dst.sizes()) {
+          return absl::InternalError(absl::StrCat(it->first, ": the chain left another shape"));
+        }
+        torch::Tensor m = torch::empty_like(dst);
+        m.copy_(it->second);
+        sgd->mutable_momentum()[p] = std::move(m);
       }
     }
     stats->load_seconds += SecondsSince(t0);
@@ -577,34 +605,70 @@ struct RemoteWorker::Impl {
     return absl::OkStatus();
   }
 
+  // A weight task, or a chain of them (WeightTask.chain): each runs on its own path, on what
+  // the ones before left; one path is materialised at a time.
   absl::Status RunWeight(const Task& t, const SearchSpace& space, TaskResult* r, TaskStats* stats) {
     const WeightTask& w = t.weight();
     NAS_RETURN_IF_ERROR(CheckSearchData(t.data()));
-    WeightTaskSpec spec;
-    spec.path.assign(w.path().begin(), w.path().end());
-    spec.data_epoch = w.data_epoch();
-    spec.batches.assign(w.batches().begin(), w.batches().end());
-    spec.lrs.assign(w.lrs().begin(), w.lrs().end());
-    NAS_RETURN_IF_ERROR(CheckChoices(space, spec.path, "weight.path"));
-    NAS_ASSIGN_OR_RETURN(std::shared_ptr<const JobData> data, Data(t.data(), space));
-
-    SuperNet net(space, KeepForPath(space, spec.path));
-    PathSgd sgd(SgdOptions{});
-    NAS_RETURN_IF_ERROR(LoadTaskTensors(t, *net, &sgd, stats));
-    if (Abandoned()) return absl::AbortedError("abandoned");
-    const DataSpec& d = t.data();
-    Batcher train(data->split.train, d.batch_size(), d.train_seed(),
-                  Augment{d.augment_pad(), d.augment_hflip()});
-    WeightTaskResult result = RunWeightTask(net, sgd, train, spec, w.label_smoothing());
-    r->outcome.set_loss(result.loss);
-    r->outcome.set_accuracy(result.accuracy);
-    for (auto& [name, tensor] : ModuleTensors(*net, true, true)) {
-      stats->resident_bytes += TensorBytes(tensor);
-      r->tensors.emplace_back(name, tensor);
+    std::vector<WeightTaskSpec> specs(1 + w.chain_size());
+    for (size_t i = 0; i < specs.size(); ++i) {
+      const auto& path = i == 0 ? w.path() : w.chain(i - 1).path();
+      const auto& batches = i == 0 ? w.batches() : w.chain(i - 1).batches();
+      const auto& lrs = i == 0 ? w.lrs() : w.chain(i - 1).lrs();
+      specs[i].path.assign(path.begin(), path.end());
+      specs[i].data_epoch = w.data_epoch();
+      specs[i].batches.assign(batches.begin(), batches.end());
+      specs[i].lrs.assign(lrs.begin(), lrs.end());
+      NAS_RETURN_IF_ERROR(CheckChoices(
+          space, specs[i].path,
+          i == 0 ? std::string("weight.path") : absl::StrCat("weight.chain[", i - 1, "].path")));
     }
-    for (const auto& [name, tensor] : sgd.momentum()) {
-      stats->resident_bytes += TensorBytes(tensor);
-      r->tensors.emplace_back(kMomentumPrefix + name, tensor);
+    NAS_ASSIGN_OR_RETURN(std::shared_ptr<const JobData> data, Data(t.data(), space));
+    const DataSpec& d = t.data();
+    const bool chained = specs.size() > 1;
+    // The tensors as the steps so far left them (each step's modules, then its momentum), in
+    // host memory: the result.
+    std::map<std::string, torch::Tensor> left;
+    for (size_t i = 0; i < specs.size(); ++i) {
+      SuperNet net(space, KeepForPath(space, specs[i].path));
+      PathSgd sgd(SgdOptions{});
+      NAS_RETURN_IF_ERROR(LoadTaskTensors(t, *net, &sgd, stats, chained ? &left : nullptr));
+      if (Abandoned()) return absl::AbortedError("abandoned");
+      Batcher train(data->split.train, d.batch_size(), d.train_seed(),
+                    Augment{d.augment_pad(), d.augment_hflip()});
+      WeightTaskResult result = RunWeightTask(net, sgd, train, specs[i], w.label_smoothing());
+      if (i == 0) {
+        r->outcome.set_loss(result.loss);
+        r->outcome.set_accuracy(result.accuracy);
+      } else {
+        r->outcome.add_chain_losses(result.loss);
+        r->outcome.add_chain_accuracies(result.accuracy);
+      }
+      int64_t step_bytes = 0;
+      for (auto& [name, tensor] : ModuleTensors(*net, true, true)) {
+        step_bytes += TensorBytes(tensor);
+        left[name] = tensor.to(torch::kCPU);
+      }
+      for (const auto& [name, tensor] : sgd.momentum()) {
+        step_bytes += TensorBytes(tensor);
+        left[kMomentumPrefix + name] = tensor.to(torch::kCPU);
+      }
+      stats->resident_bytes = std::max(stats->resident_bytes, step_bytes);
+    }
+    if (chained) {  // every listed tensor belongs to some step's path
+      for (const TensorRef& ref : t.tensors()) {
+        absl::string_view name = ref.name();
+        if (absl::StartsWith(name, kMomentumPrefix))
+          name.remove_prefix(sizeof(kMomentumPrefix) - 1);
+        if (left.count(std::string(name)) == 0) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("task lists ", ref.name(), ", which no path of the chain has"));
+        }
+      }
+    }
+    for (auto& [name, tensor] : left) {
+      stats->held_bytes += TensorBytes(tensor);
+      r->tensors.emplace_back(name, std::move(tensor));
     }
     return absl::OkStatus();
   }
@@ -813,6 +877,7 @@ struct RemoteWorker::Impl {
                  {"kind", KindName(t)},
                  {"fetched_bytes", stats.fetched_bytes},
                  {"resident_bytes", stats.resident_bytes},
+                 {"held_bytes", stats.held_bytes},
                  {"tensors_fetched", stats.tensors_fetched},
                  {"cache_hits", stats.cache_hits},
                  {"cached_bytes", CachedBytes()},

@@ -7,6 +7,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 #include <thread>
@@ -86,6 +87,7 @@ class CoordinatorServerTest : public ::testing::Test {
     s.set_search_epochs(2);
     s.set_arch_every(2);
     s.set_seed(3);
+    s.set_chain_steps(1);  // one task per round (the Chain* tests run chains)
     return s;
   }
 
@@ -158,6 +160,15 @@ TEST_F(CoordinatorServerTest, BadSpecsAndUnknownJobsAreClearErrors) {
   s = SmallSpec();
   s.set_loss("mul#exp");
   EXPECT_FALSE(client_->Submit(s).ok());
+  s = SmallSpec();
+  s.set_chain_steps(-1);
+  EXPECT_TRUE(
+      IsError(client_->Submit(s).status(), absl::StatusCode::kInvalidArgument, {"chain_steps"}));
+  s = SmallSpec();
+  s.set_chain_steps(4);
+  s.set_parallel_tasks(2);
+  EXPECT_TRUE(IsError(client_->Submit(s).status(), absl::StatusCode::kInvalidArgument,
+                      {"chain_steps", "parallel_tasks 1"}));
   EXPECT_TRUE(IsError(client_->Get("j999").status(), absl::StatusCode::kNotFound, {"j999"}));
   EXPECT_TRUE(IsError(client_->Result("j999").status(), absl::StatusCode::kNotFound, {"j999"}));
   EXPECT_TRUE(IsError(client_->Cancel("j999"), absl::StatusCode::kNotFound, {"j999"}));
@@ -211,6 +222,77 @@ TEST_F(CoordinatorServerTest, JobRunsToDoneWithEveryRoundOnce) {
                         "baseline.pt", "job_spec.json"}) {
     EXPECT_TRUE(fs::exists(dir_ / "out" / f)) << f;
   }
+}
+
+// A job with one task per round runs its weight tasks in chains (the default, 8): a chain is one
+// task that lists every path's tensors, ends where an arch step is due, and counts one step per
+// task of it. SmallSpec's 12 weight steps (4 batches an epoch, an arch step after every 2nd
+// batch of the second joint epoch) take 4 rounds: 4, 4, then 2 + arch, 2 + arch.
+TEST_F(CoordinatorServerTest, ChainedWeightTasksRunInFewerRoundsWithEveryStepOnce) {
+  JobSpec spec = SmallSpec();
+  spec.clear_chain_steps();
+  auto id = client_->Submit(spec);
+  ASSERT_TRUE(id.ok()) << id.status();
+  SimWorker w(Channel());
+  ASSERT_TRUE(w.Register("sim").ok());
+  ASSERT_NO_FATAL_FAILURE(CompleteTasks(w, 1));  // init
+  ASSERT_NO_FATAL_FAILURE(AcquireTask(w));
+  const Task& t = w.last_task();
+  ASSERT_TRUE(t.has_weight());
+  ASSERT_EQ(t.weight().chain_size(), 3);  // the warm-up epoch's 4 batches
+  // The task lists the candidates of its 4 paths and no other.
+  std::vector<std::vector<int>> paths = {{t.weight().path().begin(), t.weight().path().end()}};
+  for (const WeightStep& step : t.weight().chain()) {
+    paths.emplace_back(step.path().begin(), step.path().end());
+    EXPECT_EQ(step.batches_size(), 1);
+    EXPECT_EQ(step.lrs_size(), 1);
+  }
+  for (const TensorRef& r : t.tensors()) {
+    TensorOwner o = ClassifyTensor(r.name());
+    if (o.fixed) continue;
+    EXPECT_TRUE(std::any_of(paths.begin(), paths.end(),
+                            [&](const std::vector<int>& p) { return p[o.edge] == o.candidate; }))
+        << r.name() << " is on none of the chain's paths";
+  }
+  auto ran = w.RunSome(absl::Milliseconds(200));  // completes the chain it holds
+  ASSERT_TRUE(ran.ok()) << ran.status();
+  EXPECT_EQ(*ran, 1);
+  JobStatus after = *client_->Get(*id);
+  EXPECT_EQ(after.weight_steps(), 4);
+  EXPECT_EQ(after.round(), 1);
+  JobStatus st = RunToEnd(*id, w);
+  ASSERT_EQ(st.state(), "DONE") << st.message();
+  EXPECT_EQ(st.weight_steps(), 12);
+  EXPECT_EQ(st.arch_steps(), 2);
+  EXPECT_EQ(st.round(), 4);
+  EXPECT_EQ(client_->Result(*id)->history_size(), 1 + 2 + 1);
+}
+
+// A chained task's outcome carries one loss and accuracy per further task: the wrong count or
+// a non-finite value is refused, naming the field, and changes nothing.
+TEST_F(CoordinatorServerTest, ChainOutcomeWithoutALossPerTaskIsRefused) {
+  JobSpec spec = SmallSpec();
+  spec.set_chain_steps(3);
+  auto id = client_->Submit(spec);
+  ASSERT_TRUE(id.ok()) << id.status();
+  SimWorker w(Channel());
+  ASSERT_TRUE(w.Register("sim").ok());
+  ASSERT_NO_FATAL_FAILURE(CompleteTasks(w, 1));
+  ASSERT_NO_FATAL_FAILURE(AcquireTask(w));
+  ASSERT_EQ(w.last_task().weight().chain_size(), 2);
+  auto good = w.MakeResult();
+  ASSERT_TRUE(good.ok());
+  TaskOutcome short_one = good->first;
+  short_one.mutable_chain_losses()->RemoveLast();
+  EXPECT_TRUE(IsError(w.Complete(short_one, good->second), absl::StatusCode::kInvalidArgument,
+                      {"chain_losses", "expected 2"}));
+  TaskOutcome nan = good->first;
+  nan.set_chain_losses(1, std::nan(""));
+  EXPECT_TRUE(IsError(w.Complete(nan, good->second), absl::StatusCode::kInvalidArgument,
+                      {"chain_losses", "[1]", "finite"}));
+  EXPECT_EQ(client_->Get(*id)->weight_steps(), 0);
+  ASSERT_TRUE(w.Complete(good->first, good->second).ok());
+  EXPECT_EQ(client_->Get(*id)->weight_steps(), 3);
 }
 
 // With pipelined commits a round is written while the next one runs: the job ends the same,

@@ -107,8 +107,11 @@ TINY=(--train_subset 1200 --valid_size 200 --test_subset 300 --warmup_epochs 1 -
 cat >"$WORK/spec.json" <<'EOF'
 {"space": "fashion-mnist", "device": "local-cpu", "trainSubset": "1200", "validSize": "200",
  "testSubset": "300", "warmupEpochs": 1, "searchEpochs": 2, "trainEpochs": 1, "batchSize": 50,
- "archEvery": 2, "seed": "7", "parallelTasks": 1}
+ "archEvery": 2, "seed": "7", "parallelTasks": 1, "chainSteps": 1}
 EOF
+
+# The crash tests below run one task per round (chainSteps 1: many small rounds to kill
+# between); `nas search --workers 1` runs the default chains of 8 weight tasks.
 
 # --- equivalence -------------------------------------------------------------------------
 "$NAS" search --out "$WORK/single" "${TINY[@]}" >"$WORK/single.log" 2>&1
@@ -117,7 +120,26 @@ check "single-process search finishes" test -f "$WORK/single/report.json"
 check "distributed search (1 worker) finishes" test -f "$WORK/dist/report.json"
 check "distributed result directory is complete" test -s "$WORK/dist/derived.pt" -a \
   -s "$WORK/dist/baseline.pt" -a -s "$WORK/dist/network.json" -a -s "$WORK/dist/job_spec.json"
-check "one worker follows the single-process trajectory" same_trajectory "$WORK/single" "$WORK/dist"
+check "one worker (chains of 8 weight tasks) follows the single-process trajectory" \
+  same_trajectory "$WORK/single" "$WORK/dist"
+check "a chain materialises one path at a time and holds only its paths' tensors" \
+  python3 - "$WORK/dist/logs/worker-0.tasks.jsonl" <<'EOF'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+init = [l for l in lines if l["kind"] == "init" and l["outcome"] == "ok"]
+weight = [l for l in lines if l["kind"] == "weight" and l["outcome"] == "ok"]
+assert init and weight, "no tasks recorded"
+supernet = init[0]["resident_bytes"]
+# TINY: 20 batches an epoch; chains of 8 in the warm-up and first joint epochs (8, 8, 4), then 2
+# (an arch step after every 2nd batch): 3 + 3 + 10 weight tasks.
+print(f"  {len(weight)} weight tasks; largest step {max(l['resident_bytes'] for l in weight)} B, "
+      f"largest chain result {max(l['held_bytes'] for l in weight)} B (supernet {supernet} B, "
+      f"with momentum up to twice that)")
+assert len(weight) == 16, len(weight)
+assert max(l["resident_bytes"] for l in weight) < 0.6 * supernet, "a step held more than one path"
+assert all(l["held_bytes"] >= l["resident_bytes"] for l in weight)
+assert max(l["held_bytes"] for l in weight) <= 2 * supernet
+EOF
 [ -f "$WORK/dist/report.json" ] || { cat "$WORK/dist.log" "$WORK"/dist/logs/*.log; }
 check "one worker's cache: each tensor fetched about once, not the path every task" \
   python3 - "$WORK/dist/logs/worker-0.tasks.jsonl" <<'EOF'
