@@ -162,6 +162,8 @@ Row Run(const std::string& target, pid_t pid, const std::string& workload,
   spec.set_warmup_epochs(100);
   spec.set_search_epochs(1);
   spec.set_parallel_tasks(tasks_per_round);
+  // A round is one task (the cost measured per round): no chains of weight tasks.
+  spec.set_chain_steps(1);
   auto job = (*client)->Submit(spec);
   if (!job.ok()) {
     std::fprintf(stderr, "submit: %s\n", job.status().ToString().c_str());

@@ -322,6 +322,7 @@ struct JobManager::Job {
   int64_t change = 0;  // bumped on every visible change
   int pending_commits = 0;       // rounds queued for (or being written by) the background writer
   int64_t committed_round = 0;   // the last round written (JobStatus.committed_round)
+  int64_t steps_in_metrics = 0;  // weight steps counted in nas_weight_steps_total so far
   std::string persisted_record;  // the record as last written to the store
   int64_t weight_steps() const { return driver ? driver->weight_steps() : 0; }
 };
@@ -339,6 +340,7 @@ struct JobManager::Ticker {
 // A search round's gauges, recorded with the duration of its commit once it is written.
 struct RoundGauges {
   double train_loss, val_accuracy, expected_ms, target_ms, entropy;
+  double weight_steps = 0;  // SGD steps the round applied
 };
 
 struct JobManager::CommitQueue {
@@ -363,7 +365,7 @@ void RecordRound(CoordinatorMetrics* metrics, const std::string& job_id, double 
                  const RoundGauges& g) {
   if (metrics == nullptr) return;
   metrics->Round(job_id, commit_seconds, g.train_loss, g.val_accuracy, g.expected_ms, g.target_ms,
-                 g.entropy);
+                 g.entropy, g.weight_steps);
 }
 
 }  // namespace
@@ -543,6 +545,7 @@ absl::Status JobManager::Recover() {
     NAS_ASSIGN_OR_RETURN(SearchDriver d, SearchDriver::Create(PlanOf(j)));
     NAS_RETURN_IF_ERROR(d.RestoreState(committed->second));
     j.driver = std::move(d);
+    j.steps_in_metrics = j.driver->weight_steps();
     j.committed_round = committed->first;
     if (j.driver->done()) {
       PlanFinalStage(j);
@@ -1450,7 +1453,11 @@ absl::Status JobManager::CommitRound(Job& j, std::vector<std::string> events) {
   // The record (with the job's latency table) only when it changed since it was last written.
   std::string record = j.rec.SerializeAsString();
   if (record != j.persisted_record) c.job_record = record;
-  const RoundGauges gauges = GaugesOf(*j.driver, j.rec);
+  RoundGauges gauges = GaugesOf(*j.driver, j.rec);
+  if (round_end) {
+    gauges.weight_steps = static_cast<double>(j.driver->weight_steps() - j.steps_in_metrics);
+    j.steps_in_metrics = j.driver->weight_steps();
+  }
   if (background) {
     // The writer records the gauges once the round is written (CommitLoop).
     if (c.job_record.has_value()) j.persisted_record = *c.job_record;

@@ -23,6 +23,11 @@ struct CoordinatorMetrics::Impl {
                    .Name("nas_rounds_total")
                    .Help("Committed search rounds, by job")
                    .Register(r)),
+        weight_steps(prometheus::BuildCounter()
+                         .Name("nas_weight_steps_total")
+                         .Help("SGD steps of committed rounds, by job (a round of a chain of "
+                               "weight tasks has several)")
+                         .Register(r)),
         train_loss(prometheus::BuildGauge()
                        .Name("nas_train_loss")
                        .Help("Smoothed training loss of weight steps, by job")
@@ -57,9 +62,9 @@ struct CoordinatorMetrics::Impl {
                        .Name("nas_checkpoint_seconds")
                        .Help("Time to write one round to RocksDB (one synced write batch)")
                        .Register(r)
-                       .Add({}, prometheus::Histogram::BucketBoundaries{
-                                    1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1,
-                                    0.25, 0.5, 1, 2.5})),
+                       .Add({}, prometheus::Histogram::BucketBoundaries{1e-4, 5e-4, 1e-3, 2.5e-3,
+                                                                        5e-3, 1e-2, 2.5e-2, 5e-2,
+                                                                        0.1, 0.25, 0.5, 1, 2.5})),
         tensor_bytes(prometheus::BuildCounter()
                          .Name("nas_tensor_bytes_total")
                          .Help("Tensor bytes sent to (fetched) and received from workers")
@@ -73,6 +78,7 @@ struct CoordinatorMetrics::Impl {
   prometheus::Family<prometheus::Gauge>& jobs;
   prometheus::Family<prometheus::Gauge>& queue;
   prometheus::Family<prometheus::Counter>& rounds;
+  prometheus::Family<prometheus::Counter>& weight_steps;
   prometheus::Family<prometheus::Gauge>& train_loss;
   prometheus::Family<prometheus::Gauge>& val_accuracy;
   prometheus::Family<prometheus::Gauge>& expected_ms;
@@ -114,10 +120,11 @@ void CoordinatorMetrics::SetQueueDepth(const std::string& tenant, int tasks) {
   impl_->queue.Add({{"tenant", tenant}}).Set(tasks);
 }
 
-void CoordinatorMetrics::Round(const std::string& job, double checkpoint_seconds,
-                               double train_loss, double val_accuracy, double expected_ms,
-                               double target_ms, double entropy) {
+void CoordinatorMetrics::Round(const std::string& job, double checkpoint_seconds, double train_loss,
+                               double val_accuracy, double expected_ms, double target_ms,
+                               double entropy, double weight_steps) {
   impl_->rounds.Add({{"job", job}}).Increment();
+  impl_->weight_steps.Add({{"job", job}}).Increment(weight_steps);
   impl_->checkpoint.Observe(checkpoint_seconds);
   impl_->train_loss.Add({{"job", job}}).Set(train_loss);
   impl_->val_accuracy.Add({{"job", job}}).Set(val_accuracy);

@@ -32,9 +32,10 @@ class CoordinatorMetrics {
   // Jobs per state (every state listed is set; missing ones are 0) and queued tasks per tenant.
   void SetJobs(const std::map<std::string, int>& by_state);
   void SetQueueDepth(const std::string& tenant, int tasks);
-  // One committed round of a job, with the job's current figures.
+  // One committed round of a job (with the SGD steps it applied), with the job's current figures.
   void Round(const std::string& job, double checkpoint_seconds, double train_loss,
-             double val_accuracy, double expected_ms, double target_ms, double entropy);
+             double val_accuracy, double expected_ms, double target_ms, double entropy,
+             double weight_steps);
   // kind: init, weight, arch, final; outcome: ok, refused, expired, failed.
   void Task(const std::string& kind, const std::string& outcome);
   void LeaseExpired();

@@ -299,7 +299,9 @@ if command -v prometheus >/dev/null && command -v curl >/dev/null; then
   DB="$WORK/db-metrics"
   start_coordinator --latency_table="$WORK/table.json" --metrics_port="$MP"
   start_worker we
-  JOB=$("$NASCTL" --coordinator="127.0.0.1:$CP" submit --spec="$WORK/spec.json")
+  # Chains of 8 weight tasks (the default with one task per round): 16 rounds of 60 SGD steps.
+  sed 's/"chainSteps": 1/"chainSteps": 8/' "$WORK/spec.json" >"$WORK/spec-chains.json"
+  JOB=$("$NASCTL" --coordinator="127.0.0.1:$CP" submit --spec="$WORK/spec-chains.json")
   wait_for 300 state_is DONE
   cat >"$WORK/prometheus.yml" <<YAML
 global:
@@ -325,11 +327,12 @@ YAML
     check "prometheus: $1 = $2 (got '$got')" test "$got" = "$2"
   }
   expect_metric 'nas_jobs{state="DONE"}' 1
-  expect_metric "nas_rounds_total{job=\"$JOB\"}" 60
-  expect_metric 'nas_tasks_total{kind="weight",outcome="ok"}' 60
+  expect_metric "nas_rounds_total{job=\"$JOB\"}" 16
+  expect_metric "nas_weight_steps_total{job=\"$JOB\"}" 60
+  expect_metric 'nas_tasks_total{kind="weight",outcome="ok"}' 16
   expect_metric 'nas_tasks_total{kind="arch",outcome="ok"}' 10
   expect_metric 'nas_tasks_total{kind="final",outcome="ok"}' 2
-  expect_metric 'nas_checkpoint_seconds_count' 60
+  expect_metric 'nas_checkpoint_seconds_count' 16
   expect_metric 'nas_workers{state="live"}' 1
   positive() { python3 -c 'import sys; sys.exit(0 if float(sys.argv[1] or 0) > 0 else 1)' "$(query "$1")"; }
   check "prometheus: nas_expected_latency_ms of the job > 0" positive "nas_expected_latency_ms{job=\"$JOB\"}"
