@@ -244,8 +244,13 @@ class WorkerGatewayImpl final : public WorkerGateway::Service {
         }
       }
     }
+    // The request for the next task, moved out (it lists every tensor the worker caches).
     std::optional<AcquireTaskRequest> next;
-    if (results.back().outcome.has_next()) next = results.back().outcome.next();
+    if (TaskOutcome& o = results.back().outcome; o.has_next()) {
+      next.emplace();
+      next->Swap(o.mutable_next());
+      o.clear_next();
+    }
     absl::Status last;
     for (CompletedTask& r : results) {
       last = jobs_->Complete(std::move(r));

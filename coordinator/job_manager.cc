@@ -1498,8 +1498,11 @@ void JobManager::Tick() {
       Job& j = *jp;
       for (Lease& l : j.tasks) {
         if (l.state == Lease::State::kLeased && l.deadline < now) {
-          Log(absl::StrCat("lease ", l.task.lease_id(), " (", KindOf(l.task), " task of job ", id,
-                           ", worker ", l.worker_id, ") expired; re-issuing the task"));
+          const int chain = l.task.has_weight() ? l.task.weight().chain_size() : 0;
+          Log(absl::StrCat("lease ", l.task.lease_id(), " (", KindOf(l.task), " task",
+                           chain > 0 ? absl::StrCat(", a chain of ", chain + 1, " steps") : "",
+                           ", of job ", id, ", worker ", l.worker_id,
+                           ") expired; re-issuing the task"));
           lease_job_.erase(l.task.lease_id());
           l.state = Lease::State::kQueued;
           l.task.clear_lease_id();

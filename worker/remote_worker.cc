@@ -1019,8 +1019,10 @@ struct RemoteWorker::Impl {
       cache.clear();
       cache_job = t.job_id();
     }
+    const int chain = t.has_weight() ? t.weight().chain_size() : 0;
     Log(absl::StrCat(kind, " task: job ", t.job_id(), ", round ", t.round(), ", lease ",
-                     t.lease_id(), ", ", t.tensors_size(), " tensors"));
+                     t.lease_id(), ", ", t.tensors_size(), " tensors",
+                     chain > 0 ? absl::StrCat(", a chain of ", chain + 1, " steps") : ""));
 
     TaskStats stats;
     stats.acquire_seconds = acquire_seconds;

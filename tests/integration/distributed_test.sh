@@ -12,6 +12,8 @@
 #  - worker crash: a frozen worker's lease expires, the task is re-issued to another worker,
 #    the frozen worker's late result is refused; kill -9 of a worker; the job finishes, same
 #    trajectory (the two workers speak the one-round-trip and the three-call protocol);
+#  - both crashes with chains of weight tasks: the coordinator killed while chains run, a
+#    worker frozen holding a chain (re-issued whole, its late result fenced off); same trajectory;
 #  - latency service down: the job waits, reported as degraded, nothing crashes; once the
 #    service is up the job runs.
 # Usage: distributed_test.sh BIN_DIR   (the build directory)
@@ -111,7 +113,8 @@ cat >"$WORK/spec.json" <<'EOF'
 EOF
 
 # The crash tests below run one task per round (chainSteps 1: many small rounds to kill
-# between); `nas search --workers 1` runs the default chains of 8 weight tasks.
+# between), except "crashes mid-chain"; `nas search --workers 1` runs the default chains of 8.
+sed 's/"chainSteps": 1/"chainSteps": 8/' "$WORK/spec.json" >"$WORK/spec-chains.json"
 
 # --- equivalence -------------------------------------------------------------------------
 "$NAS" search --out "$WORK/single" "${TINY[@]}" >"$WORK/single.log" 2>&1
@@ -274,6 +277,57 @@ assert not over, over[0]
 EOF
 kill "$WC" "$COORD_PID" 2>/dev/null
 
+# --- crashes mid-chain ----------------------------------------------------------------------
+# Chains of 8 weight tasks: kill -9 of the coordinator while its worker runs chains, restart on
+# the same RocksDB; then a worker frozen while it holds a chain's lease: the whole chain is
+# re-issued to another worker and the frozen one's late result fenced off. The job still
+# follows the single-process trajectory.
+CP=$(free_port)
+DB="$WORK/db-chains"
+start_coordinator --latency_table="$WORK/table.json"
+start_worker wf
+WF=$WORKER_PID
+JOB=$("$NASCTL" --coordinator="127.0.0.1:$CP" submit --spec="$WORK/spec-chains.json")
+wait_for 120 round_at_least 2
+W_KILL=$(written_of)
+kill -9 "$COORD_PID"
+wait "$COORD_PID" 2>/dev/null
+start_coordinator --latency_table="$WORK/table.json"
+R_RESTART=$(round_of)
+echo "  chains: killed the coordinator (written $W_KILL); restarted at committed round $R_RESTART"
+check "chains: the restart keeps every round acknowledged as written" \
+  test -n "$R_RESTART" -a -n "$W_KILL" -a "${R_RESTART:-0}" -ge "${W_KILL:-999999}"
+# Freeze wf at a moment its log's last line is the start of a chain (it holds that lease) and
+# the coordinator then expires that very lease; otherwise let it go on and try again.
+CHAIN_LEASE=""
+for attempt in $(seq 1 60); do
+  kill -STOP "$WF"
+  last=$(tail -n 1 "$WORK/wf.log")
+  if [[ "$last" == *"weight task: "*", a chain of "* ]]; then
+    L=$(sed -n 's/.*, lease \([^,]*\), .*/\1/p' <<<"$last")
+    if wait_for 10 grep -qF "lease $L (weight task, a chain of" "$COORD_LOG"; then
+      CHAIN_LEASE=$L
+      break
+    fi
+  fi
+  kill -CONT "$WF"
+  sleep 0.05
+done
+echo "  chains: froze wf holding the chain of lease ${CHAIN_LEASE:-(none)} (attempt $attempt)"
+check "chains: a frozen worker's chain lease expired and was re-issued" test -n "$CHAIN_LEASE"
+start_worker wg
+check "chains: the re-issued chain runs on the other worker" \
+  wait_for 60 grep -q "weight task: .*, a chain of" "$WORK/wg.log"
+kill -CONT "$WF"
+check "chains: the frozen worker's late chain was fenced off" wait_for 30 sh -c \
+  "grep -qF 'refused the result of lease $CHAIN_LEASE' '$COORD_LOG' || grep -qF 'abandoning the task of lease $CHAIN_LEASE' '$WORK/wf.log'"
+kill -9 "$WF"
+check "chains: job finishes after both crashes" wait_for 300 state_is DONE
+"$NASCTL" --coordinator="127.0.0.1:$CP" result "$JOB" --out="$WORK/ccrash" >/dev/null 2>&1
+check "chains: the job with both crashes has the single-process trajectory" \
+  same_trajectory "$WORK/single" "$WORK/ccrash"
+kill "$WORKER_PID" "$COORD_PID" 2>/dev/null
+
 # --- latency service down ------------------------------------------------------------------
 CP=$(free_port)
 LP=$(free_port)
@@ -300,7 +354,6 @@ if command -v prometheus >/dev/null && command -v curl >/dev/null; then
   start_coordinator --latency_table="$WORK/table.json" --metrics_port="$MP"
   start_worker we
   # Chains of 8 weight tasks (the default with one task per round): 16 rounds of 60 SGD steps.
-  sed 's/"chainSteps": 1/"chainSteps": 8/' "$WORK/spec.json" >"$WORK/spec-chains.json"
   JOB=$("$NASCTL" --coordinator="127.0.0.1:$CP" submit --spec="$WORK/spec-chains.json")
   wait_for 300 state_is DONE
   cat >"$WORK/prometheus.yml" <<YAML
