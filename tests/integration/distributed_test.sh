@@ -78,6 +78,23 @@ start_worker() {  # start_worker NAME EXTRA_FLAGS...: sets WORKER_PID
   WORKER_PID=$!
   PIDS+=("$WORKER_PID")
 }
+crash_coordinator() {  # crash_coordinator FLAGS...: kill -9 the coordinator, start it again
+  # on the same port and RocksDB directory with FLAGS
+  kill -9 "$COORD_PID"
+  wait "$COORD_PID" 2>/dev/null
+  start_coordinator "$@"
+}
+one_worker_job() {  # one_worker_job DB_NAME WORKER SPEC COORDINATOR_FLAGS...: a coordinator on
+  # a free port with its RocksDB in $WORK/DB_NAME, one worker, SPEC ($WORK/SPEC) submitted;
+  # sets CP, DB, JOB and WORKER_PID
+  local db=$1 worker=$2 spec=$3
+  shift 3
+  CP=$(free_port)
+  DB="$WORK/$db"
+  start_coordinator "$@"
+  start_worker "$worker"
+  JOB=$("$NASCTL" --coordinator="127.0.0.1:$CP" submit --spec="$WORK/$spec")
+}
 same_trajectory() {  # same_trajectory A_DIR B_DIR: alpha histories and architectures equal
   python3 - "$1" "$2" <<'EOF'
 import json, sys
@@ -164,17 +181,11 @@ assert steps[-1]["cached_bytes"] <= 2.5 * supernet
 EOF
 
 # --- memory + coordinator crash ----------------------------------------------------------
-CP=$(free_port)
-DB="$WORK/db-crash"
-start_coordinator --latency_table="$WORK/table.json"
-start_worker wa
-JOB=$("$NASCTL" --coordinator="127.0.0.1:$CP" submit --spec="$WORK/spec.json")
+one_worker_job db-crash wa spec.json --latency_table="$WORK/table.json"
 check "job submitted" test -n "$JOB"
 wait_for 120 round_at_least 25
 R_KILL=$(round_of)
-kill -9 "$COORD_PID"
-wait "$COORD_PID" 2>/dev/null
-start_coordinator --latency_table="$WORK/table.json"
+crash_coordinator --latency_table="$WORK/table.json"
 R_RESTART=$(round_of)
 echo "  killed the coordinator at round $R_KILL; restarted at committed round $R_RESTART"
 check "restart resumes at the last committed round" test -n "$R_RESTART" -a "${R_RESTART:-0}" -ge 20
@@ -205,17 +216,11 @@ kill "$WORKER_PID" "$COORD_PID" 2>/dev/null
 
 # --- coordinator crash with pipelined commits (a round is written while the next one runs, and
 # acknowledged - `(written N)` in the status - once written) ----------------------------------
-CP=$(free_port)
-DB="$WORK/db-pipelined"
-start_coordinator --latency_table="$WORK/table.json" --pipelined_commits
-start_worker wp
-JOB=$("$NASCTL" --coordinator="127.0.0.1:$CP" submit --spec="$WORK/spec.json")
+one_worker_job db-pipelined wp spec.json --latency_table="$WORK/table.json" --pipelined_commits
 wait_for 120 round_at_least 25
 W_KILL=$(written_of)
 R_KILL=$(round_of)
-kill -9 "$COORD_PID"
-wait "$COORD_PID" 2>/dev/null
-start_coordinator --latency_table="$WORK/table.json" --pipelined_commits
+crash_coordinator --latency_table="$WORK/table.json" --pipelined_commits
 R_RESTART=$(round_of)
 echo "  pipelined commits: killed the coordinator at round >= $R_KILL (written $W_KILL); restarted at committed round $R_RESTART"
 check "pipelined commits: no round acknowledged as written is lost" \
@@ -229,12 +234,8 @@ check "pipelined commits: the resumed job has the single-process trajectory" \
 kill "$WORKER_PID" "$COORD_PID" 2>/dev/null
 
 # --- worker crash --------------------------------------------------------------------------
-CP=$(free_port)
-DB="$WORK/db-worker"
-start_coordinator --latency_table="$WORK/table.json"
-start_worker wb
+one_worker_job db-worker wb spec.json --latency_table="$WORK/table.json"
 WB=$WORKER_PID
-JOB=$("$NASCTL" --coordinator="127.0.0.1:$CP" submit --spec="$WORK/spec.json")
 wait_for 120 round_at_least 10
 # wc speaks the protocol without inline tensors (AcquireTask, FetchTensors, CompleteTask per
 # task); wb takes tensors inline and its next task with each result: the job mixes both. wc's
@@ -282,25 +283,21 @@ kill "$WC" "$COORD_PID" 2>/dev/null
 # the same RocksDB; then a worker frozen while it holds a chain's lease: the whole chain is
 # re-issued to another worker and the frozen one's late result fenced off. The job still
 # follows the single-process trajectory.
-CP=$(free_port)
-DB="$WORK/db-chains"
-start_coordinator --latency_table="$WORK/table.json"
-start_worker wf
+one_worker_job db-chains wf spec-chains.json --latency_table="$WORK/table.json"
 WF=$WORKER_PID
-JOB=$("$NASCTL" --coordinator="127.0.0.1:$CP" submit --spec="$WORK/spec-chains.json")
 wait_for 120 round_at_least 2
 W_KILL=$(written_of)
-kill -9 "$COORD_PID"
-wait "$COORD_PID" 2>/dev/null
-start_coordinator --latency_table="$WORK/table.json"
+crash_coordinator --latency_table="$WORK/table.json"
 R_RESTART=$(round_of)
 echo "  chains: killed the coordinator (written $W_KILL); restarted at committed round $R_RESTART"
 check "chains: the restart keeps every round acknowledged as written" \
   test -n "$R_RESTART" -a -n "$W_KILL" -a "${R_RESTART:-0}" -ge "${W_KILL:-999999}"
 # Freeze wf at a moment its log's last line is the start of a chain (it holds that lease) and
-# the coordinator then expires that very lease; otherwise let it go on and try again.
+# the coordinator then expires that very lease; otherwise let it go on and try again. First
+# wf finds the restarted coordinator (it may be backing off after the crash).
+wait_for 60 grep -q "registered again" "$WORK/wf.log"
 CHAIN_LEASE=""
-for attempt in $(seq 1 60); do
+for attempt in $(seq 1 300); do
   kill -STOP "$WF"
   last=$(tail -n 1 "$WORK/wf.log")
   if [[ "$last" == *"weight task: "*", a chain of "* ]]; then
@@ -329,12 +326,8 @@ check "chains: the job with both crashes has the single-process trajectory" \
 kill "$WORKER_PID" "$COORD_PID" 2>/dev/null
 
 # --- latency service down ------------------------------------------------------------------
-CP=$(free_port)
 LP=$(free_port)
-DB="$WORK/db-latency"
-start_coordinator --latency_service="127.0.0.1:$LP"
-start_worker wd
-JOB=$("$NASCTL" --coordinator="127.0.0.1:$CP" submit --spec="$WORK/spec.json")
+one_worker_job db-latency wd spec.json --latency_service="127.0.0.1:$LP"
 check "job waits as degraded while the latency service is down" wait_for 30 state_is "PREPARING.*DEGRADED"
 check "the degraded state says why" sh -c "\"$NASCTL\" --coordinator=127.0.0.1:$CP status $JOB | grep -q 'latency service unavailable'"
 check "the coordinator is still up" kill -0 "$COORD_PID"
@@ -347,14 +340,11 @@ check "the job runs once the latency service is back" wait_for 120 state_is "RUN
 
 # --- metrics: a real Prometheus scrapes the coordinator of a finished job -----------------
 if command -v prometheus >/dev/null && command -v curl >/dev/null; then
-  CP=$(free_port)
   MP=$(free_port)
   PP=$(free_port)
-  DB="$WORK/db-metrics"
-  start_coordinator --latency_table="$WORK/table.json" --metrics_port="$MP"
-  start_worker we
   # Chains of 8 weight tasks (the default with one task per round): 16 rounds of 60 SGD steps.
-  JOB=$("$NASCTL" --coordinator="127.0.0.1:$CP" submit --spec="$WORK/spec-chains.json")
+  one_worker_job db-metrics we spec-chains.json --latency_table="$WORK/table.json" \
+    --metrics_port="$MP"
   wait_for 300 state_is DONE
   cat >"$WORK/prometheus.yml" <<YAML
 global:
