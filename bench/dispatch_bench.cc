@@ -26,6 +26,7 @@
 #include <fstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -136,6 +137,19 @@ double CpuSeconds(pid_t pid) {
   return (std::stod(fields[11]) + std::stod(fields[12])) / sysconf(_SC_CLK_TCK);
 }
 
+// Resident memory of the process now and its peak so far (MB, from /proc/<pid>/status).
+std::pair<double, double> ResidentMb(pid_t pid) {
+  std::ifstream f(absl::StrCat("/proc/", pid, "/status"));
+  double rss = 0, hwm = 0;
+  std::string line;
+  while (std::getline(f, line)) {
+    double kb = 0;
+    if (std::sscanf(line.c_str(), "VmRSS: %lf kB", &kb) == 1) rss = kb / 1024;
+    if (std::sscanf(line.c_str(), "VmHWM: %lf kB", &kb) == 1) hwm = kb / 1024;
+  }
+  return {rss, hwm};
+}
+
 struct Row {
   std::string workload;
   int workers = 0;
@@ -145,6 +159,7 @@ struct Row {
   double seconds = 0;
   double fetched_mb = 0;
   double coordinator_cpu = 0;  // seconds
+  double coordinator_rss_mb = 0;  // at the end of the row
   int batch = 1;
 };
 
@@ -211,6 +226,7 @@ Row Run(const std::string& target, pid_t pid, const std::string& workload,
   for (auto& t : threads) t.join();
   row.seconds = Since(t0);
   row.coordinator_cpu = CpuSeconds(pid) - cpu0;
+  row.coordinator_rss_mb = ResidentMb(pid).first;
   row.tasks = tasks.load();
   row.rounds = (*client)->Get(*job)->round() - round0;
   row.fetched_mb = bytes.load() / 1e6;
@@ -266,8 +282,9 @@ int main(int argc, char** argv) {
       "%.0f s "
       "each\n\n"
       "| workload | workers | tasks per call | tasks/round | tasks done | tasks/s | rounds/s | "
-      "ms/round | fetched MB/s | coordinator CPU us/task | tasks/s per coordinator core |\n"
-      "|---|---|---|---|---|---|---|---|---|---|---|\n",
+      "ms/round | fetched MB/s | coordinator CPU us/task | tasks/s per coordinator core | "
+      "coordinator RSS MB |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|---|\n",
       absl::GetFlag(FLAGS_coordinator_binary), absl::GetFlag(FLAGS_sync) ? "on" : "off",
       absl::GetFlag(FLAGS_pipelined_commits) ? "pipelined" : "synced",
       absl::GetFlag(FLAGS_single_round_trip) ? "1 RPC per task: tensors inline, next task with "
@@ -277,12 +294,15 @@ int main(int argc, char** argv) {
   for (const Row& r : rows) {
     double rps = r.seconds > 0 ? r.rounds / r.seconds : 0;
     double us = r.tasks > 0 ? 1e6 * r.coordinator_cpu / r.tasks : 0;
-    absl::StrAppendFormat(&table, "| %s | %d | %d | %d | %d | %.0f | %.1f | %.2f | %.1f | %.0f | %.0f |\n",
-                          r.workload, r.workers, r.batch, r.tasks_per_round, r.tasks,
-                          r.seconds > 0 ? r.tasks / r.seconds : 0, rps,
-                          rps > 0 ? 1000 / rps : 0, r.seconds > 0 ? r.fetched_mb / r.seconds : 0,
-                          us, us > 0 ? 1e6 / us : 0);
+    absl::StrAppendFormat(
+        &table, "| %s | %d | %d | %d | %d | %.0f | %.1f | %.2f | %.1f | %.0f | %.0f | %.0f |\n",
+        r.workload, r.workers, r.batch, r.tasks_per_round, r.tasks,
+        r.seconds > 0 ? r.tasks / r.seconds : 0, rps, rps > 0 ? 1000 / rps : 0,
+        r.seconds > 0 ? r.fetched_mb / r.seconds : 0, us, us > 0 ? 1e6 / us : 0,
+        r.coordinator_rss_mb);
   }
+  absl::StrAppendFormat(&table, "\ncoordinator peak RSS: %.0f MB\n",
+                        ResidentMb(coordinator.pid).second);
   std::printf("%s", table.c_str());
   if (!absl::GetFlag(FLAGS_out).empty()) std::ofstream(absl::GetFlag(FLAGS_out)) << table;
   if (coordinator.pid > 0) {

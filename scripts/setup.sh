@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libabsl-dev librocksdb-dev libtorch-dev prometheus-cpp-dev
+  libabsl-dev librocksdb-dev libtorch-dev prometheus-cpp-dev libjemalloc-dev
   libgtest-dev libgmock-dev nlohmann-json3-dev zlib1g-dev
   libopenblas0-pthread
   dataset-fashion-mnist
