@@ -160,6 +160,7 @@ struct Row {
   double fetched_mb = 0;
   double coordinator_cpu = 0;  // seconds
   double coordinator_rss_mb = 0;  // at the end of the row
+  double workers_cpu = 0;         // seconds, this process (the simulated workers)
   int batch = 1;
 };
 
@@ -204,6 +205,7 @@ Row Run(const std::string& target, pid_t pid, const std::string& workload,
   std::vector<std::thread> threads;
   auto t0 = Clock::now();
   double cpu0 = CpuSeconds(pid);
+  double self0 = CpuSeconds(getpid());
   for (int i = 0; i < workers; ++i) {
     threads.emplace_back([&, i] {
       nas::SimWorker w(Channel(target), floats);
@@ -226,6 +228,7 @@ Row Run(const std::string& target, pid_t pid, const std::string& workload,
   for (auto& t : threads) t.join();
   row.seconds = Since(t0);
   row.coordinator_cpu = CpuSeconds(pid) - cpu0;
+  row.workers_cpu = CpuSeconds(getpid()) - self0;
   row.coordinator_rss_mb = ResidentMb(pid).first;
   row.tasks = tasks.load();
   row.rounds = (*client)->Get(*job)->round() - round0;
@@ -283,8 +286,8 @@ int main(int argc, char** argv) {
       "each\n\n"
       "| workload | workers | tasks per call | tasks/round | tasks done | tasks/s | rounds/s | "
       "ms/round | fetched MB/s | coordinator CPU us/task | tasks/s per coordinator core | "
-      "coordinator RSS MB |\n"
-      "|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+      "coordinator RSS MB | simulated workers' CPU us/task |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
       absl::GetFlag(FLAGS_coordinator_binary), absl::GetFlag(FLAGS_sync) ? "on" : "off",
       absl::GetFlag(FLAGS_pipelined_commits) ? "pipelined" : "synced",
       absl::GetFlag(FLAGS_single_round_trip) ? "1 RPC per task: tensors inline, next task with "
@@ -295,11 +298,12 @@ int main(int argc, char** argv) {
     double rps = r.seconds > 0 ? r.rounds / r.seconds : 0;
     double us = r.tasks > 0 ? 1e6 * r.coordinator_cpu / r.tasks : 0;
     absl::StrAppendFormat(
-        &table, "| %s | %d | %d | %d | %d | %.0f | %.1f | %.2f | %.1f | %.0f | %.0f | %.0f |\n",
+        &table,
+        "| %s | %d | %d | %d | %d | %.0f | %.1f | %.2f | %.1f | %.0f | %.0f | %.0f | %.0f |\n",
         r.workload, r.workers, r.batch, r.tasks_per_round, r.tasks,
         r.seconds > 0 ? r.tasks / r.seconds : 0, rps, rps > 0 ? 1000 / rps : 0,
         r.seconds > 0 ? r.fetched_mb / r.seconds : 0, us, us > 0 ? 1e6 / us : 0,
-        r.coordinator_rss_mb);
+        r.coordinator_rss_mb, r.tasks > 0 ? 1e6 * r.workers_cpu / r.tasks : 0);
   }
   absl::StrAppendFormat(&table, "\ncoordinator peak RSS: %.0f MB\n",
                         ResidentMb(coordinator.pid).second);
