@@ -26,6 +26,7 @@
 #include "core/search_space.h"
 #include "core/status_macros.h"
 #include "nas/coordinator.pb.h"
+#include "proto/task_label.h"
 
 namespace nas {
 
@@ -199,21 +200,6 @@ HardwareLossOptions LossOf(const JobSpec& s, double target_ms) {
   l.lambda = s.loss_lambda();
   l.target_ms = target_ms;
   return l;
-}
-
-std::string KindOf(const Task& t) {
-  switch (t.kind_case()) {
-    case Task::kInit:
-      return "init";
-    case Task::kWeight:
-      return "weight";
-    case Task::kArch:
-      return "arch";
-    case Task::kFinal:
-      return "final";
-    default:
-      return "none";
-  }
 }
 
 }  // namespace
@@ -1228,7 +1214,7 @@ absl::Status JobManager::Complete(CompletedTask result) {
         "' is not current (expired and re-issued, already completed, or from before a restart); "
         "result refused"));
   }
-  const std::string kind = KindOf(lease->task);
+  const std::string kind = TaskKind(lease->task);
   if (!result.outcome.error().empty()) {
     if (options_.metrics != nullptr) options_.metrics->Task(kind, "failed");
     Log(absl::StrCat("job ", j->rec.job_id(), ": ", kind, " task failed on worker ",
@@ -1533,10 +1519,8 @@ void JobManager::Tick() {
       Job& j = *jp;
       for (Lease& l : j.tasks) {
         if (l.state == Lease::State::kLeased && l.deadline < now) {
-          const int chain = l.task.has_weight() ? l.task.weight().chain_size() : 0;
-          Log(absl::StrCat("lease ", l.task.lease_id(), " (", KindOf(l.task), " task",
-                           chain > 0 ? absl::StrCat(", a chain of ", chain + 1, " steps") : "",
-                           ", of job ", id, ", worker ", l.worker_id,
+          Log(absl::StrCat("lease ", l.task.lease_id(), " (", TaskKind(l.task), " task",
+                           ChainNote(l.task), ", of job ", id, ", worker ", l.worker_id,
                            ") expired; re-issuing the task"));
           lease_job_.erase(l.task.lease_id());
           l.state = Lease::State::kQueued;
@@ -1544,7 +1528,7 @@ void JobManager::Tick() {
           l.worker_id.clear();
           if (options_.metrics != nullptr) {
             options_.metrics->LeaseExpired();
-            options_.metrics->Task(KindOf(l.task), "expired");
+            options_.metrics->Task(TaskKind(l.task), "expired");
           }
           changed_.SignalAll();
         }

@@ -33,6 +33,7 @@
 #include "core/status_macros.h"
 #include "nas/common.pb.h"
 #include "nas/worker.grpc.pb.h"
+#include "proto/task_label.h"
 #include "worker/data.h"
 #include "worker/ops.h"
 #include "worker/profiler.h"
@@ -109,21 +110,6 @@ std::map<std::string, torch::Tensor> ModuleTensors(torch::nn::Module& m, bool pa
     for (const auto& b : m.named_buffers()) out.emplace(b.key(), b.value());
   }
   return out;
-}
-
-std::string KindName(const Task& t) {
-  switch (t.kind_case()) {
-    case Task::kInit:
-      return "init";
-    case Task::kWeight:
-      return "weight";
-    case Task::kArch:
-      return "arch";
-    case Task::kFinal:
-      return "final";
-    default:
-      return "none";
-  }
 }
 
 absl::Status CheckChoices(const SearchSpace& space, const std::vector<int>& choices,
@@ -782,7 +768,7 @@ struct RemoteWorker::Impl {
 
   absl::Status RunTask(const Task& t, TaskResult* r, TaskStats* stats) {
     NAS_ASSIGN_OR_RETURN(SearchSpace space, SearchSpace::FromJson(t.space_json()));
-    std::string kind = KindName(t);
+    std::string kind = TaskKind(t);
     return Guarded(
         [&]() -> absl::Status {
           switch (t.kind_case()) {
@@ -874,7 +860,7 @@ struct RemoteWorker::Impl {
     if (o.stats_file.empty()) return;
     Json line = {{"job", t.job_id()},
                  {"lease", t.lease_id()},
-                 {"kind", KindName(t)},
+                 {"kind", TaskKind(t)},
                  {"fetched_bytes", stats.fetched_bytes},
                  {"resident_bytes", stats.resident_bytes},
                  {"held_bytes", stats.held_bytes},
@@ -1004,7 +990,7 @@ struct RemoteWorker::Impl {
   void HandleTask(Task t, double acquire_seconds, std::optional<Task>* next) {
     auto t0 = std::chrono::steady_clock::now();
     ++cache_clock;
-    std::string kind = KindName(t);
+    std::string kind = TaskKind(t);
     {
       absl::MutexLock l(&mu);
       lease = t.lease_id();
@@ -1019,10 +1005,8 @@ struct RemoteWorker::Impl {
       cache.clear();
       cache_job = t.job_id();
     }
-    const int chain = t.has_weight() ? t.weight().chain_size() : 0;
     Log(absl::StrCat(kind, " task: job ", t.job_id(), ", round ", t.round(), ", lease ",
-                     t.lease_id(), ", ", t.tensors_size(), " tensors",
-                     chain > 0 ? absl::StrCat(", a chain of ", chain + 1, " steps") : ""));
+                     t.lease_id(), ", ", t.tensors_size(), " tensors", ChainNote(t)));
 
     TaskStats stats;
     stats.acquire_seconds = acquire_seconds;
