@@ -13,7 +13,10 @@
 //    (every candidate's parameters; momentum added on return): MB/s fetched and returned.
 //
 //   dispatch_bench --coordinator_binary build/coordinator/coordinator --seconds 10
-// Prints a markdown table (and writes it to --out when given).
+// Prints a markdown table (and writes it to --out when given): rates, the coordinator's and the
+// simulated workers' CPU per task, the coordinator's resident memory, and - when the
+// coordinator runs on jemalloc (its default build) - its allocations per completed task, a
+// count that does not move with the machine's speed (MALLOC_CONF is set for the child).
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,6 +27,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -38,6 +42,7 @@
 #include "coordinator/sim_worker.h"
 #include "core/latency_table.h"
 #include "core/search_space.h"
+#include "nlohmann/json.hpp"
 
 ABSL_FLAG(std::string, coordinator_binary, "build/coordinator/coordinator", "coordinator to start");
 ABSL_FLAG(double, seconds, 10, "measured seconds per workload");
@@ -94,6 +99,8 @@ bool StartCoordinator(const std::string& dir, Coordinator* c) {
   c->pid = fork();
   if (c->pid == 0) {
     for (int fd = 3; fd < 1024; ++fd) close(fd);  // e.g. a flock the bench runs under
+    // A coordinator on jemalloc prints its allocator's counters (JSON) to the log at exit.
+    setenv("MALLOC_CONF", "stats_print:true,stats_print_opts:J", 1);
     freopen(log.c_str(), "w", stdout);
     freopen(log.c_str(), "a", stderr);
     std::string bin = absl::GetFlag(FLAGS_coordinator_binary);
@@ -148,6 +155,21 @@ std::pair<double, double> ResidentMb(pid_t pid) {
     if (std::sscanf(line.c_str(), "VmHWM: %lf kB", &kb) == 1) hwm = kb / 1024;
   }
   return {rss, hwm};
+}
+
+// Allocations the coordinator asked jemalloc for over its life (small and large requests, from
+// the statistics it printed into `log` at exit); nullopt when it printed none (not on jemalloc).
+std::optional<double> CoordinatorAllocations(const std::string& log) {
+  std::ifstream f(log);
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  size_t start = text.find("{\"jemalloc\"");
+  size_t end = text.rfind('}');
+  if (start == std::string::npos || end == std::string::npos || end < start) return std::nullopt;
+  auto j = nlohmann::json::parse(text.substr(start, end - start + 1), nullptr, false);
+  if (j.is_discarded()) return std::nullopt;
+  const auto& merged = j["jemalloc"]["stats.arenas"]["merged"];
+  if (!merged.contains("small") || !merged.contains("large")) return std::nullopt;
+  return merged["small"].value("nrequests", 0.0) + merged["large"].value("nrequests", 0.0);
 }
 
 struct Row {
@@ -307,13 +329,28 @@ int main(int argc, char** argv) {
   }
   absl::StrAppendFormat(&table, "\ncoordinator peak RSS: %.0f MB\n",
                         ResidentMb(coordinator.pid).second);
-  std::printf("%s", table.c_str());
-  if (!absl::GetFlag(FLAGS_out).empty()) std::ofstream(absl::GetFlag(FLAGS_out)) << table;
   if (coordinator.pid > 0) {
     kill(coordinator.pid, SIGTERM);
     waitpid(coordinator.pid, nullptr, 0);
     coordinator.pid = -1;
   }
+  // A count, not a time: it does not move with this VM's speed. Every workload of the run
+  // (and each one's init task) is in it.
+  int64_t tasks = 0;
+  for (const Row& r : rows) tasks += r.tasks;
+  std::optional<double> allocs = CoordinatorAllocations(dir + "/coordinator.log");
+  if (allocs.has_value() && tasks > 0) {
+    absl::StrAppendFormat(&table,
+                          "coordinator allocations per completed task (jemalloc's count over "
+                          "the whole run): %.0f\n",
+                          *allocs / static_cast<double>(tasks));
+  } else {
+    absl::StrAppend(&table,
+                    "coordinator allocations: not counted (the coordinator is not on "
+                    "jemalloc)\n");
+  }
+  std::printf("%s", table.c_str());
+  if (!absl::GetFlag(FLAGS_out).empty()) std::ofstream(absl::GetFlag(FLAGS_out)) << table;
   std::error_code ec;
   fs::remove_all(dir, ec);
   return 0;
