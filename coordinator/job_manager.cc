@@ -307,7 +307,8 @@ struct JobManager::Job {
   std::vector<Lease> tasks;
   // The tasks of the round just merged, with what is left of their results: freed by the
   // thread that completed the round once it has released the lock, not by the round's planning
-  // while every worker waits (~25,000 small messages a round of 64 tasks).
+  // while every worker waits (~25,000 small messages a round of 64 tasks). Only destroyed,
+  // never read: their `listed` views may outlive the store keys they name (ClearTensors).
   std::vector<Lease> retired;
   void RetireTasks() {
     if (retired.empty()) {
