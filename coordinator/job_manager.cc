@@ -917,16 +917,12 @@ void JobManager::PlanWeightStage(Job& j) {
   // A tensor that one task alone lists comes back from that task alone (a result with a tensor
   // its task does not list is refused), and the merge keeps a single copy as sent. Counted by
   // the address of the name's store key (one key per tensor), not by hashing the name.
-  if (j.tasks.size() == 1) {
-    for (Lease::Listed& r : j.tasks[0].listed) r.sole_writer = true;
-  } else {
-    absl::flat_hash_map<const char*, int> listed;
-    for (const Lease& l : j.tasks) {
-      for (const Lease::Listed& r : l.listed) ++listed[r.name.data()];
-    }
-    for (Lease& l : j.tasks) {
-      for (Lease::Listed& r : l.listed) r.sole_writer = listed[r.name.data()] == 1;
-    }
+  absl::flat_hash_map<const char*, int> listed;
+  for (const Lease& l : j.tasks) {
+    for (const Lease::Listed& r : l.listed) ++listed[r.name.data()];
+  }
+  for (Lease& l : j.tasks) {
+    for (Lease::Listed& r : l.listed) r.sole_writer = listed[r.name.data()] == 1;
   }
   changed_.SignalAll();
 }
