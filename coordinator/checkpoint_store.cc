@@ -17,6 +17,7 @@
 #include "rocksdb/options.h"
 #include "rocksdb/slice.h"
 #include "rocksdb/status.h"
+#include "rocksdb/transaction_log.h"
 #include "rocksdb/write_batch.h"
 
 namespace nas {
@@ -186,6 +187,13 @@ absl::StatusOr<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
+  // The tensors' memtable is updated in place (below), which needs one memtable writer at a
+  // time; the store's writes are few and large, so concurrent memtable writes gained nothing.
+  db_options.allow_concurrent_memtable_write = false;
+  // With in-place updates the tensors' memtable hardly grows, so it no longer fills up and
+  // flushes by itself every 64 MB of rounds; the log files it keeps alive are bounded here
+  // instead (past this, the column families holding the oldest log are flushed).
+  db_options.max_total_wal_size = options.max_wal_bytes;
   if (options.env != nullptr) db_options.env = options.env;
 
   // Open every column family the database has (a later version may have added some), ours first.
@@ -206,6 +214,13 @@ absl::StatusOr<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(
       cf.min_blob_size = 64 << 10;
       cf.blob_compression_type = rocksdb::kNoCompression;
       cf.enable_blob_garbage_collection = true;
+      // A round rewrites a job's tensors at the sizes they had: each overwrites the memtable's
+      // copy in place instead of adding a version. The memtable then holds one copy of each
+      // tensor, not every round's until 64 MB (the coordinator's memory), and a write finds its
+      // key in a skip list of live tensors, not of every version (most of a round's write when
+      // it replaces thousands of small tensors). What is given up - snapshot reads - the store
+      // never uses; the write-ahead log and its atomic batches are unchanged.
+      cf.inplace_update_support = true;
     } else {
       cf.write_buffer_size = 4 << 20;  // small records; keeps the coordinator's memory low
     }
@@ -461,6 +476,19 @@ absl::Status CheckpointStore::DeleteJob(const std::string& job_id) {
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
   return FromRocks(db_->Write(wo, &batch), what);
+}
+
+CheckpointStore::Footprint CheckpointStore::footprint() const {
+  Footprint f;
+  uint64_t bytes = 0;
+  if (db_->GetIntProperty(cf(kParams), rocksdb::DB::Properties::kCurSizeAllMemTables, &bytes)) {
+    f.tensor_memtable_bytes = static_cast<int64_t>(bytes);
+  }
+  rocksdb::VectorLogPtr logs;
+  if (db_->GetSortedWalFiles(logs).ok()) {
+    for (const auto& log : logs) f.wal_bytes += static_cast<int64_t>(log->SizeFileBytes());
+  }
+  return f;
 }
 
 absl::StatusOr<uint64_t> CheckpointStore::NextIncarnation() {

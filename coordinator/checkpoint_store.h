@@ -71,6 +71,10 @@ struct CheckpointStoreOptions {
   // pass a fault-injecting wrapper here (rocksdb::NewCompositeEnv over a FileSystemWrapper).
   // Default nullptr (rocksdb::Env::Default()).
   rocksdb::Env* env = nullptr;
+  // The write-ahead log kept on disk before the column families holding its oldest file are
+  // flushed (rocksdb DBOptions.max_total_wal_size; RocksDB weighs the finished files only, so the
+  // log reaches about twice this): what a restart replays. Default 128 MB.
+  uint64_t max_wal_bytes = uint64_t{128} << 20;
 };
 
 // Everything one round changes, written in ONE rocksdb::WriteBatch (atomic).
@@ -142,6 +146,14 @@ class CheckpointStore {
   // always synced: the coordinator takes one per start, so lease ids never repeat across
   // restarts.
   absl::StatusOr<uint64_t> NextIncarnation();
+
+  // What the store holds beyond the tensors' files: the memtables of the tensors' column family
+  // (in memory) and the write-ahead log's live files (on disk), in bytes.
+  struct Footprint {
+    int64_t tensor_memtable_bytes = 0;
+    int64_t wal_bytes = 0;
+  };
+  Footprint footprint() const;
 
   // The directory given to Open.
   const std::string& dir() const { return dir_; }

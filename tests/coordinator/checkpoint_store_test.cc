@@ -4,7 +4,9 @@
 // through rocksdb's own FileSystem seam (a failed and a torn write lose the whole round).
 #include "coordinator/checkpoint_store.h"
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -236,6 +238,59 @@ TEST(CheckpointStoreTest, CommitReplacesTensorsByNameAndAppendsEventsAcrossReope
   EXPECT_TRUE(store->Events("j", 1000)->empty());
   EXPECT_TRUE(IsError(store->Events("j", -1).status(), absl::StatusCode::kInvalidArgument,
                       {"'j'", "negative"}));
+}
+
+// Rounds that rewrite the same tensors: each overwrites the memtable's copy in place, so the
+// store holds one copy of each in memory (not one per round), the write-ahead log stays within
+// max_wal_bytes (about twice that at most: flushes it triggers free the older files), and a reopen
+// reads the last round.
+TEST(CheckpointStoreTest, RewrittenTensorsKeepOneCopyInMemoryAndABoundedLog) {
+  std::string dir = FreshDir("in_place");
+  CheckpointStoreOptions options = Unsynced();
+  options.max_wal_bytes = 8 << 20;
+  auto store = OpenOrDie(dir, options);
+  ASSERT_NE(store, nullptr);
+  constexpr int kTensors = 4;
+  constexpr int kBytes = 256 << 10;  // 1 MB a round
+  constexpr int kRounds = 40;
+  auto fill = [](int round, int i) { return static_cast<char>('a' + (round + i) % 26); };
+  int64_t max_memtable = 0;
+  for (int r = 1; r <= kRounds; ++r) {
+    std::vector<TensorBlob> tensors;
+    for (int i = 0; i < kTensors; ++i) {
+      tensors.push_back(Tensor(absl::StrCat("t", i), std::string(kBytes, fill(r, i)), r));
+    }
+    ASSERT_TRUE(store->CommitRound(Commit("j", r, tensors, {})).ok());
+    max_memtable = std::max(max_memtable, store->footprint().tensor_memtable_bytes);
+  }
+  // One round's tensors and the memtable's own blocks (two memtables while one is flushed),
+  // against a megabyte more every round (8 MB by the first flush) when each adds a version.
+  EXPECT_GE(max_memtable, kTensors * kBytes);
+  EXPECT_LT(max_memtable, 3 << 20);
+  // RocksDB weighs only the finished log files against the bound, so the log being written
+  // may add up to another bound's worth; the flushes it triggers run in the background (wait
+  // for them). With the default bound the log keeps all 40 MB, and this loop ends at its limit.
+  constexpr int64_t kWalLimit = 2 * (8 << 20) + 2 * kTensors * kBytes;
+  int64_t wal = 0;
+  for (int i = 0; i < 200; ++i) {
+    wal = store->footprint().wal_bytes;
+    if (wal <= kWalLimit) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_LE(wal, kWalLimit);
+  EXPECT_GT(wal, 0);
+
+  store.reset();
+  store = OpenOrDie(dir, options);
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<std::vector<TensorBlob>> loaded = store->LoadTensors("j");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_EQ(loaded->size(), static_cast<size_t>(kTensors));
+  for (int i = 0; i < kTensors; ++i) {
+    EXPECT_EQ((*loaded)[i].data(), std::string(kBytes, fill(kRounds, i))) << i;
+    EXPECT_EQ((*loaded)[i].version(), static_cast<uint64_t>(kRounds));
+  }
+  EXPECT_EQ(store->GetSearchState("j")->first, kRounds);
 }
 
 TEST(CheckpointStoreTest, EventIndicesSortNumericallyPast255) {
