@@ -242,8 +242,8 @@ TEST(CheckpointStoreTest, CommitReplacesTensorsByNameAndAppendsEventsAcrossReope
 
 // Rounds that rewrite the same tensors: each overwrites the memtable's copy in place, so the
 // store holds one copy of each in memory (not one per round), the write-ahead log stays within
-// max_wal_bytes (about twice that at most: flushes it triggers free the older files), and a reopen
-// reads the last round.
+// max_wal_bytes (about twice that at most: flushes it triggers free the older files), and what
+// was written last reads back, before and after a reopen.
 TEST(CheckpointStoreTest, RewrittenTensorsKeepOneCopyInMemoryAndABoundedLog) {
   std::string dir = FreshDir("in_place");
   CheckpointStoreOptions options = Unsynced();
@@ -279,18 +279,32 @@ TEST(CheckpointStoreTest, RewrittenTensorsKeepOneCopyInMemoryAndABoundedLog) {
   }
   EXPECT_LE(wal, kWalLimit);
   EXPECT_GT(wal, 0);
+  // A value that shrinks is overwritten in place (a shorter length prefix), one that grows is
+  // added as a new version: both read back as written, before and after a reopen.
+  ASSERT_TRUE(store
+                  ->CommitRound(Commit("j", kRounds + 1,
+                                       {Tensor("t0", std::string(100, 's'), kRounds + 1),
+                                        Tensor("t1", std::string(2 * kBytes, 'g'), kRounds + 1)},
+                                       {}))
+                  .ok());
+  auto check = [&](CheckpointStore& s) {
+    absl::StatusOr<std::vector<TensorBlob>> loaded = s.LoadTensors("j");
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    ASSERT_EQ(loaded->size(), static_cast<size_t>(kTensors));
+    EXPECT_EQ((*loaded)[0].data(), std::string(100, 's'));
+    EXPECT_EQ((*loaded)[1].data(), std::string(2 * kBytes, 'g'));
+    for (int i = 2; i < kTensors; ++i) {
+      EXPECT_EQ((*loaded)[i].data(), std::string(kBytes, fill(kRounds, i))) << i;
+      EXPECT_EQ((*loaded)[i].version(), static_cast<uint64_t>(kRounds));
+    }
+    EXPECT_EQ(s.GetSearchState("j")->first, kRounds + 1);
+  };
+  check(*store);
 
   store.reset();
   store = OpenOrDie(dir, options);
   ASSERT_NE(store, nullptr);
-  absl::StatusOr<std::vector<TensorBlob>> loaded = store->LoadTensors("j");
-  ASSERT_TRUE(loaded.ok()) << loaded.status();
-  ASSERT_EQ(loaded->size(), static_cast<size_t>(kTensors));
-  for (int i = 0; i < kTensors; ++i) {
-    EXPECT_EQ((*loaded)[i].data(), std::string(kBytes, fill(kRounds, i))) << i;
-    EXPECT_EQ((*loaded)[i].version(), static_cast<uint64_t>(kRounds));
-  }
-  EXPECT_EQ(store->GetSearchState("j")->first, kRounds);
+  check(*store);
 }
 
 TEST(CheckpointStoreTest, EventIndicesSortNumericallyPast255) {
