@@ -148,7 +148,7 @@ class CheckpointStore {
   absl::StatusOr<uint64_t> NextIncarnation();
 
   // What the store holds beyond the tensors' files: the memtables of the tensors' column family
-  // (in memory) and the write-ahead log's live files (on disk), in bytes.
+  // (in memory) and the write-ahead log's files (on disk), in bytes; for the coordinator's gauges.
   struct Footprint {
     int64_t tensor_memtable_bytes = 0;
     int64_t wal_bytes = 0;

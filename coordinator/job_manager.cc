@@ -1539,6 +1539,11 @@ void JobManager::Tick() {
     }
     UpdateGauges();
   }
+  if (options_.metrics != nullptr) {  // outside the lock: it lists the store's directory
+    CheckpointStore::Footprint f = store_->footprint();
+    options_.metrics->SetCheckpointFootprint(static_cast<double>(f.tensor_memtable_bytes),
+                                             static_cast<double>(f.wal_bytes));
+  }
   for (const std::string& id : to_prepare) Prepare(id);
 }
 

@@ -73,7 +73,17 @@ struct CoordinatorMetrics::Impl {
                      .Name("nas_latency_service_degraded")
                      .Help("1 while a job waits for an unreachable latency service")
                      .Register(r)
-                     .Add({})) {}
+                     .Add({})),
+        memtable_bytes(prometheus::BuildGauge()
+                           .Name("nas_checkpoint_memtable_bytes")
+                           .Help("Bytes of tensors in the checkpoint store's memtables (memory)")
+                           .Register(r)
+                           .Add({})),
+        wal_bytes(prometheus::BuildGauge()
+                      .Name("nas_checkpoint_wal_bytes")
+                      .Help("Bytes of the checkpoint store's write-ahead log (disk)")
+                      .Register(r)
+                      .Add({})) {}
 
   prometheus::Family<prometheus::Gauge>& jobs;
   prometheus::Family<prometheus::Gauge>& queue;
@@ -90,6 +100,8 @@ struct CoordinatorMetrics::Impl {
   prometheus::Histogram& checkpoint;
   prometheus::Family<prometheus::Counter>& tensor_bytes;
   prometheus::Gauge& degraded;
+  prometheus::Gauge& memtable_bytes;
+  prometheus::Gauge& wal_bytes;
 };
 
 CoordinatorMetrics::CoordinatorMetrics()
@@ -150,6 +162,11 @@ void CoordinatorMetrics::TensorBytes(const std::string& direction, double bytes)
 
 void CoordinatorMetrics::SetLatencyDegraded(bool degraded) {
   impl_->degraded.Set(degraded ? 1 : 0);
+}
+
+void CoordinatorMetrics::SetCheckpointFootprint(double memtable_bytes, double wal_bytes) {
+  impl_->memtable_bytes.Set(memtable_bytes);
+  impl_->wal_bytes.Set(wal_bytes);
 }
 
 }  // namespace nas

@@ -43,6 +43,8 @@ class CoordinatorMetrics {
   // direction: fetched (to workers), returned (from workers).
   void TensorBytes(const std::string& direction, double bytes);
   void SetLatencyDegraded(bool degraded);
+  // The checkpoint store's memtables of tensors (memory) and write-ahead log (disk), in bytes.
+  void SetCheckpointFootprint(double memtable_bytes, double wal_bytes);
 
  private:
   struct Impl;

@@ -381,6 +381,8 @@ YAML
   check "prometheus: nas_expected_latency_ms of the job > 0" positive "nas_expected_latency_ms{job=\"$JOB\"}"
   check "prometheus: nas_tensor_bytes_total fetched > 0" positive 'nas_tensor_bytes_total{direction="fetched"}'
   check "prometheus: nas_tensor_bytes_total returned > 0" positive 'nas_tensor_bytes_total{direction="returned"}'
+  check "prometheus: nas_checkpoint_memtable_bytes > 0" positive 'nas_checkpoint_memtable_bytes'
+  check "prometheus: nas_checkpoint_wal_bytes > 0" positive 'nas_checkpoint_wal_bytes'
 else
   echo "skip metrics: prometheus or curl is not installed"
 fi
