@@ -405,12 +405,19 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(CheckpointStore* 
   m->ticker_ = std::make_unique<Ticker>();
   JobManager* self = m.get();
   m->ticker_->thread = std::thread([self] {
-    while (true) {
+    for (int64_t tick = 0;; ++tick) {
       {
         absl::MutexLock lock(&self->mu_);
         if (self->stopping_) return;
       }
       self->Tick();
+      // The store's footprint once a second (scrapes are seconds apart), outside the job lock:
+      // it asks RocksDB and lists the store's directory.
+      if (self->options_.metrics != nullptr && tick % 10 == 0) {
+        CheckpointStore::Footprint f = self->store_->footprint();
+        self->options_.metrics->SetCheckpointFootprint(static_cast<double>(f.tensor_memtable_bytes),
+                                                       static_cast<double>(f.wal_bytes));
+      }
       absl::SleepFor(absl::Milliseconds(100));
     }
   });
@@ -1538,11 +1545,6 @@ void JobManager::Tick() {
       w->dead = w->last_seen + options_.worker_timeout < now;
     }
     UpdateGauges();
-  }
-  if (options_.metrics != nullptr) {  // outside the lock: it lists the store's directory
-    CheckpointStore::Footprint f = store_->footprint();
-    options_.metrics->SetCheckpointFootprint(static_cast<double>(f.tensor_memtable_bytes),
-                                             static_cast<double>(f.wal_bytes));
   }
   for (const std::string& id : to_prepare) Prepare(id);
 }
