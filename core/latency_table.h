@@ -11,11 +11,16 @@
 // Times are milliseconds. Lookup of a key the table lacks is NotFound naming the key and the
 // device: never a silent default.
 //
+// Every table is read as hostile input: the limits below (kMaxLatencyTable*, kMaxLayer*, ...)
+// bound its size, its numbers and its keys, and every loader returns an error naming the entry
+// and the limit instead of throwing (latency_service/README.md "Limits" lists them all).
+//
 //   NAS_ASSIGN_OR_RETURN(LatencyTable t, LatencyTable::Load("mobile_trim.yaml"));
 //   NAS_ASSIGN_OR_RETURN(LatencyEntry e, t.Lookup(key));
 //   NAS_ASSIGN_OR_RETURN(double ms, t.PredictNetwork(net.LayerKeys()));  // sum + calibration
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -25,6 +30,27 @@
 #include "absl/status/statusor.h"
 
 namespace nas {
+
+// Limits on a table and its entries (enforced by Insert and the loaders).
+inline constexpr size_t kMaxLatencyTableBytes = size_t{16} << 20;  // a table's JSON or YAML text
+inline constexpr size_t kMaxLatencyTableEntries = 65536;           // entries of one table
+inline constexpr size_t kMaxLatencyTableTextBytes = 4096;          // runtime, profiled_at, method
+inline constexpr size_t kMaxLatencyDeviceBytes = 128;              // device name
+inline constexpr int64_t kMaxLatencyCount = 1000000000;            // timed runs behind one entry
+inline constexpr double kMinLatencyMs = 1e-6;                      // an entry's mean: 1 ns ...
+inline constexpr double kMaxLatencyMs = 1e6;                       // ... to 1000 s
+inline constexpr double kMaxLatencyVar = kMaxLatencyMs * kMaxLatencyMs;  // ms^2
+inline constexpr int kMaxLatencyBatchSize = 65536;
+inline constexpr int kMaxLatencyThreads = 4096;
+inline constexpr int kMaxCalibrationNetworks = 1000000;  // networks, rejected, layer counts
+
+// Limits on a layer key (LayerKey::Parse / Validate).
+inline constexpr size_t kMaxLayerKeyBytes = 256;  // checked first; a valid key is <= 96
+inline constexpr int kMaxLayerSpatial = 4096;     // H and W
+inline constexpr int kMaxLayerChannels = 65536;   // C of inputs and outputs
+inline constexpr int kMaxLayerClasses = 1000000;  // Logits outputs
+inline constexpr int kMaxLayerKernel = 31;        // odd, 1..31
+inline constexpr int kMaxLayerExpand = 32;        // 1..32
 
 struct LatencyEntry {
   int64_t count = 0;
@@ -94,13 +120,29 @@ struct LatencyTableInfo {
 
 // Parsed form of a layer key. Kinds: "Conv" (stem), "expanded_conv" (MBConv), "Conv_1"
 // (feature mix), "Logits" (pool + classifier).
+//
+// A key must describe a layer that can exist (Validate); the rules, checked against every key
+// of the paper's mobile_trim.yaml and of our search-space presets:
+//   every kind     1 <= H, W <= 4096; 1 <= C <= 65536; at most 256 bytes; numbers are plain
+//                  digits without leading zeros (one spelling)
+//   Conv           a "same"-padded stem conv: output H, W = ceil(input / s) with one s in {1, 2}
+//   expanded_conv  stride in {1, 2}; output H, W = ceil(input / stride); kernel odd in 1..31;
+//                  expand in 1..32; idskip 0 or 1, and 1 only with stride 1 and input C ==
+//                  output C (the identity shortcut adds the input to the output)
+//   Conv_1         a 1x1 conv: output H, W = input H, W
+//   Logits         pool + linear: output = classes, 1..1000000
+// Errors are InvalidArgument "layer key '<key>': <field> <value> <problem>", the key
+// truncated to 120 characters and escaped.
 struct LayerKey {
   std::string kind;
   int in_h = 0, in_w = 0, in_c = 0;
   int out_h = 0, out_w = 0, out_c = 0;  // Logits: out_c = classes
   int expand = 0, kernel = 0, stride = 0, idskip = 0;
 
+  // Parses and Validates.
   static absl::StatusOr<LayerKey> Parse(const std::string& key);
+  // The consistency rules above; the error names ToString().
+  absl::Status Validate() const;
   std::string ToString() const;
 
  private:
@@ -112,7 +154,9 @@ class LatencyTable {
   LatencyTable() = default;
   explicit LatencyTable(LatencyTableInfo info) : info_(std::move(info)) {}
 
-  // By extension: .yaml/.yml -> reference YAML, otherwise our JSON.
+  // By extension: .yaml/.yml -> reference YAML, otherwise our JSON. Every loader refuses text
+  // over kMaxLatencyTableBytes, numbers that are not finite (YAML: "inf", "nan", "1e999", hex)
+  // or out of the entry limits, and never throws; errors name the line or the entry.
   static absl::StatusOr<LatencyTable> Load(const std::string& path);
   static absl::StatusOr<LatencyTable> ParseYaml(const std::string& text,
                                                 const std::string& device);
@@ -131,7 +175,10 @@ class LatencyTable {
   // SumMeans(keys) + NetworkCorrection(keys.size()).
   absl::StatusOr<double> PredictNetwork(const std::vector<std::string>& keys) const;
 
-  // Validates the key grammar and the numbers (count >= 1, mean > 0, var >= 0).
+  // Validates the key (LayerKey::Parse) and the numbers: count in 1..kMaxLatencyCount, mean in
+  // [kMinLatencyMs, kMaxLatencyMs], var in [0, kMaxLatencyVar], all finite. A new key beyond
+  // kMaxLatencyTableEntries is ResourceExhausted naming the limit; other errors are
+  // InvalidArgument naming the key and the field.
   absl::Status Insert(const std::string& key, const LatencyEntry& e);
 
   const LatencyTableInfo& info() const { return info_; }
@@ -140,6 +187,10 @@ class LatencyTable {
   size_t size() const { return entries_.size(); }
 
  private:
+  static absl::StatusOr<LatencyTable> ParseYamlUnguarded(const std::string& text,
+                                                         const std::string& device);
+  static absl::StatusOr<LatencyTable> ParseJsonUnguarded(const std::string& text);
+
   LatencyTableInfo info_;
   std::map<std::string, LatencyEntry> entries_;
 };

@@ -66,7 +66,8 @@ absl::Status LatencyClient::Query(const std::string& device, const std::vector<s
     (*answers)[i] =
         LayerLatency{a.stat().mean_ms(), a.stat().std_ms(), static_cast<int64_t>(a.stat().count()),
                      a.source() == LatencyAnswer::PREDICTED ? LatencySource::kPredicted
-                                                            : LatencySource::kMeasured};
+                                                            : LatencySource::kMeasured,
+                     a.extrapolated()};
   }
   return absl::OkStatus();
 }
@@ -124,13 +125,22 @@ absl::StatusOr<LatencyTable> FetchLatencyTable(LatencyClient& client, const std:
   std::vector<LayerLatency> answers;
   absl::Status s = client.Query(device, keys, &answers);
   if (!s.ok()) return s;
-  int predicted = 0;
-  for (const LayerLatency& a : answers) predicted += a.source == LatencySource::kPredicted;
-  LatencyTable t(LatencyTableInfo{
-      device, d->runtime, d->batch_size, d->threads, d->profiled_at,
-      absl::StrCat("latency service ", client.target(), ", table version ", d->version, ": ",
-                   keys.size() - predicted, " measured, ", predicted, " predicted (held-out MAPE ",
-                   d->predictor.holdout_mape, "%); ", d->method)});
+  int predicted = 0, extrapolated = 0;
+  for (const LayerLatency& a : answers) {
+    predicted += a.source == LatencySource::kPredicted;
+    extrapolated += a.extrapolated;
+  }
+  std::string method = absl::StrCat(
+      "latency service ", client.target(), ", table version ", d->version, ": ",
+      keys.size() - predicted, " measured, ", predicted, " predicted (held-out MAPE ",
+      d->predictor.holdout_mape, "%",
+      extrapolated > 0 ? absl::StrCat(", ", extrapolated, " extrapolated beyond the fitted range")
+                       : "",
+      "); ", d->method);
+  // The table must load again (core/latency_table.h bounds the text).
+  if (method.size() > kMaxLatencyTableTextBytes) method.resize(kMaxLatencyTableTextBytes);
+  LatencyTable t(
+      LatencyTableInfo{device, d->runtime, d->batch_size, d->threads, d->profiled_at, method});
   t.mutable_info().calibration = d->calibration;
   for (size_t i = 0; i < keys.size(); ++i) {
     const LayerLatency& a = answers[i];

@@ -92,8 +92,9 @@ int main(int argc, char** argv) {
     if (!s.ok()) return Fail(s);
     double sum = 0;
     for (size_t i = 0; i < keys.size(); ++i) {
-      std::printf("%10.4f ms  +-%.4f  %-9s  %s\n", answers[i].mean_ms, answers[i].std_ms,
-                  nas::LatencySourceName(answers[i].source), keys[i].c_str());
+      std::printf("%10.4f ms  +-%.4f  %-9s%s  %s\n", answers[i].mean_ms, answers[i].std_ms,
+                  nas::LatencySourceName(answers[i].source),
+                  answers[i].extrapolated ? " (extrapolated)" : "", keys[i].c_str());
       sum += answers[i].mean_ms;
     }
     std::printf("%10.4f ms  sum of %zu keys\n", sum, keys.size());

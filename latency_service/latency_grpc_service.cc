@@ -3,9 +3,13 @@
 #include <google/protobuf/arena.h>
 #include <grpcpp/support/message_allocator.h>
 
+#include <exception>
+#include <new>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
 #include "latency_service/grpc_status.h"
 #include "latency_service/proto_convert.h"
 
@@ -17,6 +21,19 @@ grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const abs
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(ToGrpcStatus(s));
   return reactor;
+}
+
+// Runs a handler's body; whatever it throws (std::bad_alloc on a huge batch, a library's
+// exception) becomes the call's status instead of taking the server down.
+template <typename F>
+absl::Status Guarded(const char* rpc, F body) {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(absl::StrCat(rpc, ": out of memory"));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat(rpc, ": ", e.what()));
+  }
 }
 
 // Request and reply of one Query on a protobuf arena: a 1000-key batch is thousands of small
@@ -56,60 +73,81 @@ LatencyGrpcService::LatencyGrpcService(LatencyRegistry* registry) : registry_(re
 grpc::ServerUnaryReactor* LatencyGrpcService::Query(grpc::CallbackServerContext* context,
                                                     const LatencyQueryRequest* request,
                                                     LatencyQueryReply* reply) {
-  std::vector<absl::string_view> keys(request->layer_keys().begin(), request->layer_keys().end());
-  std::vector<LayerLatency> answers;
-  absl::Status s = registry_->Query(request->device(), keys, &answers);
-  if (s.ok()) {
-    reply->mutable_answers()->Reserve(static_cast<int>(answers.size()));
-    for (size_t i = 0; i < answers.size(); ++i) {
-      LatencyAnswer* a = reply->add_answers();
-      a->mutable_stat()->set_mean_ms(answers[i].mean_ms);
-      a->mutable_stat()->set_std_ms(answers[i].std_ms);
-      a->mutable_stat()->set_count(static_cast<uint64_t>(answers[i].count));
-      a->set_source(answers[i].source == LatencySource::kMeasured ? LatencyAnswer::MEASURED
-                                                                  : LatencyAnswer::PREDICTED);
-    }
-  }
-  return Finish(context, s);
+  return Finish(context, Guarded("Query", [&] {
+                  std::vector<absl::string_view> keys(request->layer_keys().begin(),
+                                                      request->layer_keys().end());
+                  std::vector<LayerLatency> answers;
+                  absl::Status s = registry_->Query(request->device(), keys, &answers);
+                  if (!s.ok()) return s;
+                  reply->mutable_answers()->Reserve(static_cast<int>(answers.size()));
+                  for (const LayerLatency& answer : answers) {
+                    LatencyAnswer* a = reply->add_answers();
+                    a->mutable_stat()->set_mean_ms(answer.mean_ms);
+                    a->mutable_stat()->set_std_ms(answer.std_ms);
+                    a->mutable_stat()->set_count(static_cast<uint64_t>(answer.count));
+                    a->set_source(answer.source == LatencySource::kMeasured
+                                      ? LatencyAnswer::MEASURED
+                                      : LatencyAnswer::PREDICTED);
+                    if (answer.extrapolated) a->set_extrapolated(true);
+                  }
+                  return absl::OkStatus();
+                }));
 }
 
 grpc::ServerUnaryReactor* LatencyGrpcService::ListDevices(grpc::CallbackServerContext* context,
                                                           const ListDevicesRequest* request,
                                                           ListDevicesReply* reply) {
-  for (const DeviceSummary& d : registry_->ListDevices()) ToProto(d, reply->add_devices());
-  return Finish(context, absl::OkStatus());
+  return Finish(context, Guarded("ListDevices", [&] {
+                  for (const DeviceSummary& d : registry_->ListDevices()) {
+                    ToProto(d, reply->add_devices());
+                  }
+                  return absl::OkStatus();
+                }));
 }
 
 grpc::ServerUnaryReactor* LatencyGrpcService::GetTable(grpc::CallbackServerContext* context,
                                                        const GetTableRequest* request,
                                                        TableFile* reply) {
-  absl::StatusOr<std::string> json = registry_->GetTableJson(request->device());
-  if (json.ok()) {
-    reply->set_device(request->device());
-    reply->set_content(std::move(*json));
-  }
-  return Finish(context, json.status());
+  return Finish(context, Guarded("GetTable", [&] {
+                  absl::StatusOr<std::string> json = registry_->GetTableJson(request->device());
+                  if (!json.ok()) return json.status();
+                  reply->set_device(request->device());
+                  reply->set_content(std::move(*json));
+                  return absl::OkStatus();
+                }));
 }
 
 grpc::ServerUnaryReactor* LatencyGrpcService::PutTable(grpc::CallbackServerContext* context,
                                                        const PutTableRequest* request,
                                                        PutTableReply* reply) {
-  absl::StatusOr<LatencyTable> table = LatencyTable::ParseJson(request->table().content());
-  if (!table.ok()) {
-    return Finish(context, absl::InvalidArgumentError(
-                               absl::StrCat("table.content: ", table.status().message())));
-  }
-  const std::string& device = request->table().device();
-  if (!device.empty() && device != table->info().device) {
-    return Finish(context, absl::InvalidArgumentError(absl::StrCat(
-                               "table.device: \"", device, "\" differs from the content's \"",
-                               table->info().device, "\"")));
-  }
-  absl::StatusOr<DeviceSummary> summary =
-      registry_->PutTable(std::move(*table), request->merge() ? PutMode::kMerge : PutMode::kReplace,
-                          request->if_version());
-  if (summary.ok()) ToProto(*summary, reply->mutable_device());
-  return Finish(context, summary.status());
+  return Finish(context, Guarded("PutTable", [&]() -> absl::Status {
+                  const std::string& content = request->table().content();
+                  if (content.size() > kMaxLatencyTableBytes) {
+                    return absl::ResourceExhaustedError(absl::StrCat(
+                        "table.content: ", content.size(), " bytes exceed the limit of ",
+                        kMaxLatencyTableBytes, " bytes per table"));
+                  }
+                  const std::string& device = request->table().device();
+                  if (!device.empty()) {
+                    NAS_RETURN_IF_ERROR(ValidateDeviceName(device, "table.device"));
+                  }
+                  absl::StatusOr<LatencyTable> table = LatencyTable::ParseJson(content);
+                  if (!table.ok()) {
+                    return absl::Status(table.status().code(),
+                                        absl::StrCat("table.content: ", table.status().message()));
+                  }
+                  if (!device.empty() && device != table->info().device) {
+                    return absl::InvalidArgumentError(
+                        absl::StrCat("table.device: \"", device, "\" differs from the content's \"",
+                                     absl::CHexEscape(table->info().device), "\""));
+                  }
+                  absl::StatusOr<DeviceSummary> summary = registry_->PutTable(
+                      std::move(*table), request->merge() ? PutMode::kMerge : PutMode::kReplace,
+                      request->if_version());
+                  if (!summary.ok()) return summary.status();
+                  ToProto(*summary, reply->mutable_device());
+                  return absl::OkStatus();
+                }));
 }
 
 }  // namespace nas

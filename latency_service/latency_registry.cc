@@ -26,7 +26,7 @@ struct LatencyRegistry::DeviceState {
 namespace {
 
 LayerLatency Measured(const LatencyEntry& e) {
-  return LayerLatency{e.mean_ms, std::sqrt(e.var), e.count, LatencySource::kMeasured};
+  return LayerLatency{e.mean_ms, std::sqrt(e.var), e.count, LatencySource::kMeasured, false};
 }
 
 // Pools two measurements of one layer: count-weighted mean, and the variance of the union.
@@ -128,6 +128,8 @@ std::shared_ptr<const LatencyRegistry::DeviceState> LatencyRegistry::Find(
 
 absl::StatusOr<std::shared_ptr<const LatencyRegistry::DeviceState>> LatencyRegistry::FindOrError(
     absl::string_view device) const {
+  // A name no table can have is refused before it is looked up or echoed.
+  NAS_RETURN_IF_ERROR(ValidateDeviceName(device, "device"));
   std::shared_ptr<const DeviceState> s = Find(device);
   if (s != nullptr) return s;
   std::vector<std::string> known;
@@ -144,9 +146,9 @@ absl::Status LatencyRegistry::Query(absl::string_view device,
   absl::Status status;
   QueryCounts counts;
   if (keys.size() > options_.max_keys_per_query) {
-    status = absl::InvalidArgumentError(absl::StrCat("layer_keys: ", keys.size(),
-                                                     " keys exceed the limit of ",
-                                                     options_.max_keys_per_query, " per query"));
+    status = absl::ResourceExhaustedError(absl::StrCat("layer_keys: ", keys.size(),
+                                                       " keys exceed the limit of ",
+                                                       options_.max_keys_per_query, " per query"));
   } else {
     absl::StatusOr<std::shared_ptr<const DeviceState>> state = FindOrError(device);
     status = state.ok() ? QueryImpl(**state, keys, answers, &counts) : state.status();
@@ -207,12 +209,13 @@ absl::Status LatencyRegistry::QueryImpl(const DeviceState& state,
       ++counts->measured;
       continue;
     }
-    absl::StatusOr<double> ms = state.predictor.Predict(*parsed);
-    if (!ms.ok()) {
-      return absl::Status(ms.status().code(),
-                          absl::StrCat("layer_keys[", i, "]: ", ms.status().message()));
+    absl::StatusOr<PredictedLatency> p = state.predictor.Answer(*parsed);
+    if (!p.ok()) {
+      return absl::Status(p.status().code(),
+                          absl::StrCat("layer_keys[", i, "]: ", p.status().message()));
     }
-    (*answers)[i] = LayerLatency{*ms, 0.0, 0, LatencySource::kPredicted};
+    (*answers)[i] =
+        LayerLatency{p->mean_ms, p->std_ms, 0, LatencySource::kPredicted, p->extrapolated};
     ++counts->predicted;
     fresh.emplace_back(key, (*answers)[i]);
   }

@@ -5,15 +5,23 @@
 // Query answers each key from the device's table (MEASURED) or, when the table lacks it, from
 // the device's predictor (PREDICTED; predictor.h). A batch is all-or-nothing: the first key that
 // cannot be answered fails the call with an error naming its index and the key:
+//   more keys than max_keys_per_query    RESOURCE_EXHAUSTED "layer_keys: N keys exceed the limit"
+//   device name not 1-128 of [A-Za-z0-9._-]  INVALID_ARGUMENT "device: device name ..."
 //   unknown device                       NOT_FOUND         "device: unknown device \"x\" ..."
-//   malformed key                        INVALID_ARGUMENT  "layer_keys[3]: layer key '...': ..."
+//   malformed or inconsistent key        INVALID_ARGUMENT  "layer_keys[3]: layer key '...': ..."
+//   (core/latency_table.h LayerKey: grammar, bounds, output = ceil(input / stride), idskip ...)
 //   key the predictor cannot answer      FAILED_PRECONDITION "layer_keys[7]: device d cannot ..."
-//   (a kind the table has no entries of, or a non-positive prediction): never a default.
+//   (a kind the table has no entries of, a key far outside the fitted range, or a non-positive
+//   prediction): never a default.
+// A predicted answer carries its spread (std_ms from the kind's held-out error) and whether it
+// is extrapolated beyond the fitted range (predictor.h).
 // Keys are compared in canonical form (LayerKey::ToString), so a key with its fields in another
 // order still finds its measured entry.
 //
-// PutTable validates the table (key grammar, count >= 1, mean > 0, var >= 0; the core parser
-// already did) and a device name usable as a file name. Replace swaps the table; merge keeps
+// PutTable validates the table (keys, entry numbers and sizes within core/latency_table.h's
+// limits; the core parser already did) and a device name usable as a file name; a merge whose
+// result would exceed kMaxLatencyTableEntries (or a pooled count beyond kMaxLatencyCount) is
+// refused, the stored table unchanged. Replace swaps the table; merge keeps
 // the stored entries, adds the new ones, and pools the two measurements of a key present in
 // both (count-weighted mean and variance); a merge needs the same runtime, batch size and
 // threads, since timings from different set-ups do not mix. Every accepted upload bumps the

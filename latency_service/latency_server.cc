@@ -33,8 +33,9 @@ absl::StatusOr<std::unique_ptr<LatencyServer>> LatencyServer::Start(Options opti
     return absl::InvalidArgumentError(
         absl::StrCat("metrics_port: ", options.metrics_port, " is not -1..65535"));
   }
-  if (options.max_message_bytes < 1024) {
-    return absl::InvalidArgumentError("max_message_bytes: must be >= 1024");
+  if (options.max_message_bytes < 1024 || options.max_message_bytes > (1 << 30)) {
+    return absl::InvalidArgumentError(absl::StrCat("max_message_bytes: ", options.max_message_bytes,
+                                                   " is not in 1024..", 1 << 30));
   }
   auto impl = std::make_unique<Impl>();
   impl->metrics = std::make_unique<LatencyMetrics>();

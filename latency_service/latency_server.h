@@ -26,7 +26,9 @@ struct LatencyServerOptions {
   int port = 0;
   // Prometheus /metrics port; 0 picks a free one, -1 runs no exposer. Default -1.
   int metrics_port = -1;
-  // Largest gRPC request or reply, in bytes (a 100k-key batch is about 10 MB). Default 64 MiB.
+  // Largest gRPC request or reply, in bytes (a 100k-key batch is about 10 MB); gRPC itself
+  // refuses a larger request with RESOURCE_EXHAUSTED before any handler runs. 1 KiB..1 GiB.
+  // Default 64 MiB.
   int max_message_bytes = 64 << 20;
   // Tables, predictors, cache (latency_registry.h); its `metrics` is set by the server.
   // Default LatencyRegistryOptions{}.

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/json_fields.h"
@@ -19,6 +20,8 @@ namespace {
 
 constexpr char kTableSuffix[] = ".table.json";
 constexpr char kPredictorSuffix[] = ".predictor.json";
+// A table file: the table's text limit plus room for "version".
+constexpr uintmax_t kMaxTableFileBytes = kMaxLatencyTableBytes + 4096;
 
 absl::Status OsError(const std::string& what, const std::string& path) {
   return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
@@ -35,21 +38,23 @@ absl::Status FsyncPath(const std::string& path, int flags) {
 
 }  // namespace
 
-absl::Status ValidateDeviceName(const std::string& name, const std::string& field) {
-  if (name.empty() || name.size() > 128) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": device name must have 1 to 128 characters, got ", name.size()));
+absl::Status ValidateDeviceName(absl::string_view name, const std::string& field) {
+  if (name.empty() || name.size() > kMaxLatencyDeviceBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": device name must have 1 to ",
+                                                   kMaxLatencyDeviceBytes, " characters, got ",
+                                                   name.size()));
   }
   if (name[0] == '.' || name[0] == '-') {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": device name \"", name, "\" must not start with '.' or '-'"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": device name \"", absl::CHexEscape(name), "\" must not start with '.' or '-'"));
   }
   for (char c : name) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '.' || c == '_' || c == '-';
     if (!ok) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ": device name \"", name, "\" may only use letters, digits, '.', '_' and '-'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": device name \"", absl::CHexEscape(name),
+                       "\" may only use letters, digits, '.', '_' and '-'"));
     }
   }
   return absl::OkStatus();
@@ -116,8 +121,10 @@ absl::StatusOr<std::vector<StoredTable>> TableStore::LoadAll() const {
   std::error_code ec;
   if (!std::filesystem::exists(dir_, ec)) return out;
   std::vector<std::string> names;
-  for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
-    std::string name = entry.path().filename().string();
+  // Stepped with error codes: a range-for's increment throws on an I/O error.
+  std::filesystem::directory_iterator it(dir_, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
     if (name.empty() || name[0] == '.' || !absl::EndsWith(name, kTableSuffix)) continue;
     names.push_back(name);
   }
@@ -126,6 +133,11 @@ absl::StatusOr<std::vector<StoredTable>> TableStore::LoadAll() const {
   for (const std::string& name : names) {
     const std::string path = absl::StrCat(dir_, "/", name);
     const std::string device = name.substr(0, name.size() - std::strlen(kTableSuffix));
+    if (const uintmax_t bytes = std::filesystem::file_size(path, ec);
+        !ec && bytes > kMaxTableFileBytes) {
+      return absl::DataLossError(absl::StrCat(path, ": ", bytes, " bytes, over the limit of ",
+                                              kMaxTableFileBytes, " for a table file"));
+    }
     NAS_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
     absl::StatusOr<LatencyTable> table = LatencyTable::ParseJson(text);
     if (!table.ok()) {
@@ -142,11 +154,13 @@ absl::StatusOr<std::vector<StoredTable>> TableStore::LoadAll() const {
     }
     StoredTable stored{std::move(*table), version->get<uint64_t>(), std::nullopt};
     const std::string ppath = PredictorPath(device);
-    if (std::filesystem::exists(ppath, ec)) {
+    // A predictor file that is missing, too large, unreadable or invalid is refitted by the
+    // caller (deterministic, milliseconds), never fatal.
+    const uintmax_t pbytes = std::filesystem::file_size(ppath, ec);
+    if (!ec && pbytes <= kMaxPredictorBytes) {
       absl::StatusOr<std::string> ptext = ReadFile(ppath);
       if (ptext.ok()) {
         absl::StatusOr<LatencyPredictor> p = LatencyPredictor::FromJson(*ptext);
-        // A stale or unreadable predictor is refitted by the caller, not fatal.
         if (p.ok() && p->device() == device && p->table_version() == stored.version) {
           stored.predictor = std::move(*p);
         }

@@ -27,14 +27,16 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "core/latency_table.h"
 #include "latency_service/predictor.h"
 
 namespace nas {
 
 // A device name usable as a file name and a metric label: 1-128 characters of [A-Za-z0-9._-],
-// not starting with '.' or '-'. InvalidArgument naming `field` otherwise.
-absl::Status ValidateDeviceName(const std::string& name, const std::string& field);
+// not starting with '.' or '-'. InvalidArgument naming `field` otherwise (a name that is too
+// long is not echoed; others are, escaped).
+absl::Status ValidateDeviceName(absl::string_view name, const std::string& field);
 
 struct StoredTable {
   LatencyTable table;

@@ -22,9 +22,14 @@ const char* LatencySourceName(LatencySource s);
 // The latency of one layer key on one device, in milliseconds.
 struct LayerLatency {
   double mean_ms = 0;
-  double std_ms = 0;  // measured: sqrt(var) of the table entry; predicted: 0 (not modelled)
+  // Measured: sqrt(var) of the table entry. Predicted: the mean x the predictor's held-out RMS
+  // relative error for the key's kind (the mean itself when the kind has no error estimate).
+  double std_ms = 0;
   int64_t count = 0;  // measured: timed runs behind the mean; predicted: 0
   LatencySource source = LatencySource::kMeasured;
+  // Predicted only: the key lies outside the range of the entries the predictor was fitted on
+  // (predictor.h), so its error is not covered by the held-out error.
+  bool extrapolated = false;
 };
 
 // Held-out error of a device's predictor (see predictor.h).

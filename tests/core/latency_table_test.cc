@@ -1,11 +1,15 @@
 #include "core/latency_table.h"
 
 #include <cmath>
+#include <fstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "core/arch_params.h"
 #include "core/json_fields.h"
+#include "core/network_config.h"
 #include "core/rng.h"
 #include "core/search_driver.h"
 #include "core/search_space.h"
@@ -262,6 +266,224 @@ TEST(LayerKeyTest, ParsesEveryKindAndRoundTrips) {
   EXPECT_EQ(shuffled->ToString(), kBlock);
 }
 
+// Every key form that exists must stay valid: the paper's table, every key of every preset's
+// search space, and the paper's published networks.
+TEST(LayerKeyTest, EveryRealKeyIsAccepted) {
+  std::vector<std::string> keys;
+  LatencyTable mobile = LatencyTable::Load(kMobileTrim).value();
+  for (const auto& [k, e] : mobile.entries()) keys.push_back(k);
+  ASSERT_EQ(keys.size(), 72u);
+  for (const std::string& name : SearchSpace::PresetNames()) {
+    SearchSpace space = SearchSpace::Preset(name).value();
+    std::vector<std::string> all = space.AllLayerKeys();
+    keys.insert(keys.end(), all.begin(), all.end());
+    std::vector<std::string> largest = space.Derive(space.LargestChoices()).value().LayerKeys();
+    keys.insert(keys.end(), largest.begin(), largest.end());
+  }
+  for (const char* config :
+       {"proxyless_cpu", "proxyless_gpu", "proxyless_mobile", "proxyless_mobile_14"}) {
+    const std::string path = absl::StrCat(NAS_DATA_DIR, "/proxylessnas/", config, ".config.json");
+    absl::StatusOr<NetworkConfig> net = NetworkConfig::FromReferenceJson(ReadTextFile(path));
+    ASSERT_TRUE(net.ok()) << path << ": " << net.status();
+    std::vector<std::string> k = net->LayerKeys();
+    keys.insert(keys.end(), k.begin(), k.end());
+  }
+  for (const std::string& k : keys) {
+    absl::StatusOr<LayerKey> p = LayerKey::Parse(k);
+    ASSERT_TRUE(p.ok()) << p.status();
+    EXPECT_TRUE(p->Validate().ok()) << k;
+  }
+  EXPECT_GT(keys.size(), 300u);
+}
+
+TEST(LayerKeyTest, InconsistentShapesAreRefusedNamingTheProblem) {
+  struct Case {
+    std::string key;
+    std::vector<std::string> want;
+  };
+  const std::vector<Case> cases = {
+      // The impossible key a service once "predicted" at 137 ms.
+      {"expanded_conv-input:999x999x16-output:9x9x16-expand:3-kernel:3-stride:1-idskip:0",
+       {"output 9x9 is not input 999x999 at stride 1", "expected 999x999"}},
+      {"expanded_conv-input:56x56x24-output:56x56x24-expand:3-kernel:3-stride:2-idskip:0",
+       {"output 56x56 is not input 56x56 at stride 2", "expected 28x28"}},
+      {"expanded_conv-input:7x7x24-output:4x7x24-expand:3-kernel:3-stride:2-idskip:0",
+       {"output 4x7"}},
+      {"expanded_conv-input:56x56x24-output:19x19x24-expand:3-kernel:3-stride:3-idskip:0",
+       {"stride 3 is not 1 or 2"}},
+      {"expanded_conv-input:56x56x24-output:28x28x24-expand:3-kernel:3-stride:2-idskip:1",
+       {"idskip 1 needs stride 1 and equal input and output channels", "stride 2"}},
+      {"expanded_conv-input:28x28x24-output:28x28x32-expand:3-kernel:3-stride:1-idskip:1",
+       {"idskip 1 needs", "24 -> 32 channels"}},
+      {"expanded_conv-input:28x28x24-output:28x28x24-expand:3-kernel:33-stride:1-idskip:1",
+       {"kernel 33 is not in 1..31"}},
+      {"expanded_conv-input:28x28x24-output:28x28x24-expand:33-kernel:3-stride:1-idskip:1",
+       {"expand 33 is not in 1..32"}},
+      {"Conv-input:224x224x3-output:56x56x32",
+       {"output 56x56 is not input 224x224 at stride 1 or 2"}},
+      {"Conv-input:225x224x3-output:112x112x32", {"output 112x112 is not input 225x224"}},
+      {"Conv_1-input:7x7x320-output:4x4x1280", {"output 4x4 differs from input 7x7"}},
+      {"Conv-input:4097x4097x3-output:4097x4097x32", {"input height 4097 is not in 1..4096"}},
+      {"Conv_1-input:7x7x65537-output:7x7x1280", {"input channels 65537 is not in 1..65536"}},
+      {"Conv_1-input:7x7x320-output:7x7x65537", {"output channels 65537 is not in 1..65536"}},
+      {"Logits-input:7x7x1280-output:1000001", {"output classes 1000001 is not in 1..1000000"}},
+      // One spelling of numbers: no sign, no spaces, at most 9 digits.
+      {"Conv-input:+224x224x3-output:112x112x32", {"input is not HxWxC"}},
+      {"Conv-input: 224x224x3-output:112x112x32", {"input is not HxWxC"}},
+      {"Conv-input:2240000000x224x3-output:112x112x32", {"input is not HxWxC"}},
+      {"expanded_conv-input:28x28x24-output:28x28x24-expand:3-kernel:3-stride:1-idskip:-1",
+       {"not name:value"}},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> want = c.want;
+    want.push_back(c.key);
+    EXPECT_TRUE(IsError(LayerKey::Parse(c.key).status(), absl::StatusCode::kInvalidArgument, want))
+        << c.key;
+  }
+  // A hostile key: refused by length before any parsing; the message quotes only its start.
+  const std::string huge = "Conv-input:" + std::string(1 << 20, '7');
+  absl::Status s = LayerKey::Parse(huge).status();
+  EXPECT_TRUE(
+      IsError(s, absl::StatusCode::kInvalidArgument, {"1048587 bytes, over the limit of 256"}));
+  EXPECT_LT(s.message().size(), 300u);
+  // Control characters are escaped in the message.
+  s = LayerKey::Parse("Conv\n-input:1x1x1-output:1x1x1").status();
+  EXPECT_TRUE(IsError(s, absl::StatusCode::kInvalidArgument, {"Conv\\n"}));
+  // A LayerKey built in code is checked the same way.
+  LayerKey k = LayerKey::Parse(kBlock).value();
+  k.out_h = 27;
+  EXPECT_TRUE(IsError(k.Validate(), absl::StatusCode::kInvalidArgument, {"output 27x28"}));
+}
+
+TEST(LatencyTableTest, HostileYamlNumbersAreRefusedNamingTheEntry) {
+  const std::string stem = std::string(kStem) + ":\n";
+  struct Case {
+    std::string fields;
+    std::vector<std::string> want;
+  };
+  const std::vector<Case> cases = {
+      {"  count: 3\n  mean: inf\n  var: 0.1\n", {"line 3:", ".mean", "\"inf\" is not a number"}},
+      {"  count: 3\n  mean: nan\n  var: 0.1\n", {"line 3:", ".mean", "\"nan\" is not a number"}},
+      {"  count: 3\n  mean: 0x10\n  var: 0.1\n", {"line 3:", "\"0x10\" is not a number"}},
+      {"  count: 3\n  mean: 1e999\n  var: 0.1\n",
+       {"line 3:", ".mean", "1e999 is beyond the range of a double"}},
+      {"  count: 3\n  mean: 1\n  var: -1e999\n", {"line 4:", ".var", "beyond the range"}},
+      {"  count: 3\n  mean: 1e300\n  var: 0.1\n", {"line 1:", ".mean", "is not a number in"}},
+      {"  count: 3\n  mean: 1e-300\n  var: 0.1\n", {"line 1:", ".mean", "1e-06"}},
+      {"  count: 3\n  mean: -2\n  var: 0.1\n", {"line 1:", ".mean"}},
+      {"  count: 3\n  mean: 1\n  var: -0.5\n", {"line 1:", ".var"}},
+      {"  count: 1e30\n  mean: 1\n  var: 0.1\n", {"line 2:", ".count", "is not in 1..1000000000"}},
+      {"  count: 2.5\n  mean: 1\n  var: 0.1\n", {"line 2:", ".count", "not a whole number"}},
+      {"  count: 0\n  mean: 1\n  var: 0.1\n", {"line 2:", ".count", "is not in 1.."}},
+      {"  count: 3\n  count: 4\n  mean: 1\n  var: 0.1\n", {"line 3:", ".count: repeated"}},
+  };
+  for (const Case& c : cases) {
+    EXPECT_TRUE(IsError(LatencyTable::ParseYaml(stem + c.fields, "dev").status(),
+                        absl::StatusCode::kInvalidArgument, c.want))
+        << c.fields;
+  }
+  // An inconsistent key in YAML names its line.
+  EXPECT_TRUE(IsError(LatencyTable::ParseYaml("Conv-input:224x224x3-output:9x9x32:\n  count: 1\n"
+                                              "  mean: 1\n  var: 0\n",
+                                              "dev")
+                          .status(),
+                      absl::StatusCode::kInvalidArgument, {"line 1:", "output 9x9"}));
+}
+
+TEST(LatencyTableTest, HostileJsonNumbersAreRefusedNamingTheEntry) {
+  auto table = [](const std::string& entry) {
+    return std::string(R"({"format": "nas-latency-table/1", "device": "d", "entries": {")") +
+           kStem + "\": " + entry + "}}";
+  };
+  struct Case {
+    std::string entry;
+    std::vector<std::string> want;
+  };
+  const std::vector<Case> cases = {
+      {R"({"count": 5, "mean": 1e999, "var": 0})", {}},  // beyond a double: the JSON parser's
+      {R"({"count": 5, "mean": 1e300, "var": 0})", {kStem, ".mean", "is not a number in"}},
+      {R"({"count": 5, "mean": -1, "var": 0})", {kStem, ".mean"}},
+      {R"({"count": 5, "mean": 1, "var": 1e13})", {kStem, ".var"}},
+      {R"({"count": 5, "mean": 1, "var": -1})", {kStem, ".var"}},
+      {R"({"count": 0, "mean": 1, "var": 0})", {kStem, ".count", "is not in 1.."}},
+      {R"({"count": 4000000000, "mean": 1, "var": 0})", {kStem, "count"}},
+      {R"({"count": 5, "mean": "1", "var": 0})", {kStem, "mean"}},
+      {R"([1, 2])", {kStem, "expected an object"}},
+  };
+  for (const Case& c : cases) {
+    EXPECT_TRUE(IsError(LatencyTable::ParseJson(table(c.entry)).status(),
+                        absl::StatusCode::kInvalidArgument, c.want))
+        << c.entry;
+  }
+  const std::string base = R"({"format": "nas-latency-table/1", "device": "d", "entries": {}, )";
+  EXPECT_TRUE(IsError(LatencyTable::ParseJson(base + R"("batch_size": 0})").status(),
+                      absl::StatusCode::kInvalidArgument, {"batch_size: 0 is not in 1..65536"}));
+  EXPECT_TRUE(IsError(LatencyTable::ParseJson(base + R"("threads": 5000})").status(),
+                      absl::StatusCode::kInvalidArgument, {"threads: 5000 is not in 1..4096"}));
+  EXPECT_TRUE(IsError(
+      LatencyTable::ParseJson(base + R"("method": ")" + std::string(5000, 'm') + "\"}").status(),
+      absl::StatusCode::kInvalidArgument, {"method: 5000 bytes, over the limit of 4096"}));
+  EXPECT_TRUE(IsError(LatencyTable::ParseJson("[1]").status(), absl::StatusCode::kInvalidArgument,
+                      {"expected an object"}));
+  // Calibration numbers are bounded too.
+  LatencyTable t(LatencyTableInfo{"d", "r", 1, 1, "", ""});
+  ASSERT_TRUE(t.Insert(kStem, {5, 0.5, 0}).ok());
+  LatencyCalibration c;
+  c.networks = 3;
+  t.mutable_info().calibration = c;
+  Json good = ParseJson(t.ToJson(), "t").value();
+  for (auto [field, value, want] :
+       {std::tuple<const char*, double, const char*>{"overhead_ms", 1e300, "overhead_ms"},
+        {"networks", 2e6, "networks"},
+        {"max_layers", -1, "max_layers"},
+        {"min_layers", 5, "min_layers: 5 exceeds max_layers 0"},
+        {"loo_rmse_ms", 1e7, "loo_rmse_ms"}}) {
+    Json j = good;
+    j["calibration"][field] = value;
+    if (std::string(field) == "networks" || std::string(field) == "max_layers" ||
+        std::string(field) == "min_layers") {
+      j["calibration"][field] = static_cast<int>(value);
+    }
+    EXPECT_TRUE(IsError(LatencyTable::ParseJson(j.dump()).status(),
+                        absl::StatusCode::kInvalidArgument, {"calibration", want}))
+        << field;
+  }
+}
+
+TEST(LatencyTableTest, TablesBeyondTheSizeLimitsAreRefused) {
+  // Entries: Insert refuses the 65537th key (ResourceExhausted naming the limit).
+  LatencyTable t(LatencyTableInfo{"big", "r", 1, 1, "", ""});
+  for (size_t i = 1; i <= kMaxLatencyTableEntries; ++i) {
+    ASSERT_TRUE(t.Insert(absl::StrCat("Logits-input:1x1x1-output:", i), {1, 1.0, 0}).ok()) << i;
+  }
+  EXPECT_TRUE(IsError(t.Insert("Logits-input:1x1x2-output:1", {1, 1.0, 0}),
+                      absl::StatusCode::kResourceExhausted, {"limit of 65536 entries"}));
+  // Overwriting an existing key is still fine at the limit.
+  EXPECT_TRUE(t.Insert("Logits-input:1x1x1-output:1", {2, 1.0, 0}).ok());
+  // The same table as JSON text: refused before any entry is inserted.
+  Json j = ParseJson(t.ToJson(), "t").value();
+  j["entries"]["Logits-input:1x1x2-output:1"] = {{"count", 1}, {"mean", 1.0}, {"var", 0.0}};
+  EXPECT_TRUE(IsError(LatencyTable::ParseJson(j.dump()).status(),
+                      absl::StatusCode::kResourceExhausted, {"entries: 65537 entries", "65536"}));
+  // Bytes: text over 16 MiB is refused before parsing, JSON and YAML alike, and by Load.
+  const std::string big(kMaxLatencyTableBytes + 1, '\n');
+  EXPECT_TRUE(IsError(LatencyTable::ParseJson(big).status(), absl::StatusCode::kInvalidArgument,
+                      {"over the limit of 16777216"}));
+  EXPECT_TRUE(IsError(LatencyTable::ParseYaml(big, "dev").status(),
+                      absl::StatusCode::kInvalidArgument, {"over the limit of 16777216"}));
+  const std::string path = ::testing::TempDir() + "/big.yaml";
+  {
+    std::ofstream out(path);
+    out << big;
+  }
+  EXPECT_TRUE(IsError(LatencyTable::Load(path).status(), absl::StatusCode::kInvalidArgument,
+                      {path, "over the limit of 16777216"}));
+  // A text of only newlines just under the limit is one pass, not millions of strings.
+  EXPECT_TRUE(
+      IsError(LatencyTable::ParseYaml(std::string(kMaxLatencyTableBytes, '\n'), "dev").status(),
+              absl::StatusCode::kInvalidArgument, {"no entries"}));
+}
+
 TEST(LayerKeyTest, RejectsMalformedKeys) {
   struct Case {
     std::string key;
@@ -279,15 +501,15 @@ TEST(LayerKeyTest, RejectsMalformedKeys) {
       {"expanded_conv-input:56x56x24-output:28x28x40-expand:6-stride:2-idskip:0",
        "missing field \"kernel\""},
       {"expanded_conv-input:56x56x24-output:28x28x40-expand:6-kernel:4-stride:2-idskip:0",
-       "kernel must be odd"},
+       "kernel 4 is not odd"},
       {"expanded_conv-input:56x56x24-output:28x28x40-expand:0-kernel:3-stride:2-idskip:0",
-       "expand must be >= 1"},
+       "expand 0 is not in 1..32"},
       {"expanded_conv-input:56x56x24-output:28x28x40-expand:x-kernel:3-stride:2-idskip:0",
        "\"expand\" is not a non-negative integer"},
       {"expanded_conv-input:56x56x24-output:28x28x40-expand:3-kernel:3-stride:0-idskip:0",
-       "stride must be >= 1"},
+       "stride 0 is not 1 or 2"},
       {"expanded_conv-input:56x56x24-output:28x28x40-expand:3-kernel:3-stride:2-idskip:2",
-       "idskip must be 0 or 1"},
+       "idskip 2 is not 0 or 1"},
       {"expanded_conv-input:56x56x24-output:28x28x40-expand:3-kernel:3-kernel:5-stride:2-idskip:0",
        "repeated"},
       {"expanded_conv-input:56x56x24-output:28x28x40-expand3-kernel:3-stride:2-idskip:0",

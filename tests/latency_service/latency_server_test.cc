@@ -18,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "latency_service/latency_client.h"
+#include "nlohmann/json.hpp"
 
 namespace nas {
 namespace {
@@ -237,7 +238,8 @@ TEST(LatencyServerTest, CalibrationTravelsThroughPutListGetRestartAndFetch) {
   EXPECT_NEAR(job.PredictNetwork(keys).value(),
               t.SumMeans(keys).value() + 0.1875 + 0.0025 * static_cast<double>(keys.size()),
               1e-12);
-  EXPECT_FALSE(FetchLatencyTable(*client, "pixel1-tflite", fashion.AllLayerKeys())
+  SearchSpace cifar = SearchSpace::Preset("cifar10").value();
+  EXPECT_FALSE(FetchLatencyTable(*client, "pixel1-tflite", cifar.AllLayerKeys())
                    .value()
                    .info()
                    .calibration.has_value());
@@ -288,14 +290,199 @@ TEST(LatencyServerTest, FetchLatencyTableGivesASearchItsTable) {
     EXPECT_EQ(e.count, file.Lookup(k).value().count);
   }
   EXPECT_THAT(t->info().method, HasSubstr(" 0 predicted"));
-  // Fashion-MNIST sizes are not in the phone's table: every key is predicted, and says so.
-  SearchSpace fashion = SearchSpace::Preset("fashion-mnist").value();
-  t = FetchLatencyTable(*client, "pixel1-tflite", fashion.AllLayerKeys());
+  // CIFAR-10 sizes are not in the phone's table: every key is predicted, and says so, and the
+  // keys outside the range of the phone's entries say that too.
+  SearchSpace cifar = SearchSpace::Preset("cifar10").value();
+  t = FetchLatencyTable(*client, "pixel1-tflite", cifar.AllLayerKeys());
   ASSERT_TRUE(t.ok()) << t.status();
-  EXPECT_THAT(t->info().method, HasSubstr(absl::StrCat(
-                                    " 0 measured, ", fashion.AllLayerKeys().size(), " predicted")));
+  EXPECT_THAT(t->info().method,
+              HasSubstr(absl::StrCat(" 0 measured, ", cifar.AllLayerKeys().size(), " predicted")));
+  EXPECT_THAT(t->info().method, HasSubstr("extrapolated beyond the fitted range"));
+  for (const auto& [k, e] : t->entries()) EXPECT_GT(e.var, 0) << k;  // a spread, not 0
+  // Fashion-MNIST's 28x28x1 stem is 384x smaller than the phone's only stem entry: refused
+  // rather than guessed.
+  SearchSpace fashion = SearchSpace::Preset("fashion-mnist").value();
+  absl::Status refused =
+      FetchLatencyTable(*client, "pixel1-tflite", fashion.AllLayerKeys()).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("Conv-input:28x28x1-output:14x14x16"));
+  EXPECT_THAT(refused.message(), HasSubstr("the limit is 100x"));
   EXPECT_EQ(FetchLatencyTable(*client, "pixel9", fashion.AllLayerKeys()).status().code(),
             absl::StatusCode::kNotFound);
+}
+
+// Hostile requests: each class is refused with a clear status naming the field and the limit,
+// the server stays up (a normal query still works), and no device's table changes.
+class HostileRequestTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = absl::StrCat(::testing::TempDir(), "/latency_server_hostile");
+    std::filesystem::remove_all(dir_);
+    LatencyServer::Options o;
+    o.address = "127.0.0.1";
+    o.registry.table_dir = dir_;
+    o.registry.builtin_tables = {{"pixel1-tflite", kMobileTrim}};
+    o.registry.max_keys_per_query = 1000;
+    server_ = LatencyServer::Start(o).value();
+    client_ = ClientOf(*server_);
+    ASSERT_TRUE(client_->PutTableJson(FashionTable("x86-2core").ToJson(), false).ok());
+    before_ = Snapshot();
+  }
+  std::vector<std::string> Snapshot() {
+    return {client_->GetTableJson("pixel1-tflite").value(),
+            client_->GetTableJson("x86-2core").value()};
+  }
+  // The server still answers, and nothing changed.
+  void ExpectUnharmed() {
+    std::vector<LayerLatency> answers;
+    absl::Status s = client_->Query("pixel1-tflite", MobileKeys(), &answers);
+    EXPECT_TRUE(s.ok()) << s;
+    EXPECT_EQ(answers.size(), 72u);
+    EXPECT_EQ(Snapshot(), before_);
+    EXPECT_EQ(client_->ListDevices().value().size(), 2u);
+  }
+  void ExpectQueryError(const std::string& device, const std::vector<std::string>& keys,
+                        absl::StatusCode code, const std::vector<std::string>& parts) {
+    std::vector<LayerLatency> answers;
+    absl::Status s = client_->Query(device, keys, &answers);
+    EXPECT_EQ(s.code(), code) << s;
+    for (const std::string& p : parts) EXPECT_THAT(s.message(), HasSubstr(p));
+    ExpectUnharmed();
+  }
+  void ExpectPutError(const std::string& content, absl::StatusCode code,
+                      const std::vector<std::string>& parts) {
+    absl::Status s = client_->PutTableJson(content, /*merge=*/false).status();
+    EXPECT_EQ(s.code(), code) << s;
+    for (const std::string& p : parts) EXPECT_THAT(s.message(), HasSubstr(p));
+    s = client_->PutTableJson(content, /*merge=*/true).status();
+    EXPECT_EQ(s.code(), code) << s;
+    ExpectUnharmed();
+  }
+  std::string dir_;
+  std::unique_ptr<LatencyServer> server_;
+  std::unique_ptr<LatencyClient> client_;
+  std::vector<std::string> before_;
+};
+
+TEST_F(HostileRequestTest, InconsistentKeysAreRefusedNotPredicted) {
+  std::vector<std::string> keys = MobileKeys();
+  keys.push_back(
+      "expanded_conv-input:999x999x16-output:9x9x16-expand:3-kernel:3-stride:1-idskip:0");
+  ExpectQueryError("pixel1-tflite", keys, absl::StatusCode::kInvalidArgument,
+                   {"layer_keys[72]", "999x999x16", "output 9x9 is not input 999x999 at stride 1"});
+  ExpectQueryError(
+      "pixel1-tflite",
+      {"expanded_conv-input:56x56x24-output:28x28x24-expand:3-kernel:3-stride:2-idskip:1"},
+      absl::StatusCode::kInvalidArgument, {"layer_keys[0]", "idskip 1 needs stride 1"});
+  ExpectQueryError("pixel1-tflite", {"Conv_1-input:7x7x320-output:1x1x1280"},
+                   absl::StatusCode::kInvalidArgument, {"layer_keys[0]", "differs from input 7x7"});
+}
+
+TEST_F(HostileRequestTest, PredictedAnswersCarryTheirSpreadAndFlag) {
+  std::vector<LayerLatency> answers;
+  // Inside the phone's range, and beyond it (a 32x32 stem: 12x less work than its 224x224 one).
+  ASSERT_TRUE(client_
+                  ->Query("pixel1-tflite",
+                          {"expanded_conv-input:28x28x48-output:28x28x48-expand:4-kernel:5-stride:"
+                           "1-idskip:1",
+                           "Conv-input:32x32x3-output:32x32x32"},
+                          &answers)
+                  .ok());
+  EXPECT_EQ(answers[0].source, LatencySource::kPredicted);
+  EXPECT_GT(answers[0].std_ms, 0.01 * answers[0].mean_ms);  // the held-out error, not 0
+  EXPECT_LT(answers[0].std_ms, answers[0].mean_ms);
+  EXPECT_FALSE(answers[0].extrapolated);
+  EXPECT_TRUE(answers[1].extrapolated);
+  EXPECT_DOUBLE_EQ(answers[1].std_ms, answers[1].mean_ms);  // one stem entry: no estimate
+  // Far out: refused, naming the limit.
+  ExpectQueryError("pixel1-tflite",
+                   {"expanded_conv-input:4096x4096x960-output:4096x4096x960-expand:6-kernel:7-"
+                    "stride:1-idskip:1"},
+                   absl::StatusCode::kFailedPrecondition,
+                   {"layer_keys[0]", "above the largest", "limit is 100x"});
+}
+
+TEST_F(HostileRequestTest, QueryBoundsAreEnforcedAtTheEdge) {
+  // Keys per query.
+  std::vector<std::string> many(1001, MobileKeys()[0]);
+  ExpectQueryError("pixel1-tflite", many, absl::StatusCode::kResourceExhausted,
+                   {"layer_keys: 1001 keys exceed the limit of 1000 per query"});
+  // Key length: the message quotes only the start of the key.
+  ExpectQueryError("pixel1-tflite", {"Conv-input:" + std::string(100000, '1')},
+                   absl::StatusCode::kInvalidArgument,
+                   {"layer_keys[0]", "100011 bytes, over the limit of 256"});
+  // Device names: bounded and of a safe alphabet.
+  ExpectQueryError(std::string(200, 'd'), MobileKeys(), absl::StatusCode::kInvalidArgument,
+                   {"device: device name must have 1 to 128 characters, got 200"});
+  ExpectQueryError("etc/passwd", MobileKeys(), absl::StatusCode::kInvalidArgument,
+                   {"device: device name", "only use letters, digits"});
+  ExpectQueryError("", MobileKeys(), absl::StatusCode::kInvalidArgument, {"device"});
+  // A message beyond a server's max_message_bytes (1 MiB here): gRPC refuses it before any
+  // handler runs, and the server goes on serving.
+  LatencyServer::Options o;
+  o.address = "127.0.0.1";
+  o.registry.builtin_tables = {{"pixel1-tflite", kMobileTrim}};
+  o.max_message_bytes = 1 << 20;
+  std::unique_ptr<LatencyServer> small = LatencyServer::Start(o).value();
+  std::unique_ptr<LatencyClient> small_client = ClientOf(*small);
+  std::vector<std::string> big(100, std::string(30000, 'k'));
+  std::vector<LayerLatency> answers;
+  absl::Status s = small_client->Query("pixel1-tflite", big, &answers);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  s = small_client->PutTableJson(std::string(2 << 20, ' '), false).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_TRUE(small_client->Query("pixel1-tflite", MobileKeys(), &answers).ok());
+  ExpectUnharmed();
+  EXPECT_EQ(client_->GetTableJson("bad/name").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(HostileRequestTest, PutTableBoundsAreEnforcedAtTheEdge) {
+  const std::string head = R"({"format": "nas-latency-table/1", "device": "x86-2core", )";
+  const std::string stem = "\"Conv-input:28x28x1-output:14x14x16\"";
+  // Content bytes (under the 64 MiB message limit, so the handler's own check answers).
+  ExpectPutError(
+      head + R"("entries": {}, "method": ")" + std::string(kMaxLatencyTableBytes, 'm') + "\"}",
+      absl::StatusCode::kResourceExhausted,
+      {"table.content", "exceed the limit of 16777216 bytes"});
+  // Numbers out of range, non-finite, negative; absurd counts.
+  ExpectPutError(head + R"("entries": {)" + stem + R"(: {"count": 5, "mean": 1e999, "var": 0}}})",
+                 absl::StatusCode::kInvalidArgument, {"table.content"});
+  ExpectPutError(head + R"("entries": {)" + stem + R"(: {"count": 5, "mean": 1e300, "var": 0}}})",
+                 absl::StatusCode::kInvalidArgument,
+                 {"table.content", "Conv-input:28x28x1-output:14x14x16", ".mean"});
+  ExpectPutError(head + R"("entries": {)" + stem + R"(: {"count": 5, "mean": 0.1, "var": -2}}})",
+                 absl::StatusCode::kInvalidArgument, {"table.content", ".var"});
+  ExpectPutError(head + R"("entries": {)" + stem + R"(: {"count": -5, "mean": 0.1, "var": 0}}})",
+                 absl::StatusCode::kInvalidArgument, {"table.content", ".count"});
+  ExpectPutError(
+      head + R"("entries": {)" + stem + R"(: {"count": 9999999999999, "mean": 0.1, "var": 0}}})",
+      absl::StatusCode::kInvalidArgument, {"table.content", "count"});
+  // An inconsistent key in a table.
+  ExpectPutError(head + R"("entries": {"Conv-input:28x28x1-output:3x3x16": )" +
+                     R"({"count": 5, "mean": 0.1, "var": 0}}})",
+                 absl::StatusCode::kInvalidArgument, {"table.content", "output 3x3"});
+  // A device name that is not a file name.
+  ExpectPutError(R"({"format": "nas-latency-table/1", "device": "../x", "entries": {)" + stem +
+                     R"(: {"count": 5, "mean": 0.1, "var": 0}}})",
+                 absl::StatusCode::kInvalidArgument, {"table.device"});
+  // Too many entries.
+  LatencyTable many(LatencyTableInfo{"x86-2core", "libtorch-cpu", 1, 2, "", ""});
+  for (size_t i = 1; i <= kMaxLatencyTableEntries; ++i) {
+    ASSERT_TRUE(many.Insert(absl::StrCat("Logits-input:1x1x1-output:", i), {1, 1.0, 0}).ok());
+  }
+  nlohmann::json j = nlohmann::json::parse(many.ToJson());
+  j["entries"]["Logits-input:1x1x2-output:1"] = {{"count", 1}, {"mean", 1.0}, {"var", 0.0}};
+  ExpectPutError(j.dump(), absl::StatusCode::kResourceExhausted,
+                 {"table.content", "65537 entries exceed the limit of 65536"});
+  // A merge that would grow the stored table past the limit is refused the same way.
+  LatencyTable half(LatencyTableInfo{"x86-2core", "libtorch-cpu 1.13.1, 2 threads", 1, 2, "", ""});
+  for (size_t i = 1; i <= kMaxLatencyTableEntries - 10; ++i) {
+    ASSERT_TRUE(half.Insert(absl::StrCat("Logits-input:1x1x1-output:", i), {1, 1.0, 0}).ok());
+  }
+  absl::Status s = client_->PutTableJson(half.ToJson(), /*merge=*/true).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_THAT(s.message(), HasSubstr("limit of 65536 entries"));
+  ExpectUnharmed();
 }
 
 }  // namespace

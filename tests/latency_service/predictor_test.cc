@@ -3,10 +3,12 @@
 #include "latency_service/predictor.h"
 
 #include <cmath>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 
 namespace nas {
 namespace {
@@ -128,12 +130,115 @@ TEST(LatencyPredictorTest, JsonRoundTripPredictsTheSame) {
 
 TEST(LatencyPredictorTest, BadJsonNamesTheField) {
   absl::StatusOr<LatencyPredictor> q = LatencyPredictor::FromJson(
-      R"({"format": "nas-latency-predictor/1", "device": "d", "table_version": 1,
+      R"({"format": "nas-latency-predictor/2", "device": "d", "table_version": 1,
           "report": {"fitted_entries": 1, "holdout_entries": 0, "holdout_mape_percent": 0,
                      "holdout_max_ape_percent": 0},
           "models": {"Conv": {"form": "linear", "entries": 1, "coef": [1, 2], "scale": [1]}}})");
   ASSERT_FALSE(q.ok());
   EXPECT_THAT(q.status().message(), HasSubstr("models.Conv.coef"));
+}
+
+// Every number of a predictor file is checked; old files are refused saying why.
+TEST(LatencyPredictorTest, HostileOrOldJsonIsRefusedNamingTheField) {
+  LatencyPredictor p = LatencyPredictor::Fit(SyntheticTable(GridKeys(), 0.02), {}).value();
+  const nlohmann::json good = nlohmann::json::parse(p.ToJson());
+  struct Case {
+    std::function<void(nlohmann::json&)> edit;
+    std::string want;
+  };
+  const std::vector<Case> cases = {
+      {[](nlohmann::json& j) { j["format"] = "nas-latency-predictor/1"; },
+       "predates per-kind errors"},
+      {[](nlohmann::json& j) { j["models"]["Conv"]["coef"][0] = -1.0; },
+       "models.Conv.coef: -1 is below 0"},
+      {[](nlohmann::json& j) { j["models"]["Conv"]["min"][0] = 1e9; }, "models.Conv.min[0]"},
+      {[](nlohmann::json& j) {
+         j["models"]["Conv"]["max"] = {1, 2};
+       },
+       "models.Conv.max: expected 3 numbers"},
+      {[](nlohmann::json& j) { j["models"]["Conv"]["entries"] = 0; }, "models.Conv.entries"},
+      {[](nlohmann::json& j) { j["models"]["Conv"]["entries"] = 100000; }, "models.Conv.entries"},
+      {[](nlohmann::json& j) { j["models"]["Conv"]["error"]["rms_percent"] = -1; },
+       "models.Conv.error.rms_percent"},
+      {[](nlohmann::json& j) { j["models"]["Conv"]["error"]["method"] = "guess"; },
+       "models.Conv.error.method"},
+      {[](nlohmann::json& j) { j["models"]["Conv"].erase("error"); }, "models.Conv.error: missing"},
+      {[](nlohmann::json& j) { j["report"]["holdout_mape_percent"] = -3; },
+       "report.holdout_mape_percent"},
+      {[](nlohmann::json& j) { j["report"]["holdout_entries"] = 1000000; },
+       "report.holdout_entries"},
+      {[](nlohmann::json& j) { j["models"]["Deconv"] = 1; }, "models.Deconv: unknown layer kind"},
+      {[](nlohmann::json& j) { j["models"]["Conv"] = 1; }, "models.Conv: expected an object"},
+  };
+  for (const Case& c : cases) {
+    nlohmann::json j = good;
+    c.edit(j);
+    absl::StatusOr<LatencyPredictor> q = LatencyPredictor::FromJson(j.dump());
+    ASSERT_FALSE(q.ok()) << c.want;
+    EXPECT_EQ(q.status().code(), absl::StatusCode::kInvalidArgument) << q.status();
+    EXPECT_THAT(q.status().message(), HasSubstr(c.want));
+  }
+  absl::StatusOr<LatencyPredictor> q =
+      LatencyPredictor::FromJson(std::string(kMaxPredictorBytes + 1, ' '));
+  ASSERT_FALSE(q.ok());
+  EXPECT_THAT(q.status().message(), HasSubstr("over the limit of 1048576"));
+  EXPECT_FALSE(LatencyPredictor::FromJson("[1, 2]").ok());
+  EXPECT_FALSE(LatencyPredictor::FromJson("{\"format\": 1e999}").ok());
+}
+
+// The spread of a predicted answer is the kind's held-out error, not 0; a kind of one entry
+// (no error estimate) says 100%; keys beyond the fitted range are flagged, far beyond refused.
+TEST(LatencyPredictorTest, AnswersCarryTheirSpreadAndExtrapolation) {
+  LatencyTable t = SyntheticTable(GridKeys(), 0.05);
+  LatencyPredictor p = LatencyPredictor::Fit(t, {}).value();
+  const LatencyPredictor::KindModel& mb = p.models().at("expanded_conv");
+  EXPECT_EQ(mb.error.method, "holdout");
+  EXPECT_GT(mb.error.entries, 100);
+  EXPECT_GT(mb.error.rms_percent, 0.5);
+  EXPECT_GE(mb.error.rms_percent, mb.error.mape_percent);
+  EXPECT_EQ(p.models().at("Conv").error.method, "none");  // a single stem entry
+
+  // Inside the grid (a channel count between the grid's): spread = mean x RMS error.
+  LayerKey inside = LayerKey::Parse(MbKey(28, 32, 40, 6, 5, 1)).value();
+  PredictedLatency a = p.Answer(inside).value();
+  EXPECT_FALSE(a.extrapolated);
+  EXPECT_DOUBLE_EQ(a.std_ms, a.mean_ms * mb.error.rms_percent / 100);
+  EXPECT_DOUBLE_EQ(p.Predict(inside).value(), a.mean_ms);
+  // Beyond the grid (112x112 inputs; the largest fitted is 56x56: 4x the work): flagged.
+  a = p.Answer(LayerKey::Parse(MbKey(112, 80, 80, 6, 7, 1)).value()).value();
+  EXPECT_TRUE(a.extrapolated);
+  EXPECT_GT(a.std_ms, 0);
+  // The stem: no error estimate, so the spread is the mean itself.
+  a = p.Answer(LayerKey::Parse("Conv-input:112x112x3-output:56x56x32").value()).value();
+  EXPECT_DOUBLE_EQ(a.std_ms, a.mean_ms);
+  EXPECT_TRUE(a.extrapolated);
+  // Far beyond (2048x2048 inputs: over 1000x the work of the largest fitted block): refused.
+  absl::StatusOr<PredictedLatency> far =
+      p.Answer(LayerKey::Parse(MbKey(2048, 80, 80, 6, 7, 1)).value());
+  ASSERT_FALSE(far.ok());
+  EXPECT_EQ(far.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(far.status().message(), HasSubstr("above the largest"));
+  EXPECT_THAT(far.status().message(), HasSubstr("the limit is 100x"));
+  // And far below (1x1 inputs with few channels).
+  far = p.Answer(LayerKey::Parse(MbKey(1, 1, 1, 1, 1, 1)).value());
+  ASSERT_FALSE(far.ok());
+  EXPECT_THAT(far.status().message(), HasSubstr("below the smallest"));
+
+  // Kinds of 2-4 entries get a leave-one-out error.
+  LatencyTable small(LatencyTableInfo{"small", "r", 1, 1, "", ""});
+  ASSERT_TRUE(small.Insert("Conv_1-input:7x7x320-output:7x7x1280", {5, 3.0, 0}).ok());
+  ASSERT_TRUE(small.Insert("Conv_1-input:4x4x320-output:4x4x1280", {5, 1.2, 0}).ok());
+  ASSERT_TRUE(small.Insert("Conv_1-input:7x7x160-output:7x7x1280", {5, 1.4, 0}).ok());
+  LatencyPredictor ps = LatencyPredictor::Fit(small, {}).value();
+  const KindError& e = ps.models().at("Conv_1").error;
+  EXPECT_EQ(e.method, "leave-one-out");
+  EXPECT_EQ(e.entries, 3);
+  EXPECT_GT(e.rms_percent, 0);
+  // The error and the ranges survive the JSON round trip.
+  LatencyPredictor back = LatencyPredictor::FromJson(p.ToJson()).value();
+  PredictedLatency b = back.Answer(inside).value();
+  EXPECT_DOUBLE_EQ(b.std_ms, p.Answer(inside).value().std_ms);
+  EXPECT_EQ(back.Answer(LayerKey::Parse(MbKey(112, 80, 80, 6, 7, 1)).value())->extrapolated, true);
 }
 
 }  // namespace
