@@ -36,8 +36,9 @@ absl::StatusOr<Candidate> Candidate::Parse(const std::string& name) {
       return c;
     }
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "candidate \"", name, "\": expected \"Zero\" or \"KxK_MBConvE\" with odd K (e.g. 3x3_MBConv6)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("candidate \"", name,
+                   "\": expected \"Zero\" or \"KxK_MBConvE\" with odd K (e.g. 3x3_MBConv6)"));
 }
 
 BlockConfig EdgeSpec::Block(int i) const {
@@ -158,8 +159,8 @@ absl::StatusOr<SearchSpace> SearchSpace::Preset(const std::string& name) {
   if (name == "proxyless-imagenet" || name == "imagenet") return FromJson(kImageNetPreset);
   if (name == "fashion-mnist") return FromJson(kFashionMnistPreset);
   if (name == "cifar10") return FromJson(kCifar10Preset);
-  return absl::NotFoundError(absl::StrCat("space \"", name, "\": unknown preset (known: ",
-                                          absl::StrJoin(PresetNames(), ", "), ")"));
+  return absl::NotFoundError(absl::StrCat(
+      "space \"", name, "\": unknown preset (known: ", absl::StrJoin(PresetNames(), ", "), ")"));
 }
 
 absl::StatusOr<SearchSpace> SearchSpace::Load(const std::string& name_or_path) {
@@ -169,21 +170,22 @@ absl::StatusOr<SearchSpace> SearchSpace::Load(const std::string& name_or_path) {
   if (name_or_path == "imagenet") return Preset(name_or_path);
   auto text = ReadFile(name_or_path);
   if (!text.ok()) {
-    return absl::NotFoundError(absl::StrCat("space \"", name_or_path,
-                                            "\": neither a preset (",
+    return absl::NotFoundError(absl::StrCat("space \"", name_or_path, "\": neither a preset (",
                                             absl::StrJoin(PresetNames(), ", "),
                                             ") nor a readable file"));
   }
   auto space = FromJson(*text);
   if (!space.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name_or_path, ": ", space.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat(name_or_path, ": ", space.status().message()));
   }
   return space;
 }
 
 absl::StatusOr<SearchSpace> SearchSpace::FromJson(const std::string& text) {
-  NAS_ASSIGN_OR_RETURN(Json j, ParseJson(text, "search space"));
+  JsonLimits limits;
+  limits.max_bytes = SpaceLimits::kMaxJsonBytes;
+  limits.max_depth = SpaceLimits::kMaxJsonDepth;
+  NAS_ASSIGN_OR_RETURN(Json j, ParseJson(text, "search space", limits));
   SearchSpace s;
   NAS_ASSIGN_OR_RETURN(s.name_, GetString(j, "", "name"));
   NAS_ASSIGN_OR_RETURN(const Json* input, GetMember(j, "", "input"));
@@ -207,6 +209,10 @@ absl::StatusOr<SearchSpace> SearchSpace::FromJson(const std::string& text) {
   NAS_ASSIGN_OR_RETURN(const Json* stages, GetMember(j, "", "stages"));
   if (!stages->is_array() || stages->empty()) {
     return absl::InvalidArgumentError("stages: expected a non-empty list");
+  }
+  if (stages->size() > static_cast<size_t>(SpaceLimits::kMaxStages)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "stages: ", stages->size(), " stages, over the limit of ", SpaceLimits::kMaxStages));
   }
   for (size_t i = 0; i < stages->size(); ++i) {
     std::string p = absl::StrCat("stages[", i, "]");
@@ -237,9 +243,50 @@ absl::Status SearchSpace::Build() {
     return absl::InvalidArgumentError(absl::StrCat(f, ": ", why));
   };
   if (name_.empty()) return bad("name", "must not be empty");
+  auto over = [&](const std::string& f, int64_t v, int64_t limit) {
+    return bad(f, absl::StrCat(v, " is over the limit of ", limit));
+  };
   if (input_height_ <= 0 || input_width_ <= 0) return bad("input", "size must be positive");
+  if (input_height_ > SpaceLimits::kMaxInputSize) {
+    return over("input.height", input_height_, SpaceLimits::kMaxInputSize);
+  }
+  if (input_width_ > SpaceLimits::kMaxInputSize) {
+    return over("input.width", input_width_, SpaceLimits::kMaxInputSize);
+  }
   if (input_channels_ <= 0) return bad("input.channels", "must be positive");
+  if (input_channels_ > SpaceLimits::kMaxInputChannels) {
+    return over("input.channels", input_channels_, SpaceLimits::kMaxInputChannels);
+  }
   if (num_classes_ < 2) return bad("num_classes", "must be at least 2");
+  if (num_classes_ > SpaceLimits::kMaxClasses) {
+    return over("num_classes", num_classes_, SpaceLimits::kMaxClasses);
+  }
+  if (stages_.size() > static_cast<size_t>(SpaceLimits::kMaxStages)) {
+    return over("stages", static_cast<int64_t>(stages_.size()), SpaceLimits::kMaxStages);
+  }
+  for (auto [field, v] : {std::pair<const char*, int>{"stem.channels", stem_channels_},
+                          {"first_block.channels", first_block_channels_},
+                          {"feature_mix_channels", feature_mix_channels_}}) {
+    if (v > SpaceLimits::kMaxChannels) return over(field, v, SpaceLimits::kMaxChannels);
+  }
+  if (stem_kernel_ > SpaceLimits::kMaxKernel) {
+    return over("stem.kernel", stem_kernel_, SpaceLimits::kMaxKernel);
+  }
+  if (first_block_kernel_ > SpaceLimits::kMaxKernel) {
+    return over("first_block.kernel", first_block_kernel_, SpaceLimits::kMaxKernel);
+  }
+  if (first_block_expand_ < 1 || first_block_expand_ > SpaceLimits::kMaxExpand) {
+    return bad("first_block.expand",
+               absl::StrCat(first_block_expand_, " is not in [1, ", SpaceLimits::kMaxExpand, "]"));
+  }
+  if (kernels_.size() > static_cast<size_t>(SpaceLimits::kMaxKernels)) {
+    return over("candidates.kernels", static_cast<int64_t>(kernels_.size()),
+                SpaceLimits::kMaxKernels);
+  }
+  if (expands_.size() > static_cast<size_t>(SpaceLimits::kMaxExpands)) {
+    return over("candidates.expands", static_cast<int64_t>(expands_.size()),
+                SpaceLimits::kMaxExpands);
+  }
   if (!(width_mult_ > 0) || width_mult_ > 8) return bad("width_mult", "must be in (0, 8]");
   if (stem_channels_ <= 0) return bad("stem.channels", "must be positive");
   if (stem_kernel_ <= 0 || stem_kernel_ % 2 == 0) return bad("stem.kernel", "must be odd");
@@ -253,20 +300,31 @@ absl::Status SearchSpace::Build() {
   std::set<int> seen_k, seen_e;
   for (int k : kernels_) {
     if (k <= 0 || k % 2 == 0) return bad("candidates.kernels", absl::StrCat(k, " is not odd"));
+    if (k > SpaceLimits::kMaxKernel) return over("candidates.kernels", k, SpaceLimits::kMaxKernel);
     if (!seen_k.insert(k).second) return bad("candidates.kernels", absl::StrCat(k, " repeated"));
   }
   for (int e : expands_) {
     if (e < 1) return bad("candidates.expands", absl::StrCat(e, " is below 1"));
+    if (e > SpaceLimits::kMaxExpand) return over("candidates.expands", e, SpaceLimits::kMaxExpand);
     if (!seen_e.insert(e).second) return bad("candidates.expands", absl::StrCat(e, " repeated"));
   }
   if (feature_mix_channels_ < 0) return bad("feature_mix_channels", "must be >= 0");
-  if (bn_eps_ <= 0) return bad("bn.eps", "must be positive");
-  if (bn_momentum_ < 0 || bn_momentum_ > 1) return bad("bn.momentum", "must be in [0, 1]");
-  if (dropout_ < 0 || dropout_ >= 1) return bad("dropout", "must be in [0, 1)");
+  if (!(bn_eps_ > 0) || bn_eps_ > 1) return bad("bn.eps", "must be in (0, 1]");
+  if (!(bn_momentum_ >= 0 && bn_momentum_ <= 1)) return bad("bn.momentum", "must be in [0, 1]");
+  if (!(dropout_ >= 0 && dropout_ < 1)) return bad("dropout", "must be in [0, 1)");
+  int64_t edges = 0;
   for (size_t i = 0; i < stages_.size(); ++i) {
     std::string p = absl::StrCat("stages[", i, "]");
     if (stages_[i].channels <= 0) return bad(p + ".channels", "must be positive");
+    if (stages_[i].channels > SpaceLimits::kMaxChannels) {
+      return over(p + ".channels", stages_[i].channels, SpaceLimits::kMaxChannels);
+    }
     if (stages_[i].blocks <= 0) return bad(p + ".blocks", "must be positive");
+    edges += stages_[i].blocks;
+    if (edges > SpaceLimits::kMaxEdges) {
+      return bad(p + ".blocks", absl::StrCat(stages_[i].blocks, " brings the space to ", edges,
+                                             " edges, over the limit of ", SpaceLimits::kMaxEdges));
+    }
     if (stages_[i].stride < 1 || stages_[i].stride > 2) return bad(p + ".stride", "must be 1 or 2");
   }
 
@@ -321,7 +379,30 @@ absl::Status SearchSpace::Build() {
     }
   }
   if (h < 1 || w < 1) return bad("stages", "downsample the input below 1x1");
+  if (int64_t p = SupernetParameterCount(); p > SpaceLimits::kMaxSupernetParameters) {
+    return bad("stages", absl::StrCat("the supernet has ", p, " parameters, over the limit of ",
+                                      SpaceLimits::kMaxSupernetParameters));
+  }
+  NetworkConfig largest = skeleton_;
+  for (const EdgeSpec& e : edges_) largest.blocks.push_back(e.Block(e.LargestIndex()));
+  if (int64_t m = largest.Macs(); m > SpaceLimits::kMaxPathMacs) {
+    return bad("stages", absl::StrCat("the largest path takes ", m, " MACs, over the limit of ",
+                                      SpaceLimits::kMaxPathMacs));
+  }
   return absl::OkStatus();
+}
+
+int64_t SearchSpace::SupernetParameterCount() const {
+  // The largest path (fixed layers sized as in every path), plus every other candidate.
+  NetworkConfig largest = skeleton_;
+  for (const EdgeSpec& e : edges_) largest.blocks.push_back(e.Block(e.LargestIndex()));
+  int64_t n = largest.ParameterCount();
+  for (const EdgeSpec& e : edges_) {
+    for (int i = 0; i < static_cast<int>(e.candidates.size()); ++i) {
+      if (i != e.LargestIndex()) n += BlockParameterCount(e.Block(i));
+    }
+  }
+  return n;
 }
 
 std::string SearchSpace::ToJson() const {
@@ -366,8 +447,8 @@ absl::StatusOr<NetworkConfig> SearchSpace::Derive(const std::vector<int>& choice
   for (size_t i = 0; i < edges_.size(); ++i) {
     int n = static_cast<int>(edges_[i].candidates.size());
     if (choices[i] < 0 || choices[i] >= n) {
-      return absl::InvalidArgumentError(absl::StrCat("architecture.choices[", i, "]: ",
-                                                     choices[i], " is outside [0, ", n, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("architecture.choices[", i, "]: ", choices[i], " is outside [0, ", n, ")"));
     }
     net.blocks.push_back(edges_[i].Block(choices[i]));
   }

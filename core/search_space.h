@@ -59,14 +59,36 @@ struct EdgeSpec {
 struct StageSpec {
   int channels = 0;  // at width multiplier 1.0
   int blocks = 1;
-  int stride = 1;    // of the first block
+  int stride = 1;  // of the first block
 };
 
 class Architecture;
 
+// Bounds on a search space, checked by Build() before anything is expanded, so that a small
+// hostile document (a stage of two billion blocks, ten thousand kernels) is refused instead of
+// growing the process. The presets sit well inside them (the ImageNet space at width 1.4: 21
+// edges, 7 candidates, a ~0.1 G-parameter supernet, ~0.6 G MACs on its largest path).
+struct SpaceLimits {
+  static constexpr int kMaxInputSize = 1024;  // input height and width
+  static constexpr int kMaxInputChannels = 16;
+  static constexpr int kMaxClasses = 100000;
+  static constexpr int kMaxChannels = 8192;  // any layer's, at width multiplier 1.0
+  static constexpr int kMaxStages = 32;
+  static constexpr int kMaxEdges = 128;  // searchable blocks in all
+  static constexpr int kMaxKernel = 15;
+  static constexpr int kMaxKernels = 8;  // distinct kernel sizes
+  static constexpr int kMaxExpand = 16;
+  static constexpr int kMaxExpands = 8;                           // distinct expansion ratios
+  static constexpr int64_t kMaxSupernetParameters = 400'000'000;  // every candidate's weights
+  static constexpr int64_t kMaxPathMacs = 50'000'000'000;         // the largest path, batch 1
+  static constexpr size_t kMaxJsonBytes = 1 << 20;                // a space document
+  static constexpr int kMaxJsonDepth = 16;
+};
+
 class SearchSpace {
  public:
-  // Builds and validates. Errors name the field ("stages[2].stride: must be 1 or 2").
+  // Builds and validates (within SpaceLimits). Errors name the field ("stages[2].stride: must be
+  // 1 or 2", "stages[0].blocks: 2000000000 is over the limit of 128 edges").
   static absl::StatusOr<SearchSpace> FromJson(const std::string& text);
   static absl::StatusOr<SearchSpace> Preset(const std::string& name);
   static std::vector<std::string> PresetNames();
@@ -84,6 +106,9 @@ class SearchSpace {
   const std::vector<EdgeSpec>& edges() const { return edges_; }
   int num_edges() const { return static_cast<int>(edges_.size()); }
   std::vector<int> CandidatesPerEdge() const;
+  // Trainable parameters of every candidate of every edge plus the fixed layers (what a
+  // coordinator stores for the job).
+  int64_t SupernetParameterCount() const;
 
   // The network for one choice per edge (validated against the space).
   absl::StatusOr<NetworkConfig> Derive(const std::vector<int>& choices) const;

@@ -342,6 +342,51 @@ TEST_F(SearchSpaceJsonTest, OtherFieldsAreNamed) {
                       absl::StatusCode::kInvalidArgument, {"search space", "not valid JSON"}));
 }
 
+// A small document that would expand into an enormous space is refused before it is built.
+TEST_F(SearchSpaceJsonTest, ExplodingSpacesAreRefusedWithTheLimit) {
+  struct Case {
+    std::string pointer;
+    Json value;
+    std::vector<std::string> want;
+  };
+  const std::vector<Case> cases = {
+      {"/stages/0/blocks", 2000000000, {"stages[0].blocks", "edges, over the limit of 128"}},
+      {"/stages/1/blocks", 200, {"stages[1].blocks", "edges, over the limit of 128"}},
+      {"/input/height", 100000, {"input.height", "limit of 1024"}},
+      {"/input/channels", 1000, {"input.channels", "limit of 16"}},
+      {"/num_classes", 10000000, {"num_classes", "limit of 100000"}},
+      {"/stages/2/channels", 1 << 20, {"stages[2].channels", "limit of 8192"}},
+      {"/feature_mix_channels", 100000, {"feature_mix_channels", "limit"}},
+      {"/stem/kernel", 99, {"stem.kernel", "limit of 15"}},
+      {"/first_block/expand", 1000, {"first_block.expand"}},
+      {"/candidates/expands", {3, 1000}, {"candidates.expands", "limit of 16"}},
+      // Within every per-field limit, but a supernet of billions of parameters.
+      {"/stages", Json::parse(R"([{"channels": 8192, "blocks": 60, "stride": 1}])"),
+       {"supernet", "parameters", "limit"}},
+  };
+  for (const Case& c : cases) {
+    Json j = base_;
+    j[Json::json_pointer(c.pointer)] = c.value;
+    EXPECT_TRUE(IsError(Load(j), absl::StatusCode::kInvalidArgument, c.want)) << c.pointer;
+  }
+  Json j = base_;
+  Json kernels = Json::array();
+  for (int k = 1; k < 20000; k += 2) kernels.push_back(k);
+  j["candidates"]["kernels"] = kernels;
+  EXPECT_TRUE(IsError(Load(j), absl::StatusCode::kInvalidArgument,
+                      {"candidates.kernels", "limit of 8"}));
+  j = base_;
+  j["stages"] = Json::array();
+  for (int i = 0; i < 40; ++i) j["stages"].push_back({{"channels", 8}, {"blocks", 1}});
+  EXPECT_TRUE(IsError(Load(j), absl::StatusCode::kInvalidArgument, {"stages", "limit of 32"}));
+  // Every preset is well inside the limits.
+  for (const std::string& name : SearchSpace::PresetNames()) {
+    auto s = SearchSpace::Preset(name);
+    ASSERT_TRUE(s.ok()) << name << ": " << s.status();
+    EXPECT_LT(s->SupernetParameterCount(), SpaceLimits::kMaxSupernetParameters / 4) << name;
+  }
+}
+
 TEST_F(SearchSpaceJsonTest, NoFirstBlockAndNoZero) {
   base_["first_block"] = nullptr;
   base_["candidates"]["zero"] = false;
