@@ -27,6 +27,7 @@ constexpr const char* kKnownCfNames[] = {"default", "jobs",    "search_state", "
                                          "events",  "results", "meta"};
 
 constexpr char kIncarnationKey[] = "incarnation";
+constexpr char kJobNumberKey[] = "job_number";
 // CommitRound's batch: room per record for its key, framing and small fields; the largest batch
 // kept for the next round (a larger one is freed once written).
 constexpr size_t kBatchSlackBytes = 64;
@@ -194,6 +195,11 @@ absl::StatusOr<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(
   // instead (past this, the column families holding the oldest log are flushed).
   db_options.max_total_wal_size = options.max_wal_bytes;
   if (options.env != nullptr) db_options.env = options.env;
+  // A record torn at the log's tail (a crash mid-write) is dropped, as it was never
+  // acknowledged; corruption anywhere else is an error naming the log file. (RocksDB's default,
+  // point-in-time recovery, silently stops replaying at the first bad record and opens with
+  // whatever came before it.)
+  db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
 
   // Open every column family the database has (a later version may have added some), ours first.
   std::vector<std::string> existing;
@@ -267,12 +273,16 @@ absl::StatusOr<std::string> CheckpointStore::GetJob(const std::string& job_id) c
   return record;
 }
 
-std::vector<std::pair<std::string, std::string>> CheckpointStore::ListJobs() const {
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> CheckpointStore::ListJobs()
+    const {
   std::vector<std::pair<std::string, std::string>> jobs;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(kJobs)));
+  rocksdb::ReadOptions ro;
+  ro.verify_checksums = true;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(kJobs)));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     jobs.emplace_back(it->key().ToString(), it->value().ToString());
   }
+  NAS_RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("list the jobs in '", dir_, "'")));
   return jobs;
 }
 
@@ -498,27 +508,41 @@ CheckpointStore::Footprint CheckpointStore::footprint() const {
   return f;
 }
 
-absl::StatusOr<uint64_t> CheckpointStore::NextIncarnation() {
+absl::StatusOr<uint64_t> CheckpointStore::NextCounter(const char* key, uint64_t at_least) {
   absl::MutexLock lock(&mu_);
   std::string value;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(kMeta), kIncarnationKey, &value);
-  uint64_t incarnation = 0;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(kMeta), key, &value);
+  uint64_t counter = 0;
   if (s.ok()) {
     if (value.size() != 8) {
-      return absl::DataLossError(absl::StrCat("checkpoint store: incarnation counter is ",
+      return absl::DataLossError(absl::StrCat("checkpoint store: counter '", key, "' is ",
                                               value.size(), " bytes, want 8"));
     }
-    incarnation = DecodeBigEndian64(value);
+    counter = DecodeBigEndian64(value);
   } else if (!s.IsNotFound()) {
-    return FromRocks(s, "read the incarnation counter");
+    return FromRocks(s, absl::StrCat("read the counter '", key, "'"));
   }
-  ++incarnation;
+  counter = std::max(counter + 1, at_least);
   rocksdb::WriteOptions wo;
   wo.sync = true;
-  NAS_RETURN_IF_ERROR(
-      FromRocks(db_->Put(wo, cf(kMeta), kIncarnationKey, EncodeBigEndian64(incarnation)),
-                "write the incarnation counter"));
-  return incarnation;
+  NAS_RETURN_IF_ERROR(FromRocks(db_->Put(wo, cf(kMeta), key, EncodeBigEndian64(counter)),
+                                absl::StrCat("write the counter '", key, "'")));
+  return counter;
+}
+
+absl::Status CheckpointStore::Flush() {
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  std::vector<rocksdb::ColumnFamilyHandle*> all(handles_.begin(), handles_.end());
+  return FromRocks(db_->Flush(fo, all), absl::StrCat("flush '", dir_, "'"));
+}
+
+absl::StatusOr<uint64_t> CheckpointStore::NextIncarnation() {
+  return NextCounter(kIncarnationKey, 0);
+}
+
+absl::StatusOr<uint64_t> CheckpointStore::NextJobNumber(uint64_t at_least) {
+  return NextCounter(kJobNumberKey, at_least);
 }
 
 }  // namespace nas

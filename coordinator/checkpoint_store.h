@@ -15,6 +15,7 @@
 //   events        <job_id>\0<8-byte BE index>   one event; indices 0, 1, 2, ... in order
 //   results       <job_id>                      the result
 //   meta          "incarnation"                 8-byte big-endian counter (NextIncarnation)
+//                 "job_number"                  8-byte big-endian counter (NextJobNumber)
 //
 // Errors: every method returns InvalidArgument for a malformed job id (naming it), NotFound
 // naming the job (and tensor) for a missing entry, DataLoss for a stored value that does not
@@ -111,9 +112,10 @@ class CheckpointStore {
   absl::Status PutJob(const std::string& job_id, const std::string& record);
   // The job's record; NotFound naming the job when there is none.
   absl::StatusOr<std::string> GetJob(const std::string& job_id) const;
-  // Every (job id, record), sorted by job id. An I/O error ends the list early (there is no
-  // status to report it in; the next read that needs the entry reports it).
-  std::vector<std::pair<std::string, std::string>> ListJobs() const;
+  // Every (job id, record), sorted by job id. A read error or a checksum mismatch anywhere in
+  // the list is an error (DataLoss for corruption, naming the file RocksDB names), never a
+  // shorter list.
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ListJobs() const;
 
   // Writes the round in one atomic batch: the (round, search_state), each tensor (replacing the
   // job's tensor of the same name; others stay), the events appended after the job's last one,
@@ -146,6 +148,11 @@ class CheckpointStore {
   // always synced: the coordinator takes one per start, so lease ids never repeat across
   // restarts.
   absl::StatusOr<uint64_t> NextIncarnation();
+  // The number of a new job: one more than the last one this store handed out, and at least
+  // `at_least` (the highest number among the jobs a store from before this counter holds, plus
+  // one); persisted in `meta` and synced before it returns, so no job number is ever handed out
+  // twice, even when the jobs' records are lost.
+  absl::StatusOr<uint64_t> NextJobNumber(uint64_t at_least);
 
   // What the store holds beyond the tensors' files: the memtables of the tensors' column family
   // (in memory) and the write-ahead log's files (on disk), in bytes; for the coordinator's gauges.
@@ -154,6 +161,10 @@ class CheckpointStore {
     int64_t wal_bytes = 0;
   };
   Footprint footprint() const;
+
+  // Writes every column family's memtable to table files and waits (backups, tests that need
+  // the data in table files).
+  absl::Status Flush();
 
   // The directory given to Open.
   const std::string& dir() const { return dir_; }
@@ -166,6 +177,8 @@ class CheckpointStore {
                   std::vector<rocksdb::ColumnFamilyHandle*> handles);
 
   rocksdb::ColumnFamilyHandle* cf(Cf which) const { return handles_[which]; }
+  // Increments the counter `key` of `meta` to at least `at_least`, synced; returns it.
+  absl::StatusOr<uint64_t> NextCounter(const char* key, uint64_t at_least);
   // The index the job's next event gets: one past its last stored event, 0 when none.
   absl::StatusOr<int64_t> NextEventIndex(const std::string& job_id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

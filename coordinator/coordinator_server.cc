@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "coordinator/metrics.h"
+#include "core/search_space.h"
 #include "core/status_macros.h"
 #include "latency_service/grpc_status.h"
 #include "latency_service/latency_client.h"
@@ -21,6 +22,8 @@ namespace nas {
 namespace {
 
 constexpr size_t kChunkBytes = 1 << 20;
+// A SubmitJob request: a spec with the largest space document and room for its other fields.
+constexpr size_t kMaxSubmitBytes = SpaceLimits::kMaxJsonBytes + (64 << 10);
 
 // Latencies from the latency service (one batch query per job, then kept in the job record).
 class ServiceLatencyProvider : public LatencyProvider {
@@ -83,6 +86,12 @@ class SearchServiceImpl final : public SearchService::Service {
 
   grpc::Status SubmitJob(grpc::ServerContext*, const SubmitJobRequest* req,
                          SubmitJobReply* reply) override {
+    if (size_t n = req->ByteSizeLong(); n > kMaxSubmitBytes) {
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          absl::StrCat("SubmitJob: ", n, " bytes, over the limit of ",
+                                       kMaxSubmitBytes, " (space_json at most ",
+                                       SpaceLimits::kMaxJsonBytes, ")"));
+    }
     auto id = jobs_->Submit(req->spec());
     if (!id.ok()) return ToGrpcStatus(id.status());
     reply->set_job_id(*id);
@@ -348,6 +357,7 @@ struct CoordinatorServer::Impl {
   std::unique_ptr<prometheus::Exposer> exposer;
   int port = 0;
   int metrics_port = -1;
+  absl::Duration shutdown_grace;
   bool shut_down = false;
 };
 
@@ -359,6 +369,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
     return absl::InvalidArgumentError(absl::StrCat("port: ", o.port, " is not 0..65535"));
   }
   auto impl = std::make_unique<Impl>();
+  impl->shutdown_grace = o.shutdown_grace;
   impl->metrics = std::make_unique<CoordinatorMetrics>();
   CheckpointStoreOptions so;
   so.sync = o.sync;
@@ -382,7 +393,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
   const std::string address = absl::StrCat(o.address, ":", o.port);
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &impl->port);
   builder.SetMaxReceiveMessageSize(o.max_message_bytes);
-  builder.SetMaxSendMessageSize(o.max_message_bytes);
+  builder.SetMaxSendMessageSize(64 << 20);  // results and inline tensors; receivers bound theirs
   // Keep polling threads alive between calls: the sync server otherwise creates and destroys a
   // thread per burst of calls, which dominated the coordinator's CPU per task.
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, 1);
@@ -410,10 +421,18 @@ JobManager& CoordinatorServer::jobs() { return *impl_->jobs; }
 void CoordinatorServer::Shutdown() {
   if (impl_->shut_down) return;
   impl_->shut_down = true;
-  impl_->jobs.reset();  // wakes long polls
-  impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  // In order: open watch streams and long polls end with UNAVAILABLE (and new ones are refused
+  // the same way); the server stops accepting and waits for the handlers in flight (cancelling
+  // what is left after the grace period); only then are the domain objects destroyed, since
+  // until Wait() returns a handler may still be using them.
+  impl_->jobs->Stop();
+  impl_->server->Shutdown(std::chrono::system_clock::now() +
+                          absl::ToChronoMilliseconds(impl_->shutdown_grace));
   impl_->server->Wait();
   impl_->exposer.reset();
+  impl_->search.reset();
+  impl_->gateway.reset();
+  impl_->jobs.reset();
 }
 
 CoordinatorServer::~CoordinatorServer() { Shutdown(); }

@@ -35,8 +35,14 @@ struct CoordinatorServerOptions {
   std::string latency_table;
   // Leases, heartbeats, retries (job_manager.h).
   JobManagerOptions jobs;
-  // Largest gRPC message, bytes. Default 64 MiB (tensors are chunked to 1 MiB anyway).
-  int max_message_bytes = 64 << 20;
+  // Largest gRPC message received, bytes: a worker's packed tensor chunks (1 MiB of data per
+  // message) and task lists; any larger message is refused with RESOURCE_EXHAUSTED before it is
+  // parsed. SubmitJob has its own, smaller bound (the spec's space_json limit plus 64 KiB).
+  // Default 8 MiB.
+  int max_message_bytes = 8 << 20;
+  // On Shutdown, handlers in flight get this long to finish before they are cancelled.
+  // Default 2 s.
+  absl::Duration shutdown_grace = absl::Seconds(2);
 };
 
 class CoordinatorServer {
@@ -46,6 +52,9 @@ class CoordinatorServer {
   int port() const;
   int metrics_port() const;
   JobManager& jobs();
+  // Ends open watch streams and long polls (UNAVAILABLE), stops the gRPC server (waiting up to
+  // shutdown_grace for handlers in flight), then destroys the job manager and the store.
+  // Idempotent; the destructor calls it.
   void Shutdown();
   ~CoordinatorServer();
 

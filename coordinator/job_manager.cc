@@ -17,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "coordinator/job_spec.h"
 #include "coordinator/metrics.h"
 #include "core/architecture.h"
 #include "core/json_fields.h"
@@ -34,7 +35,6 @@ namespace {
 
 constexpr char kArtifactPrefix[] = "artifact:";
 // The longest chain a spec may ask for (JobSpec.chain_steps).
-constexpr int kMaxChainSteps = 1024;
 
 int64_t UnixMs(absl::Time t) { return absl::ToUnixMillis(t); }
 
@@ -114,93 +114,6 @@ void Log(const std::string& message) {
 }
 
 bool Terminal(const std::string& s) { return s == "DONE" || s == "FAILED" || s == "CANCELLED"; }
-
-// Fills defaults and validates; errors name the field.
-absl::StatusOr<JobSpec> Normalize(JobSpec s) {
-  if (s.space_json().empty() && s.space().empty()) s.set_space("fashion-mnist");
-  if (s.dataset().empty()) s.set_dataset("fashion-mnist");
-  if (s.dataset() != "fashion-mnist" && s.dataset() != "mnist" && s.dataset() != "cifar10") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("dataset: '", s.dataset(), "' is not one of fashion-mnist, mnist, cifar10"));
-  }
-  if (s.device().empty()) {
-    return absl::InvalidArgumentError(
-        "device: required (the latency-service device whose table the job uses)");
-  }
-  if (s.target_fraction() == 0) s.set_target_fraction(defaults::kTargetFraction);
-  if (s.target_fraction() < 0) return absl::InvalidArgumentError("target_fraction: must be positive");
-  if (s.loss().empty()) s.set_loss("add#linear");
-  NAS_RETURN_IF_ERROR(HardwareLossOptions::ParseType(s.loss()).status());
-  if (s.loss_lambda() == 0) s.set_loss_lambda(defaults::kLossLambda);
-  if (s.warmup_epochs() == 0) s.set_warmup_epochs(defaults::kWarmupEpochs);
-  if (s.warmup_epochs() < -1) return absl::InvalidArgumentError("warmup_epochs: must be >= -1");
-  if (s.search_epochs() == 0) s.set_search_epochs(defaults::kSearchEpochs);
-  if (s.search_epochs() < 0) return absl::InvalidArgumentError("search_epochs: must be positive");
-  if (s.train_epochs() == 0) s.set_train_epochs(defaults::kTrainEpochs);
-  if (s.train_epochs() < -1) return absl::InvalidArgumentError("train_epochs: must be >= -1");
-  if (s.batch_size() == 0) s.set_batch_size(defaults::kBatchSize);
-  if (s.batch_size() < 0) return absl::InvalidArgumentError("batch_size: must be positive");
-  if (s.search_lr() == 0) s.set_search_lr(defaults::kSearchLr);
-  if (s.train_lr() == 0) s.set_train_lr(defaults::kTrainLr);
-  if (s.arch_lr() == 0) s.set_arch_lr(defaults::kArchLr);
-  if (s.search_lr() < 0 || s.train_lr() < 0 || s.arch_lr() < 0) {
-    return absl::InvalidArgumentError("search_lr/train_lr/arch_lr: must be positive");
-  }
-  if (s.arch_every() == 0) s.set_arch_every(defaults::kArchEvery);
-  if (s.arch_every() < 0) return absl::InvalidArgumentError("arch_every: must be positive");
-  if (s.arch_algo().empty()) s.set_arch_algo("gradient");
-  if (s.arch_algo() != "gradient" && s.arch_algo() != "rl") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("arch_algo: '", s.arch_algo(), "' is not one of gradient, rl"));
-  }
-  if (s.valid_size() == 0) s.set_valid_size(defaults::kValidSize);
-  if (s.valid_size() < 0) return absl::InvalidArgumentError("valid_size: must be positive");
-  if (s.train_subset() < 0 || s.test_subset() < 0) {
-    return absl::InvalidArgumentError("train_subset/test_subset: must be >= 0");
-  }
-  if (s.tenant().empty()) s.set_tenant("default");
-  if (s.parallel_tasks() == 0) s.set_parallel_tasks(1);
-  if (s.parallel_tasks() < 0 || s.parallel_tasks() > 4096) {
-    return absl::InvalidArgumentError("parallel_tasks: must be in [1, 4096]");
-  }
-  if (s.steps_per_task() == 0) s.set_steps_per_task(1);
-  if (s.steps_per_task() < 0) return absl::InvalidArgumentError("steps_per_task: must be positive");
-  if (s.chain_steps() == 0) s.set_chain_steps(s.parallel_tasks() == 1 ? defaults::kChainSteps : 1);
-  if (s.chain_steps() < 0 || s.chain_steps() > kMaxChainSteps) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("chain_steps: must be in [1, ", kMaxChainSteps, "]"));
-  }
-  if (s.chain_steps() > 1 && s.parallel_tasks() != 1) {
-    return absl::InvalidArgumentError(
-        "chain_steps: a chain needs parallel_tasks 1 (with several tasks per round each would "
-        "run its chain from the same weights, which is local SGD: steps_per_task does that)");
-  }
-  if (s.label_smoothing() == 0) s.set_label_smoothing(0.1);
-  if (s.label_smoothing() < 0 || s.label_smoothing() >= 1) {
-    return absl::InvalidArgumentError("label_smoothing: must be in [0, 1)");
-  }
-  if (s.profile_threads() < 0) return absl::InvalidArgumentError("profile_threads: must be >= 0");
-  return s;
-}
-
-absl::StatusOr<SearchSpace> SpaceOf(const JobSpec& s) {
-  if (!s.space_json().empty()) {
-    auto sp = SearchSpace::FromJson(s.space_json());
-    if (!sp.ok()) return absl::InvalidArgumentError(absl::StrCat("space_json: ", sp.status().message()));
-    return sp;
-  }
-  auto sp = SearchSpace::Preset(s.space());
-  if (!sp.ok()) return absl::InvalidArgumentError(absl::StrCat("space: ", sp.status().message()));
-  return sp;
-}
-
-HardwareLossOptions LossOf(const JobSpec& s, double target_ms) {
-  HardwareLossOptions l;
-  l.type = *HardwareLossOptions::ParseType(s.loss());
-  l.lambda = s.loss_lambda();
-  l.target_ms = target_ms;
-  return l;
-}
 
 }  // namespace
 
@@ -393,7 +306,11 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(CheckpointStore* 
     int active = 0;
     for (const auto& [id, j] : m->jobs_) active += Terminal(j->rec.state()) ? 0 : 1;
     Log(absl::StrCat("incarnation ", m->incarnation_, ": recovered ", m->jobs_.size(),
-                     " job(s), ", active, " active"));
+                     " job(s), ", active, " active",
+                     m->recovery_failures_ > 0
+                         ? absl::StrCat(", ", m->recovery_failures_,
+                                        " FAILED in recovery (their messages say why)")
+                         : ""));
   }
   if (m->options_.pipelined_commits) {
     {
@@ -424,12 +341,14 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(CheckpointStore* 
   return m;
 }
 
+void JobManager::Stop() {
+  absl::MutexLock lock(&mu_);
+  stopping_ = true;
+  changed_.SignalAll();
+}
+
 JobManager::~JobManager() {
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-    changed_.SignalAll();
-  }
+  Stop();
   if (ticker_ && ticker_->thread.joinable()) ticker_->thread.join();
   // The writer finishes what was queued before it stops.
   if (committer_.joinable()) committer_.join();
@@ -506,7 +425,8 @@ void JobManager::Fail(Job& job, const std::string& message) {
   job.tasks.clear();
   job.stage = Job::Stage::kNone;
   absl::Status s = PersistRecord(job);
-  (void)s;  // the in-memory state is authoritative until the next restart
+  // The in-memory state is authoritative until the next restart, which fails the job again.
+  if (!s.ok()) Log(absl::StrCat("job ", job.rec.job_id(), ": cannot store FAILED: ", s.message()));
   UpdateGauges();
 }
 
@@ -514,65 +434,85 @@ void JobManager::Fail(Job& job, const std::string& message) {
 // Recovery
 
 absl::Status JobManager::Recover() {
+  // The list itself must be whole: a store that cannot say which jobs it holds is an error
+  // (naming the file), never a start with fewer jobs.
+  NAS_ASSIGN_OR_RETURN(auto records, store_->ListJobs());
   absl::MutexLock lock(&mu_);
-  for (const auto& [id, bytes] : store_->ListJobs()) {
+  int failed = 0;
+  for (auto& [id, bytes] : records) {
     auto job = std::make_unique<Job>();
-    if (!job->rec.ParseFromString(bytes) || job->rec.job_id() != id ||
-        !ValidJobState(job->rec.state())) {
-      return absl::DataLossError(absl::StrCat("checkpoint store: job record ", id, " is corrupt"));
-    }
+    Job& j = *job;
     uint64_t n = 0;
     if (absl::SimpleAtoi(absl::string_view(id).substr(1), &n)) next_job_ = std::max(next_job_, n);
-    Job& j = *job;
-    j.persisted_record = bytes;
     jobs_[id] = std::move(job);
-    const std::string state = j.rec.state();
-    if (Terminal(state) && state != "DONE") continue;
-    auto space = SpaceOf(j.rec.spec());
-    if (!space.ok()) {
-      Fail(j, std::string(space.status().message()));
+    if (!j.rec.ParseFromString(bytes) || j.rec.job_id() != id || !ValidJobState(j.rec.state())) {
+      // Kept in memory as FAILED, its stored bytes left as they are for whoever investigates.
+      j.rec.Clear();
+      j.rec.set_job_id(id);
+      j.rec.set_state("FAILED");
+      j.rec.set_message(absl::StrCat("recovery: the stored job record (", bytes.size(),
+                                     " bytes) is corrupt; it was left in the store as it is"));
+      Log(absl::StrCat("job ", id, ": ", j.rec.message()));
+      ++failed;
       continue;
     }
-    j.space = *space;
-    if (state == "QUEUED" || state == "PREPARING" || j.rec.latency_table_json().empty()) {
-      j.rec.set_state("PREPARING");
-      continue;
-    }
-    auto table = LatencyTable::ParseJson(j.rec.latency_table_json());
-    if (!table.ok()) return absl::DataLossError(absl::StrCat("job ", id, ": stored latency table: ", table.status().message()));
-    j.table = *table;
-    NAS_ASSIGN_OR_RETURN(j.latency, BuildLatencyModel(j.space, j.table));
-    NAS_ASSIGN_OR_RETURN(std::vector<std::string> events, store_->Events(id));
-    j.history = events;
-    if (state == "DONE") continue;
-    auto committed = store_->GetSearchState(id);
-    if (!committed.ok()) {
-      if (committed.status().code() != absl::StatusCode::kNotFound) return committed.status();
-      // Preparation finished but init never committed: build the supernet again.
-      j.history.clear();
-      NAS_RETURN_IF_ERROR(StartSearch(j));
-      continue;
-    }
-    NAS_ASSIGN_OR_RETURN(std::vector<TensorBlob> tensors, store_->LoadTensors(id));
-    for (TensorBlob& t : tensors) {
-      std::string name = t.name();
-      j.Put(std::make_shared<const TensorBlob>(std::move(t)));
-    }
-    NAS_ASSIGN_OR_RETURN(SearchDriver d, SearchDriver::Create(PlanOf(j)));
-    NAS_RETURN_IF_ERROR(d.RestoreState(committed->second));
-    j.driver = std::move(d);
-    j.steps_in_metrics = j.driver->weight_steps();
-    j.committed_round = committed->first;
-    if (j.driver->done()) {
-      PlanFinalStage(j);
-      // Every final training finished before the crash: only the result was not written.
-      if (j.tasks.empty()) NAS_RETURN_IF_ERROR(FinishJob(j));
-    } else {
-      j.rec.set_state("RUNNING");
-      PlanWeightStage(j);
+    j.persisted_record = bytes;
+    absl::Status s = RecoverJob(j);
+    if (!s.ok()) {
+      std::string why = absl::StrCat("recovery: ", s.message());
+      Log(absl::StrCat("job ", id, ": ", why, " (marked FAILED; the other jobs recover)"));
+      j.ClearTensors();
+      j.driver.reset();
+      Fail(j, why);
+      ++failed;
     }
   }
+  recovery_failures_ = failed;
   UpdateGauges();
+  return absl::OkStatus();
+}
+
+absl::Status JobManager::RecoverJob(Job& j) {
+  const std::string& id = j.rec.job_id();
+  const std::string state = j.rec.state();
+  if (Terminal(state) && state != "DONE") return absl::OkStatus();
+  NAS_ASSIGN_OR_RETURN(j.space, JobSearchSpace(j.rec.spec()));
+  if (state == "QUEUED" || state == "PREPARING" || j.rec.latency_table_json().empty()) {
+    j.rec.set_state("PREPARING");
+    return absl::OkStatus();
+  }
+  auto table = LatencyTable::ParseJson(j.rec.latency_table_json());
+  if (!table.ok()) {
+    return absl::DataLossError(absl::StrCat("stored latency table: ", table.status().message()));
+  }
+  j.table = *table;
+  NAS_ASSIGN_OR_RETURN(j.latency, BuildLatencyModel(j.space, j.table));
+  NAS_ASSIGN_OR_RETURN(std::vector<std::string> events, store_->Events(id));
+  j.history = events;
+  if (state == "DONE") return absl::OkStatus();
+  auto committed = store_->GetSearchState(id);
+  if (!committed.ok()) {
+    if (committed.status().code() != absl::StatusCode::kNotFound) return committed.status();
+    // Preparation finished but init never committed: build the supernet again.
+    j.history.clear();
+    return StartSearch(j);
+  }
+  NAS_ASSIGN_OR_RETURN(std::vector<TensorBlob> tensors, store_->LoadTensors(id));
+  for (TensorBlob& t : tensors) j.Put(std::make_shared<const TensorBlob>(std::move(t)));
+  NAS_ASSIGN_OR_RETURN(SearchPlan plan, PlanOf(j));
+  NAS_ASSIGN_OR_RETURN(SearchDriver d, SearchDriver::Create(plan));
+  NAS_RETURN_IF_ERROR(d.RestoreState(committed->second));
+  j.driver = std::move(d);
+  j.steps_in_metrics = j.driver->weight_steps();
+  j.committed_round = committed->first;
+  if (j.driver->done()) {
+    PlanFinalStage(j);
+    // Every final training finished before the crash: only the result was not written.
+    if (j.tasks.empty()) NAS_RETURN_IF_ERROR(FinishJob(j));
+  } else {
+    j.rec.set_state("RUNNING");
+    PlanWeightStage(j);
+  }
   return absl::OkStatus();
 }
 
@@ -580,11 +520,14 @@ absl::Status JobManager::Recover() {
 // Users
 
 absl::StatusOr<std::string> JobManager::Submit(const JobSpec& raw) {
-  NAS_ASSIGN_OR_RETURN(JobSpec spec, Normalize(raw));
-  NAS_ASSIGN_OR_RETURN(SearchSpace space, SpaceOf(spec));
+  NAS_ASSIGN_OR_RETURN(JobSpec spec, NormalizeJobSpec(raw));
+  NAS_ASSIGN_OR_RETURN(SearchSpace space, JobSearchSpace(spec));
   absl::MutexLock lock(&mu_);
+  // Numbers come from a counter the store keeps, so an id is never handed out twice, even if
+  // the job records of a damaged store were lost.
+  NAS_ASSIGN_OR_RETURN(next_job_, store_->NextJobNumber(next_job_ + 1));
   auto job = std::make_unique<Job>();
-  std::string id = absl::StrFormat("j%06d", ++next_job_);
+  std::string id = absl::StrFormat("j%06d", next_job_);
   job->rec.set_job_id(id);
   *job->rec.mutable_spec() = spec;
   job->rec.set_state("PREPARING");
@@ -657,9 +600,10 @@ absl::StatusOr<JobStatus> JobManager::WaitForChange(const std::string& job_id,
     if (now.state() != last.state() || now.round() != last.round() ||
         now.committed_round() != last.committed_round() ||
         now.weight_steps() != last.weight_steps() || now.degraded() != last.degraded() ||
-        now.final_done() != last.final_done() || now.message() != last.message() || stopping_) {
+        now.final_done() != last.final_done() || now.message() != last.message()) {
       return now;
     }
+    if (stopping_) return absl::UnavailableError("the coordinator is shutting down");
     if (changed_.WaitWithDeadline(&mu_, deadline)) return now;
   }
 }
@@ -769,7 +713,8 @@ void JobManager::Prepare(const std::string& job_id) {
     target = j->rec.spec().target_fraction() * j->latency.Expected(uniform);
   }
   j->rec.set_target_latency_ms(target);
-  absl::Status v = LossOf(j->rec.spec(), target).Validate();
+  auto loss = JobLoss(j->rec.spec(), target);
+  absl::Status v = loss.ok() ? loss->Validate() : loss.status();
   if (!v.ok()) {
     Fail(*j, std::string(v.message()));
     return;
@@ -779,7 +724,7 @@ void JobManager::Prepare(const std::string& job_id) {
   UpdateGauges();
 }
 
-SearchPlan JobManager::PlanOf(const Job& j) {
+absl::StatusOr<SearchPlan> JobManager::PlanOf(const Job& j) {
   const JobSpec& s = j.rec.spec();
   SearchPlan plan = SearchPlan::ForSpace(j.space);
   plan.warmup_epochs = std::max(0, s.warmup_epochs());
@@ -791,7 +736,7 @@ SearchPlan JobManager::PlanOf(const Job& j) {
   plan.steps_per_task = s.steps_per_task();
   plan.arch_algo = s.arch_algo();
   plan.adam.lr = s.arch_lr();
-  plan.loss = LossOf(s, j.rec.target_latency_ms());
+  NAS_ASSIGN_OR_RETURN(plan.loss, JobLoss(s, j.rec.target_latency_ms()));
   plan.latency = j.latency;
   plan.seed = s.seed();
   return plan;
@@ -972,7 +917,14 @@ void JobManager::PlanFinalStage(Job& j) {
 // Workers
 
 absl::StatusOr<RegisterWorkerReply> JobManager::RegisterWorker(const RegisterWorkerRequest& r) {
+  NAS_RETURN_IF_ERROR(ValidateName("name", r.name(), JobSpecLimits::kMaxDeviceBytes, ":+"));
+  NAS_RETURN_IF_ERROR(ValidateName("device", r.device(), JobSpecLimits::kMaxDeviceBytes, ":+"));
   absl::MutexLock lock(&mu_);
+  if (static_cast<int>(workers_.size()) >= options_.max_workers) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "workers: ", workers_.size(), " registered, the limit (max_workers) is ",
+        options_.max_workers));
+  }
   auto w = std::make_unique<Worker>();
   w->id = absl::StrCat("w", incarnation_, "-", ++next_worker_);
   w->name = r.name();
@@ -1065,7 +1017,7 @@ absl::StatusOr<std::optional<Task>> JobManager::Acquire(const std::string& worke
       }
       return out;
     }
-    if (stopping_) return std::optional<Task>();
+    if (stopping_) return absl::UnavailableError("the coordinator is shutting down");
     if (changed_.WaitWithDeadline(&mu_, deadline)) return std::optional<Task>();
   }
 }
@@ -1288,7 +1240,8 @@ absl::Status JobManager::AdvanceStage(Job& j) {
       const TaskOutcome& o = j.tasks[0].result->outcome;
       j.rec.set_train_size(o.train_size());
       j.rec.set_valid_size(o.valid_size());
-      NAS_ASSIGN_OR_RETURN(SearchDriver d, SearchDriver::Create(PlanOf(j)));
+      NAS_ASSIGN_OR_RETURN(SearchPlan plan, PlanOf(j));
+    NAS_ASSIGN_OR_RETURN(SearchDriver d, SearchDriver::Create(plan));
       j.ClearTensors();
       merge();
       j.driver = std::move(d);
@@ -1541,8 +1494,16 @@ void JobManager::Tick() {
         to_prepare.push_back(id);
       }
     }
-    for (auto& [id, w] : workers_) {
-      w->dead = w->last_seen + options_.worker_timeout < now;
+    for (auto it = workers_.begin(); it != workers_.end();) {
+      Worker& w = *it->second;
+      w.dead = w.last_seen + options_.worker_timeout < now;
+      if (w.dead && w.last_seen + options_.forget_worker_after < now) {
+        Log(absl::StrCat("worker ", w.id, " (", w.name, ") silent since ",
+                         absl::FormatTime(w.last_seen), ": forgotten"));
+        it = workers_.erase(it);
+      } else {
+        ++it;
+      }
     }
     UpdateGauges();
   }

@@ -62,6 +62,11 @@ struct JobManagerOptions {
   absl::Duration heartbeat = absl::Seconds(2);
   // A worker silent for this long is dead. Default 20 s.
   absl::Duration worker_timeout = absl::Seconds(20);
+  // A dead worker is forgotten this long after it went silent (its id is then unknown: if it
+  // comes back it registers again). Default 10 min.
+  absl::Duration forget_worker_after = absl::Minutes(10);
+  // Registered workers at most; RegisterWorker beyond it is ResourceExhausted. Default 10000.
+  int max_workers = 10000;
   // Latency-service retries: first delay, doubling up to the maximum. Defaults 0.5 s, 10 s.
   absl::Duration latency_retry_initial = absl::Milliseconds(500);
   absl::Duration latency_retry_max = absl::Seconds(10);
@@ -108,7 +113,8 @@ class JobManager {
   // FailedPrecondition until the job is DONE.
   absl::StatusOr<JobResult> Result(const std::string& job_id) const;
   absl::StatusOr<std::string> Artifact(const std::string& job_id, const std::string& name) const;
-  // Blocks until the job's status differs from `last` (round, state, steps) or `timeout`.
+  // Blocks until the job's status differs from `last` (round, state, steps) or `timeout`;
+  // Unavailable once Stop() was called.
   absl::StatusOr<JobStatus> WaitForChange(const std::string& job_id, const JobStatus& last,
                                           absl::Duration timeout) const;
 
@@ -116,7 +122,9 @@ class JobManager {
   absl::StatusOr<RegisterWorkerReply> RegisterWorker(const RegisterWorkerRequest& request);
   // NotFound for an unknown worker (it should register again).
   absl::StatusOr<HeartbeatReply> Heartbeat(const HeartbeatRequest& request);
-  // The next task (highest priority job first), waiting up to `wait`; nullopt when none.
+  // The next task (highest priority job first), waiting up to `wait`; nullopt when none;
+  // Unavailable once Stop() was called. InvalidArgument for a name or device over
+  // JobSpecLimits' name limits or outside their alphabet.
   absl::StatusOr<std::optional<Task>> Acquire(const std::string& worker_id, absl::Duration wait);
   // The named tensors of a current lease (each must be among the task's tensors).
   absl::StatusOr<std::vector<std::shared_ptr<const TensorBlob>>> Fetch(
@@ -129,7 +137,12 @@ class JobManager {
   // Tensor bytes the gateway sent to workers (the nas_tensor_bytes_total "fetched" metric).
   void CountSentBytes(int64_t bytes);
 
-  // Expires leases and workers, retries preparation. Called by an internal thread every
+  // Starts the shutdown: every waiting and later WaitForChange and Acquire returns Unavailable
+  // ("shutting down"), so that open streams and long polls end before the server stops. The
+  // other methods keep working until the manager is destroyed. Idempotent.
+  void Stop();
+
+  // Expires leases and workers (forgetting long-dead ones), retries preparation. Called by an internal thread every
   // 100 ms; tests with an injected clock may call it directly.
   void Tick();
 
@@ -139,7 +152,10 @@ class JobManager {
   struct Lease;
   explicit JobManager(CheckpointStore* store, LatencyProvider* latency, JobManagerOptions options);
 
+  // Reloads every job; one whose stored state cannot be read is marked FAILED with the reason
+  // and the others recover. An error only when the list of jobs itself cannot be read.
   absl::Status Recover();
+  absl::Status RecoverJob(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Prepare(const std::string& job_id);
   Job* FindJob(const std::string& job_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The leased task of a current lease (and its job), or null: expired, re-issued, completed or
@@ -149,7 +165,7 @@ class JobManager {
   JobStatus StatusOf(const Job& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status StartSearch(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The search plan of a job whose init task reported its split sizes.
-  static SearchPlan PlanOf(const Job& job);
+  static absl::StatusOr<SearchPlan> PlanOf(const Job& job);
   // A task of the job with its header (job, round, space, data) filled in.
   static Lease NewTask(const Job& job);
   // Lists (and allows) the job's tensors of the candidates in `keep` and the fixed layers;
@@ -189,6 +205,7 @@ class JobManager {
   uint64_t next_worker_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_job_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int recovery_failures_ = 0;  // jobs marked FAILED by Recover (for its log line)
 
   struct Ticker;
   std::unique_ptr<Ticker> ticker_;

@@ -90,7 +90,7 @@ TEST(CheckpointStoreTest, PutGetAndListJobs) {
   auto store = OpenOrDie(dir);
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(store->dir(), dir);
-  EXPECT_TRUE(store->ListJobs().empty());
+  EXPECT_TRUE(store->ListJobs().value().empty());
   ASSERT_TRUE(store->PutJob("job-b", "record b").ok());
   ASSERT_TRUE(store->PutJob("job-a", std::string("rec\0ord a", 9)).ok());
   ASSERT_TRUE(store->PutJob("job_c", "record c").ok());
@@ -101,12 +101,12 @@ TEST(CheckpointStoreTest, PutGetAndListJobs) {
   EXPECT_EQ(*a, std::string("rec\0ord a", 9));
   std::vector<std::pair<std::string, std::string>> want = {
       {"job-a", std::string("rec\0ord a", 9)}, {"job-b", "record b v2"}, {"job_c", "record c"}};
-  EXPECT_EQ(store->ListJobs(), want);
+  EXPECT_EQ(store->ListJobs().value(), want);
 
   store.reset();
   store = OpenOrDie(dir);
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(store->ListJobs(), want);
+  EXPECT_EQ(store->ListJobs().value(), want);
 }
 
 TEST(CheckpointStoreTest, MissingEntriesAreNotFoundNamingTheJob) {
@@ -392,7 +392,7 @@ TEST(CheckpointStoreTest, JobsWithSharedPrefixesDoNotMix) {
     EXPECT_EQ(*store->GetResult(job), "res " + job);
     EXPECT_EQ(store->GetSearchState(job)->first, 1);
   }
-  EXPECT_EQ(store->ListJobs().size(), 3u);
+  EXPECT_EQ(store->ListJobs().value().size(), 3u);
 }
 
 TEST(CheckpointStoreTest, DeleteJobRemovesEverythingDurably) {
@@ -419,7 +419,7 @@ TEST(CheckpointStoreTest, DeleteJobRemovesEverythingDurably) {
   EXPECT_EQ(store->GetTensor("gone", "w").status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(store->LoadTensors("gone")->empty());
   EXPECT_TRUE(store->Events("gone")->empty());
-  EXPECT_EQ(store->ListJobs(), (std::vector<std::pair<std::string, std::string>>{{"kept", "rec"}}));
+  EXPECT_EQ(store->ListJobs().value(), (std::vector<std::pair<std::string, std::string>>{{"kept", "rec"}}));
 
   // A job of the same id starts over: its event log from index 0.
   ASSERT_TRUE(store->CommitRound(Commit("gone", 1, {}, {"new e0"})).ok());
@@ -466,7 +466,7 @@ TEST(CheckpointStoreTest, InvalidJobIdsAreRejected) {
   EXPECT_TRUE(IsError(store->PutJob("a/b", "r"), absl::StatusCode::kInvalidArgument,
                       {"'a/b'", "[A-Za-z0-9_-]"}));
   EXPECT_TRUE(IsError(store->PutJob("", "r"), absl::StatusCode::kInvalidArgument, {"empty"}));
-  EXPECT_TRUE(store->ListJobs().empty());
+  EXPECT_TRUE(store->ListJobs().value().empty());
   EXPECT_TRUE(store->PutJob("Az09_-", "r").ok());
 }
 
