@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
+#include "worker/dataset_format.h"
 
 namespace nas {
 
@@ -38,11 +39,6 @@ absl::StatusOr<std::string> ReadMaybeGz(const std::string& path) {
   return out;
 }
 
-uint32_t BigEndian32(const std::string& s, size_t off) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data() + off);
-  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
-}
-
 void ComputeStats(DataSet& d) {
   torch::Tensor f = d.images.to(torch::kFloat32).div_(255.0);
   d.mean.clear();
@@ -66,48 +62,15 @@ DataSet DataSet::Subset(const torch::Tensor& index) const {
 absl::StatusOr<DataSet> LoadIdx(const std::string& images_path, const std::string& labels_path) {
   NAS_ASSIGN_OR_RETURN(std::string img, ReadMaybeGz(images_path));
   NAS_ASSIGN_OR_RETURN(std::string lab, ReadMaybeGz(labels_path));
-  if (img.size() < 16) {
-    return absl::DataLossError(absl::StrCat(images_path, ": header: ", img.size(),
-                                            " bytes, an IDX image file needs at least 16"));
-  }
-  if (BigEndian32(img, 0) != 2051) {
-    return absl::DataLossError(absl::StrCat(images_path, ": magic: expected 2051 (IDX images), got ",
-                                            BigEndian32(img, 0)));
-  }
-  int64_t n = BigEndian32(img, 4), h = BigEndian32(img, 8), w = BigEndian32(img, 12);
-  if (n <= 0 || h <= 0 || w <= 0 || h > 4096 || w > 4096) {
-    return absl::DataLossError(absl::StrCat(images_path, ": dimensions ", n, "x", h, "x", w,
-                                            " are not plausible"));
-  }
-  if (static_cast<int64_t>(img.size()) != 16 + n * h * w) {
-    return absl::DataLossError(absl::StrCat(images_path, ": size: expected ", 16 + n * h * w,
-                                            " bytes for ", n, " images of ", h, "x", w, ", got ",
-                                            img.size(), " (truncated?)"));
-  }
-  if (lab.size() < 8 || BigEndian32(lab, 0) != 2049) {
-    return absl::DataLossError(
-        absl::StrCat(labels_path, ": magic: expected 2049 (IDX labels)"));
-  }
-  int64_t nl = BigEndian32(lab, 4);
-  if (nl != n) {
-    return absl::DataLossError(absl::StrCat(labels_path, ": count: ", nl, " labels for ", n,
-                                            " images in ", images_path));
-  }
-  if (static_cast<int64_t>(lab.size()) != 8 + n) {
-    return absl::DataLossError(absl::StrCat(labels_path, ": size: expected ", 8 + n,
-                                            " bytes, got ", lab.size(), " (truncated?)"));
-  }
+  NAS_ASSIGN_OR_RETURN(IdxLayout layout, ParseIdx(img, lab, images_path, labels_path));
+  const int64_t n = layout.count, h = layout.height, w = layout.width;
   DataSet d;
   d.images = torch::empty({n, 1, h, w}, torch::kUInt8);
-  std::memcpy(d.images.data_ptr(), img.data() + 16, n * h * w);
+  std::memcpy(d.images.data_ptr(), img.data() + kIdxImagesHeaderBytes, n * h * w);
   torch::Tensor l8 = torch::empty({n}, torch::kUInt8);
-  std::memcpy(l8.data_ptr(), lab.data() + 8, n);
+  std::memcpy(l8.data_ptr(), lab.data() + kIdxLabelsHeaderBytes, n);
   d.labels = l8.to(torch::kInt64);
-  int max_label = d.labels.max().item<int>();
-  if (max_label > 255 || max_label < 1) {
-    return absl::DataLossError(absl::StrCat(labels_path, ": labels: implausible range"));
-  }
-  d.num_classes = max_label + 1;
+  d.num_classes = layout.num_classes;
   ComputeStats(d);
   return d;
 }
@@ -119,21 +82,13 @@ absl::StatusOr<DataSet> LoadCifar10(const std::string& dir, bool train) {
   } else {
     files.push_back(dir + "/test_batch.bin");
   }
-  constexpr int64_t kRecord = 1 + 3 * 32 * 32;
+  constexpr int64_t kRecord = kCifar10RecordBytes;
   std::vector<torch::Tensor> imgs, labs;
   for (const std::string& f : files) {
     NAS_ASSIGN_OR_RETURN(std::string raw, ReadMaybeGz(f));
-    if (raw.empty() || raw.size() % kRecord != 0) {
-      return absl::DataLossError(absl::StrCat(f, ": size: ", raw.size(),
-                                              " bytes is not a multiple of the ", kRecord,
-                                              "-byte CIFAR-10 record (truncated?)"));
-    }
-    int64_t n = raw.size() / kRecord;
+    NAS_ASSIGN_OR_RETURN(int64_t n, ParseCifar10Batch(raw, f));
     torch::Tensor all = torch::from_blob(raw.data(), {n, kRecord}, torch::kUInt8).clone();
     torch::Tensor lab = all.select(1, 0).to(torch::kInt64);
-    if (lab.max().item<int64_t>() > 9) {
-      return absl::DataLossError(absl::StrCat(f, ": label: values above 9"));
-    }
     labs.push_back(lab);
     imgs.push_back(all.narrow(1, 1, kRecord - 1).reshape({n, 3, 32, 32}));
   }
