@@ -239,6 +239,10 @@ absl::StatusOr<std::string> RunLocalService(const LaunchOptions& o) {
                               absl::StrCat("--coordinator=", ctarget),
                               absl::StrCat("--threads=", threads),
                               absl::StrCat("--name=local-", i),
+                              // The local user's own data_dir is a root of their workers.
+                              absl::StrCat("--data_roots=/usr/share/datasets",
+                                           o.spec.data_dir().empty() ? ""
+                                                                     : "," + o.spec.data_dir()),
                               absl::StrCat("--stats_file=", logs, "/worker-", i, ".tasks.jsonl")},
                              absl::StrCat(logs, "/worker-", i, ".log")));
     workers.push_back(std::move(w));

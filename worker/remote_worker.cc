@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -44,6 +45,28 @@
 #include "worker/train.h"
 
 namespace nas {
+
+absl::Status CheckDataDir(const std::string& dir, const std::vector<std::string>& roots) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path resolved = fs::weakly_canonical(fs::absolute(dir, ec), ec);
+  if (ec) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("data_dir: '", dir, "' cannot be resolved: ", ec.message()));
+  }
+  for (const std::string& root : roots) {
+    std::error_code rec;
+    fs::path r = fs::weakly_canonical(fs::absolute(root, rec), rec);
+    if (rec || r.empty()) continue;
+    auto [ri, di] = std::mismatch(r.begin(), r.end(), resolved.begin(), resolved.end());
+    // Every component of the root matches (a trailing empty component is a trailing slash).
+    if (ri == r.end() || (std::next(ri) == r.end() && ri->empty())) return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(
+      absl::StrCat("data_dir: '", dir, "' (", resolved.string(),
+                   ") is outside this worker's data roots (", absl::StrJoin(roots, ", "),
+                   "); the worker's --data_roots names them"));
+}
 
 namespace {
 
@@ -336,6 +359,9 @@ struct RemoteWorker::Impl {
 
   absl::StatusOr<std::shared_ptr<const JobData>> Data(const DataSpec& d, const SearchSpace& space) {
     std::string dir = o.data_dir.empty() ? d.data_dir() : o.data_dir;
+    if (o.data_dir.empty() && !d.data_dir().empty()) {
+      NAS_RETURN_IF_ERROR(CheckDataDir(d.data_dir(), o.data_roots));
+    }
     std::string key = absl::StrCat(d.dataset(), "\n", dir, "\n", d.train_subset(), "\n",
                                    d.test_subset(), "\n", d.valid_size(), "\n", d.split_seed());
     std::shared_ptr<const JobData> data;

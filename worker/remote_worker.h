@@ -53,6 +53,11 @@ struct RemoteWorkerOptions {
   int64_t max_tasks = 0;
   // Overrides the data directory of every task's DataSpec. Default "" (the task's).
   std::string data_dir;
+  // The folders a task's data_dir may name (it comes from a user's job spec): a data_dir that
+  // does not resolve, symbolic links followed, to one of these or below is refused and the task
+  // fails naming it. The data_dir option above is the operator's and is not checked. Default
+  // {"/usr/share/datasets"} (where Debian's dataset packages install).
+  std::vector<std::string> data_roots = {"/usr/share/datasets"};
   // Long-poll budget of one AcquireTask. Default 5000.
   int acquire_wait_ms = 5000;
   // One round trip per task: the worker lists its cached tensors when it asks for a task, the
@@ -75,6 +80,10 @@ struct RemoteWorkerOptions {
   absl::Duration backoff_initial = absl::Milliseconds(100);
   absl::Duration backoff_max = absl::Seconds(2);
 };
+
+// OK when `dir` resolves (symbolic links followed, ".." removed) to one of `roots` or below;
+// else PermissionDenied naming the data_dir, what it resolves to and the roots.
+absl::Status CheckDataDir(const std::string& dir, const std::vector<std::string>& roots);
 
 class RemoteWorker {
  public:

@@ -15,8 +15,10 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/flags/marshalling.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "worker/remote_worker.h"
@@ -28,6 +30,9 @@ ABSL_FLAG(int, threads, 0, "intra-op threads; 0 uses all cores");
 ABSL_FLAG(std::string, stats_file, "", "append one JSON line per task to this file");
 ABSL_FLAG(int64_t, max_tasks, 0, "exit after this many tasks; 0 runs until SIGTERM");
 ABSL_FLAG(std::string, data_dir, "", "overrides the data directory of every task");
+ABSL_FLAG(std::vector<std::string>, data_roots, {"/usr/share/datasets"},
+          "comma-separated folders a job's data_dir may name (it or below, links followed); "
+          "other data_dirs fail the task");
 ABSL_FLAG(int64_t, inline_limit_bytes, 4 << 20,
           "take a task's missing tensors inline (up to this many bytes) and the next task with "
           "each result: one round trip per task; 0: acquire, fetch and complete separately");
@@ -61,6 +66,7 @@ int main(int argc, char** argv) {
   o.stats_file = absl::GetFlag(FLAGS_stats_file);
   o.max_tasks = absl::GetFlag(FLAGS_max_tasks);
   o.data_dir = absl::GetFlag(FLAGS_data_dir);
+  o.data_roots = absl::GetFlag(FLAGS_data_roots);
   o.inline_limit_bytes = absl::GetFlag(FLAGS_inline_limit_bytes);
   o.cache_bytes = absl::GetFlag(FLAGS_cache_mb) * (int64_t{1} << 20);
 

@@ -3,12 +3,14 @@
 #include <torch/torch.h>
 
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
+#include "worker/remote_worker.h"
 #include "worker/tensor_blob.h"
 
 namespace nas {
@@ -231,6 +233,35 @@ TEST(TensorBlobTest, MalformedStreamsAreRejected) {
   nameless.clear_name();
   EXPECT_TRUE(IsError(Assemble({nameless}).status(), absl::StatusCode::kInvalidArgument,
                       {"without a name"}));
+}
+
+}  // namespace
+}  // namespace nas
+
+namespace nas {
+namespace {
+
+// A job's data_dir comes from a user: only the worker's data roots (links followed) are allowed.
+TEST(DataRootsTest, DataDirMustResolveUnderARoot) {
+  namespace fs = std::filesystem;
+  const fs::path base = fs::path(::testing::TempDir()) / "data_roots_test";
+  fs::remove_all(base);
+  fs::create_directories(base / "root" / "mnist");
+  fs::create_directories(base / "secret");
+  fs::create_directories(base / "rootx");
+  fs::create_directory_symlink(base / "secret", base / "root" / "escape");
+  const std::vector<std::string> roots = {(base / "root").string()};
+  EXPECT_TRUE(CheckDataDir((base / "root" / "mnist").string(), roots).ok());
+  EXPECT_TRUE(CheckDataDir((base / "root").string(), roots).ok());
+  EXPECT_TRUE(CheckDataDir((base / "root" / "not-yet").string(), roots).ok());
+  for (const fs::path& bad : {base / "secret", base / "root" / ".." / "secret",
+                              base / "root" / "escape", base / "rootx", fs::path("/etc")}) {
+    EXPECT_TRUE(IsError(CheckDataDir(bad.string(), roots), absl::StatusCode::kPermissionDenied,
+                        {"data_dir", "outside this worker's data roots"}))
+        << bad;
+  }
+  EXPECT_FALSE(CheckDataDir("/usr/share/datasets/mnist", {}).ok());
+  fs::remove_all(base);
 }
 
 }  // namespace
