@@ -16,12 +16,16 @@
 #include "latency_service/latency_client.h"
 #include "nas/search.grpc.pb.h"
 #include "nas/worker.grpc.pb.h"
+#include "proto/tensor_codec.h"
 
 namespace nas {
 
 namespace {
 
-constexpr size_t kChunkBytes = 1 << 20;
+constexpr size_t kChunkBytes = kDefaultChunkBytes;
+// The tensor data of one CompleteTask stream (a supernet within SpaceLimits, with its momentum,
+// is at most 3.2 GB).
+constexpr int64_t kMaxResultStreamBytes = int64_t{4} << 30;
 // A SubmitJob request: a spec with the largest space document and room for its other fields.
 constexpr size_t kMaxSubmitBytes = SpaceLimits::kMaxJsonBytes + (64 << 10);
 
@@ -58,28 +62,6 @@ class FileLatencyProvider : public LatencyProvider {
   LatencyTable table_;
 };
 
-// Sends a tensor as chunks of at most kChunkBytes.
-template <typename Writer>
-bool WriteChunks(const TensorBlob& t, Writer&& write) {
-  const std::string& data = t.data();
-  size_t total = data.size();
-  size_t off = 0;
-  do {
-    TensorBlob c;
-    c.set_name(t.name());
-    *c.mutable_shape() = t.shape();
-    c.set_dtype(t.dtype());
-    c.set_version(t.version());
-    c.set_offset(off);
-    c.set_total_bytes(total);
-    size_t n = std::min(kChunkBytes, total - off);
-    c.set_data(data.substr(off, n));
-    if (!write(c)) return false;
-    off += n;
-  } while (off < total);
-  return true;
-}
-
 class SearchServiceImpl final : public SearchService::Service {
  public:
   explicit SearchServiceImpl(JobManager* jobs) : jobs_(jobs) {}
@@ -87,10 +69,10 @@ class SearchServiceImpl final : public SearchService::Service {
   grpc::Status SubmitJob(grpc::ServerContext*, const SubmitJobRequest* req,
                          SubmitJobReply* reply) override {
     if (size_t n = req->ByteSizeLong(); n > kMaxSubmitBytes) {
-      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                          absl::StrCat("SubmitJob: ", n, " bytes, over the limit of ",
-                                       kMaxSubmitBytes, " (space_json at most ",
-                                       SpaceLimits::kMaxJsonBytes, ")"));
+      return grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat("SubmitJob: ", n, " bytes, over the limit of ", kMaxSubmitBytes,
+                       " (space_json at most ", SpaceLimits::kMaxJsonBytes, ")"));
     }
     auto id = jobs_->Submit(req->spec());
     if (!id.ok()) return ToGrpcStatus(id.status());
@@ -181,7 +163,9 @@ class WorkerGatewayImpl final : public WorkerGateway::Service {
     if (!blobs.ok()) return ToGrpcStatus(blobs.status());
     int64_t sent = 0;
     for (const auto& b : *blobs) {
-      if (!WriteChunks(*b, [&](const TensorBlob& c) { return writer->Write(c); })) break;
+      if (!SplitIntoChunks(*b, kChunkBytes, [&](TensorBlob&& c) { return writer->Write(c); })) {
+        break;
+      }
       sent += static_cast<int64_t>(b->data().size());
     }
     jobs_->CountSentBytes(sent);
@@ -189,41 +173,31 @@ class WorkerGatewayImpl final : public WorkerGateway::Service {
   }
   grpc::Status CompleteTask(grpc::ServerContext*, grpc::ServerReader<CompleteTaskRequest>* reader,
                             CompleteTaskReply* reply) override {
-    // One or more results: each outcome followed by its tensors' chunks.
+    // One or more results: each outcome followed by its tensors' chunks, reassembled by the
+    // codec (chunks in order, sizes declared by the first chunk and bounded; a name sent twice
+    // within a result is refused by the job manager).
     std::vector<CompletedTask> results;
-    // A chunk of the current result's tensors: a new tensor (offset 0; a name sent twice is
-    // refused by the job manager) or the continuation of one - almost always the last one
-    // (chunks of a tensor are sent consecutively), else found by a backward search.
+    ChunkAssemblerOptions limits;
+    limits.max_total_bytes = kMaxResultStreamBytes;
+    ChunkAssembler chunks(limits);
+    auto invalid = [](const absl::Status& s) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(s.message()));
+    };
     auto add = [&](TensorBlob&& c) -> grpc::Status {
       if (results.empty()) {
         return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                             "outcome: must be the first message of CompleteTask");
       }
-      std::vector<TensorBlob>& tensors = results.back().tensors;
-      if (c.offset() == 0) {
-        tensors.push_back(std::move(c));
-        return grpc::Status::OK;
-      }
-      auto it = std::find_if(tensors.rbegin(), tensors.rend(),
-                             [&](const TensorBlob& t) { return t.name() == c.name(); });
-      if (it == tensors.rend()) {
-        return grpc::Status(
-            grpc::StatusCode::INVALID_ARGUMENT,
-            absl::StrCat("tensor '", c.name(), "': first chunk at offset ", c.offset()));
-      }
-      TensorBlob& t = *it;
-      if (c.offset() != t.data().size() || c.total_bytes() != t.total_bytes()) {
-        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            absl::StrCat("tensor '", c.name(), "': chunk at offset ", c.offset(),
-                                         " does not continue ", t.data().size(), " bytes"));
-      }
-      t.mutable_data()->append(c.data());
+      absl::StatusOr<std::optional<TensorBlob>> whole = chunks.Add(std::move(c));
+      if (!whole.ok()) return invalid(whole.status());
+      if (whole->has_value()) results.back().tensors.push_back(std::move(**whole));
       return grpc::Status::OK;
     };
     CompleteTaskRequest msg;
     while (reader->Read(&msg)) {
       switch (msg.part_case()) {
         case CompleteTaskRequest::kOutcome:
+          if (absl::Status s = chunks.Finish(); !s.ok()) return invalid(s);
           results.emplace_back();
           results.back().outcome = std::move(*msg.mutable_outcome());
           break;
@@ -243,16 +217,9 @@ class WorkerGatewayImpl final : public WorkerGateway::Service {
                               "CompleteTaskRequest: empty message (no outcome or tensor)");
       }
     }
-    if (results.empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "outcome: missing");
-    for (const CompletedTask& r : results) {
-      for (const TensorBlob& t : r.tensors) {
-        if (t.total_bytes() != t.data().size()) {
-          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                              absl::StrCat("tensor '", t.name(), "': ", t.data().size(), " of ",
-                                           t.total_bytes(), " bytes arrived"));
-        }
-      }
-    }
+    if (results.empty())
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "outcome: missing");
+    if (absl::Status s = chunks.Finish(); !s.ok()) return invalid(s);
     // The request for the next task, moved out (it lists every tensor the worker caches).
     std::optional<AcquireTaskRequest> next;
     if (TaskOutcome& o = results.back().outcome; o.has_next()) {
@@ -284,8 +251,8 @@ class WorkerGatewayImpl final : public WorkerGateway::Service {
     int max_tasks = std::clamp(req.max_tasks(), 1, 256);
     Held held;
     for (int i = 0; i < max_tasks; ++i) {
-      auto t = jobs_->Acquire(req.worker_id(),
-                              i == 0 ? absl::Milliseconds(wait) : absl::ZeroDuration());
+      auto t =
+          jobs_->Acquire(req.worker_id(), i == 0 ? absl::Milliseconds(wait) : absl::ZeroDuration());
       if (!t.ok()) {
         if (i == 0) return t.status();
         break;

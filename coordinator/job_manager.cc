@@ -28,46 +28,20 @@
 #include "core/status_macros.h"
 #include "nas/coordinator.pb.h"
 #include "proto/task_label.h"
+#include "proto/tensor_codec.h"
 
 namespace nas {
 
 namespace {
 
 constexpr char kArtifactPrefix[] = "artifact:";
-// The longest chain a spec may ask for (JobSpec.chain_steps).
 
 int64_t UnixMs(absl::Time t) { return absl::ToUnixMillis(t); }
-
-int ElementSize(const std::string& dtype) {
-  if (dtype == "float32") return 4;
-  if (dtype == "int64") return 8;
-  if (dtype == "bytes") return 1;
-  return 0;
-}
 
 int64_t NumElements(const TensorBlob& b) {
   int64_t n = 1;
   for (int64_t d : b.shape()) n *= d;
   return n;
-}
-
-absl::Status CheckBlob(const TensorBlob& b, const std::string& where) {
-  if (b.name().empty()) return absl::InvalidArgumentError(absl::StrCat(where, ": empty name"));
-  int es = ElementSize(b.dtype());
-  if (es == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, " '", b.name(), "': dtype '", b.dtype(), "' is not float32/int64/bytes"));
-  }
-  for (int64_t d : b.shape()) {
-    if (d < 0) return absl::InvalidArgumentError(absl::StrCat(where, " '", b.name(), "': negative dimension"));
-  }
-  if (static_cast<int64_t>(b.data().size()) != NumElements(b) * es) {
-    return absl::InvalidArgumentError(absl::StrCat(where, " '", b.name(), "': ", b.data().size(),
-                                                   " bytes for shape [",
-                                                   absl::StrJoin(b.shape(), ","), "] of ",
-                                                   b.dtype()));
-  }
-  return absl::OkStatus();
 }
 
 bool SameShape(const TensorBlob& a, const TensorBlob& b) {
@@ -109,8 +83,7 @@ bool ValidJobState(const std::string& s) {
 // One line on stderr, timestamped: the coordinator's operational log.
 void Log(const std::string& message) {
   absl::FPrintF(stderr, "%s coordinator: %s\n",
-                absl::FormatTime("%Y-%m-%d %H:%M:%E3S", absl::Now(), absl::UTCTimeZone()),
-                message);
+                absl::FormatTime("%Y-%m-%d %H:%M:%E3S", absl::Now(), absl::UTCTimeZone()), message);
 }
 
 bool Terminal(const std::string& s) { return s == "DONE" || s == "FAILED" || s == "CANCELLED"; }
@@ -241,7 +214,7 @@ struct JobManager::Job {
   bool preparing = false;
   absl::Time next_try = absl::InfinitePast();
   absl::Duration backoff = absl::ZeroDuration();
-  int64_t change = 0;  // bumped on every visible change
+  int64_t change = 0;            // bumped on every visible change
   int pending_commits = 0;       // rounds queued for (or being written by) the background writer
   int64_t committed_round = 0;   // the last round written (JobStatus.committed_round)
   int64_t steps_in_metrics = 0;  // weight steps counted in nas_weight_steps_total so far
@@ -305,8 +278,8 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(CheckpointStore* 
     absl::MutexLock lock(&m->mu_);
     int active = 0;
     for (const auto& [id, j] : m->jobs_) active += Terminal(j->rec.state()) ? 0 : 1;
-    Log(absl::StrCat("incarnation ", m->incarnation_, ": recovered ", m->jobs_.size(),
-                     " job(s), ", active, " active",
+    Log(absl::StrCat("incarnation ", m->incarnation_, ": recovered ", m->jobs_.size(), " job(s), ",
+                     active, " active",
                      m->recovery_failures_ > 0
                          ? absl::StrCat(", ", m->recovery_failures_,
                                         " FAILED in recovery (their messages say why)")
@@ -398,9 +371,7 @@ void JobManager::AwaitCommits(const Job& job) {
   while (job.pending_commits > 0) changed_.Wait(&mu_);
 }
 
-std::string JobManager::NewLeaseId() {
-  return absl::StrCat("L", incarnation_, "-", ++next_lease_);
-}
+std::string JobManager::NewLeaseId() { return absl::StrCat("L", incarnation_, "-", ++next_lease_); }
 
 JobManager::Job* JobManager::FindJob(const std::string& id) const {
   auto it = jobs_.find(id);
@@ -632,10 +603,10 @@ absl::StatusOr<JobResult> JobManager::Result(const std::string& job_id) const {
     const Job* j = FindJob(job_id);
     if (j == nullptr) return absl::NotFoundError(absl::StrCat("job_id: no job '", job_id, "'"));
     if (j->rec.state() != "DONE") {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "job ", job_id, " is ", j->rec.state(),
-          j->rec.message().empty() ? "" : absl::StrCat(" (", j->rec.message(), ")"),
-          "; its result exists once it is DONE"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", job_id, " is ", j->rec.state(),
+                       j->rec.message().empty() ? "" : absl::StrCat(" (", j->rec.message(), ")"),
+                       "; its result exists once it is DONE"));
     }
   }
   NAS_ASSIGN_OR_RETURN(std::string bytes, store_->GetResult(job_id));
@@ -921,9 +892,9 @@ absl::StatusOr<RegisterWorkerReply> JobManager::RegisterWorker(const RegisterWor
   NAS_RETURN_IF_ERROR(ValidateName("device", r.device(), JobSpecLimits::kMaxDeviceBytes, ":+"));
   absl::MutexLock lock(&mu_);
   if (static_cast<int>(workers_.size()) >= options_.max_workers) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "workers: ", workers_.size(), " registered, the limit (max_workers) is ",
-        options_.max_workers));
+    return absl::ResourceExhaustedError(absl::StrCat("workers: ", workers_.size(),
+                                                     " registered, the limit (max_workers) is ",
+                                                     options_.max_workers));
   }
   auto w = std::make_unique<Worker>();
   w->id = absl::StrCat("w", incarnation_, "-", ++next_worker_);
@@ -956,8 +927,8 @@ absl::StatusOr<HeartbeatReply> JobManager::Heartbeat(const HeartbeatRequest& r) 
   absl::MutexLock lock(&mu_);
   auto it = workers_.find(r.worker_id());
   if (it == workers_.end()) {
-    return absl::NotFoundError(absl::StrCat("worker_id: unknown worker '", r.worker_id(),
-                                            "' (register again)"));
+    return absl::NotFoundError(
+        absl::StrCat("worker_id: unknown worker '", r.worker_id(), "' (register again)"));
   }
   it->second->last_seen = options_.clock();
   it->second->dead = false;
@@ -1049,7 +1020,7 @@ absl::Status JobManager::Validate(const Job& j, const Lease& l, const CompletedT
   absl::flat_hash_set<absl::string_view> seen;
   seen.reserve(r.tensors.size());
   for (const TensorBlob& b : r.tensors) {
-    NAS_RETURN_IF_ERROR(CheckBlob(b, "tensors"));
+    NAS_RETURN_IF_ERROR(CheckTensorBlob(b, "tensors"));
     if (!seen.insert(b.name()).second) {
       return absl::InvalidArgumentError(absl::StrCat("tensors: '", b.name(), "' twice"));
     }
@@ -1134,7 +1105,8 @@ absl::Status JobManager::Validate(const Job& j, const Lease& l, const CompletedT
                                                          o.gate_grads_size()));
         }
         for (double g : o.gate_grads()) {
-          if (!std::isfinite(g)) return absl::InvalidArgumentError("outcome.gate_grads: not finite");
+          if (!std::isfinite(g))
+            return absl::InvalidArgumentError("outcome.gate_grads: not finite");
         }
       }
       return absl::OkStatus();
@@ -1241,7 +1213,7 @@ absl::Status JobManager::AdvanceStage(Job& j) {
       j.rec.set_train_size(o.train_size());
       j.rec.set_valid_size(o.valid_size());
       NAS_ASSIGN_OR_RETURN(SearchPlan plan, PlanOf(j));
-    NAS_ASSIGN_OR_RETURN(SearchDriver d, SearchDriver::Create(plan));
+      NAS_ASSIGN_OR_RETURN(SearchDriver d, SearchDriver::Create(plan));
       j.ClearTensors();
       merge();
       j.driver = std::move(d);
@@ -1365,27 +1337,27 @@ absl::Status JobManager::FinishJob(Job& j) {
     // clang-format on
   }
   res.set_spec_json(spec.dump(2));
-  Json report = {{"job_id", j.rec.job_id()},
-                 {"space", j.space.name()},
-                 {"dataset", j.rec.spec().dataset()},
-                 {"device", j.table.info().device},
-                 {"runtime", j.table.info().runtime},
-                 {"latency_table_method", j.table.info().method},
-                 {"loss", j.rec.spec().loss()},
-                 {"target_latency_ms", j.rec.target_latency_ms()},
-                 {"final_expected_latency_ms", j.driver->ExpectedLatency()},
-                 {"final_entropy", j.driver->alpha().MeanEntropy()},
-                 {"final_probabilities", j.driver->alpha().AllProbs()},
-                 {"weight_steps", j.driver->weight_steps()},
-                 {"arch_steps", j.driver->arch_steps()},
-                 {"rounds", j.driver->round()},
-                 {"seconds",
-                  {{"search", (j.rec.search_finished_unix_ms() -
-                               j.rec.search_started_unix_ms()) / 1000.0},
-                   {"total", (j.rec.finished_unix_ms() - j.rec.submitted_unix_ms()) / 1000.0}}},
-                 {"arch_algo", j.rec.spec().arch_algo()},
-                 {"seed", j.rec.spec().seed()},
-                 {"spec", spec}};
+  Json report = {
+      {"job_id", j.rec.job_id()},
+      {"space", j.space.name()},
+      {"dataset", j.rec.spec().dataset()},
+      {"device", j.table.info().device},
+      {"runtime", j.table.info().runtime},
+      {"latency_table_method", j.table.info().method},
+      {"loss", j.rec.spec().loss()},
+      {"target_latency_ms", j.rec.target_latency_ms()},
+      {"final_expected_latency_ms", j.driver->ExpectedLatency()},
+      {"final_entropy", j.driver->alpha().MeanEntropy()},
+      {"final_probabilities", j.driver->alpha().AllProbs()},
+      {"weight_steps", j.driver->weight_steps()},
+      {"arch_steps", j.driver->arch_steps()},
+      {"rounds", j.driver->round()},
+      {"seconds",
+       {{"search", (j.rec.search_finished_unix_ms() - j.rec.search_started_unix_ms()) / 1000.0},
+        {"total", (j.rec.finished_unix_ms() - j.rec.submitted_unix_ms()) / 1000.0}}},
+      {"arch_algo", j.rec.spec().arch_algo()},
+      {"seed", j.rec.spec().seed()},
+      {"spec", spec}};
   auto add_net = [&](const std::string& label, const std::vector<int>& choices) {
     auto it = j.rec.final_reports().find(label);
     Json n = Json::object();
@@ -1415,8 +1387,8 @@ absl::Status JobManager::CommitRound(Job& j, std::vector<std::string> events) {
   bool search_done = round_end && j.driver->done();
   if (search_done) {
     j.rec.set_search_finished_unix_ms(UnixMs(options_.clock()));
-    events.push_back(j.driver->HistoryLine("final", j.driver->ema_loss(),
-                                           j.driver->last_arch_accuracy()));
+    events.push_back(
+        j.driver->HistoryLine("final", j.driver->ema_loss(), j.driver->last_arch_accuracy()));
     PlanFinalStage(j);  // sets the record's state and derived architecture
   }
   const bool background = commits_ != nullptr && round_end && !search_done;
@@ -1464,7 +1436,8 @@ absl::Status JobManager::CommitRound(Job& j, std::vector<std::string> events) {
 // Time
 
 void JobManager::CountSentBytes(int64_t bytes) {
-  if (options_.metrics != nullptr) options_.metrics->TensorBytes("fetched", static_cast<double>(bytes));
+  if (options_.metrics != nullptr)
+    options_.metrics->TensorBytes("fetched", static_cast<double>(bytes));
 }
 
 void JobManager::Tick() {

@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
 #include <exception>
 
 #include "absl/strings/str_cat.h"
@@ -76,7 +77,9 @@ LatencyRegistry& LatencyServer::registry() { return *impl_->registry; }
 void LatencyServer::Shutdown() {
   if (impl_->shut_down) return;
   impl_->shut_down = true;
-  impl_->server->Shutdown();
+  // Calls in flight get a grace period, then are cancelled: the server stops within a bound.
+  // The domain objects outlive the server (they are destroyed with Impl, after Wait()).
+  impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   impl_->server->Wait();
   impl_->exposer.reset();
 }

@@ -48,7 +48,8 @@ class LatencyServer {
   int metrics_port() const;
   LatencyRegistry& registry();
 
-  // Stops accepting calls and waits for running ones. Idempotent.
+  // Stops accepting calls and waits for running ones, up to 5 s (then cancels them).
+  // Idempotent.
   void Shutdown();
   ~LatencyServer();
 
