@@ -62,72 +62,112 @@ class FileLatencyProvider : public LatencyProvider {
   LatencyTable table_;
 };
 
+// Requests that name a job, a lease or a worker and little else.
+constexpr size_t kMaxSmallRequestBytes = 4 << 10;
+
+// RESOURCE_EXHAUSTED naming the method and the limit when `request` is larger than `limit`.
+grpc::Status CheckSize(const char* method, const google::protobuf::Message& request, size_t limit) {
+  if (size_t n = request.ByteSizeLong(); n > limit) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat(method, ": ", n, " bytes, over the limit of ", limit));
+  }
+  return grpc::Status::OK;
+}
+
+// Runs a handler's body so that no exception escapes it (gRPC would answer "Unexpected error in
+// RPC handling" without saying what): memory is RESOURCE_EXHAUSTED, anything else INTERNAL,
+// both naming the method. The request's size is checked first.
+template <typename Body>
+grpc::Status Handle(const char* method, const google::protobuf::Message* request, size_t limit,
+                    Body&& body) {
+  try {
+    if (request != nullptr) {
+      grpc::Status s = CheckSize(method, *request, limit);
+      if (!s.ok()) return s;
+    }
+    return body();
+  } catch (const std::bad_alloc&) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat(method, ": out of memory"));
+  } catch (const std::exception& e) {
+    return grpc::Status(grpc::StatusCode::INTERNAL, absl::StrCat(method, ": ", e.what()));
+  }
+}
+
 class SearchServiceImpl final : public SearchService::Service {
  public:
   explicit SearchServiceImpl(JobManager* jobs) : jobs_(jobs) {}
 
   grpc::Status SubmitJob(grpc::ServerContext*, const SubmitJobRequest* req,
                          SubmitJobReply* reply) override {
-    if (size_t n = req->ByteSizeLong(); n > kMaxSubmitBytes) {
-      return grpc::Status(
-          grpc::StatusCode::RESOURCE_EXHAUSTED,
-          absl::StrCat("SubmitJob: ", n, " bytes, over the limit of ", kMaxSubmitBytes,
-                       " (space_json at most ", SpaceLimits::kMaxJsonBytes, ")"));
-    }
-    auto id = jobs_->Submit(req->spec());
-    if (!id.ok()) return ToGrpcStatus(id.status());
-    reply->set_job_id(*id);
-    return grpc::Status::OK;
+    return Handle("SubmitJob", req, kMaxSubmitBytes, [&]() -> grpc::Status {
+      auto id = jobs_->Submit(req->spec());
+      if (!id.ok()) return ToGrpcStatus(id.status());
+      reply->set_job_id(*id);
+      return grpc::Status::OK;
+    });
   }
   grpc::Status GetJob(grpc::ServerContext*, const GetJobRequest* req, JobStatus* reply) override {
-    auto s = jobs_->Get(req->job_id());
-    if (!s.ok()) return ToGrpcStatus(s.status());
-    *reply = *s;
-    return grpc::Status::OK;
+    return Handle("GetJob", req, kMaxSmallRequestBytes, [&]() -> grpc::Status {
+      auto s = jobs_->Get(req->job_id());
+      if (!s.ok()) return ToGrpcStatus(s.status());
+      *reply = *s;
+      return grpc::Status::OK;
+    });
   }
   grpc::Status ListJobs(grpc::ServerContext*, const ListJobsRequest* req,
                         ListJobsReply* reply) override {
-    for (JobStatus& s : jobs_->List(req->tenant())) *reply->add_jobs() = std::move(s);
-    return grpc::Status::OK;
+    return Handle("ListJobs", req, kMaxSmallRequestBytes, [&]() -> grpc::Status {
+      for (JobStatus& s : jobs_->List(req->tenant())) *reply->add_jobs() = std::move(s);
+      return grpc::Status::OK;
+    });
   }
   grpc::Status WatchJob(grpc::ServerContext* ctx, const GetJobRequest* req,
                         grpc::ServerWriter<JobStatus>* writer) override {
-    auto s = jobs_->Get(req->job_id());
-    if (!s.ok()) return ToGrpcStatus(s.status());
-    JobStatus last = *s;
-    if (!writer->Write(last)) return grpc::Status::OK;
-    while (!ctx->IsCancelled()) {
-      if (last.state() == "DONE" || last.state() == "FAILED" || last.state() == "CANCELLED") break;
-      auto next = jobs_->WaitForChange(req->job_id(), last, absl::Seconds(1));
-      if (!next.ok()) return ToGrpcStatus(next.status());
-      if (next->SerializeAsString() == last.SerializeAsString()) continue;
-      last = *next;
-      if (!writer->Write(last)) break;
-    }
-    return grpc::Status::OK;
+    return Handle("WatchJob", req, kMaxSmallRequestBytes, [&]() -> grpc::Status {
+      auto s = jobs_->Get(req->job_id());
+      if (!s.ok()) return ToGrpcStatus(s.status());
+      JobStatus last = *s;
+      if (!writer->Write(last)) return grpc::Status::OK;
+      while (!ctx->IsCancelled()) {
+        if (last.state() == "DONE" || last.state() == "FAILED" || last.state() == "CANCELLED")
+          break;
+        auto next = jobs_->WaitForChange(req->job_id(), last, absl::Seconds(1));
+        if (!next.ok()) return ToGrpcStatus(next.status());
+        if (next->SerializeAsString() == last.SerializeAsString()) continue;
+        last = *next;
+        if (!writer->Write(last)) break;
+      }
+      return grpc::Status::OK;
+    });
   }
   grpc::Status CancelJob(grpc::ServerContext*, const CancelJobRequest* req,
                          CancelJobReply*) override {
-    return ToGrpcStatus(jobs_->Cancel(req->job_id()));
+    return Handle("CancelJob", req, kMaxSmallRequestBytes,
+                  [&]() -> grpc::Status { return ToGrpcStatus(jobs_->Cancel(req->job_id())); });
   }
   grpc::Status GetResult(grpc::ServerContext*, const GetJobRequest* req,
                          JobResult* reply) override {
-    auto r = jobs_->Result(req->job_id());
-    if (!r.ok()) return ToGrpcStatus(r.status());
-    *reply = std::move(*r);
-    return grpc::Status::OK;
+    return Handle("GetResult", req, kMaxSmallRequestBytes, [&]() -> grpc::Status {
+      auto r = jobs_->Result(req->job_id());
+      if (!r.ok()) return ToGrpcStatus(r.status());
+      *reply = std::move(*r);
+      return grpc::Status::OK;
+    });
   }
   grpc::Status GetArtifact(grpc::ServerContext*, const GetArtifactRequest* req,
                            grpc::ServerWriter<ArtifactChunk>* writer) override {
-    auto a = jobs_->Artifact(req->job_id(), req->name());
-    if (!a.ok()) return ToGrpcStatus(a.status());
-    for (size_t off = 0; off < a->size() || off == 0; off += kChunkBytes) {
-      ArtifactChunk c;
-      c.set_data(a->substr(off, kChunkBytes));
-      if (!writer->Write(c)) break;
-      if (a->empty()) break;
-    }
-    return grpc::Status::OK;
+    return Handle("GetArtifact", req, kMaxSmallRequestBytes, [&]() -> grpc::Status {
+      auto a = jobs_->Artifact(req->job_id(), req->name());
+      if (!a.ok()) return ToGrpcStatus(a.status());
+      for (size_t off = 0; off < a->size() || off == 0; off += kChunkBytes) {
+        ArtifactChunk c;
+        c.set_data(a->substr(off, kChunkBytes));
+        if (!writer->Write(c)) break;
+        if (a->empty()) break;
+      }
+      return grpc::Status::OK;
+    });
   }
 
  private:
@@ -140,105 +180,114 @@ class WorkerGatewayImpl final : public WorkerGateway::Service {
 
   grpc::Status RegisterWorker(grpc::ServerContext*, const RegisterWorkerRequest* req,
                               RegisterWorkerReply* reply) override {
-    auto r = jobs_->RegisterWorker(*req);
-    if (!r.ok()) return ToGrpcStatus(r.status());
-    *reply = *r;
-    return grpc::Status::OK;
+    return Handle("RegisterWorker", req, kMaxSmallRequestBytes, [&]() -> grpc::Status {
+      auto r = jobs_->RegisterWorker(*req);
+      if (!r.ok()) return ToGrpcStatus(r.status());
+      *reply = *r;
+      return grpc::Status::OK;
+    });
   }
   grpc::Status Heartbeat(grpc::ServerContext*, const HeartbeatRequest* req,
                          HeartbeatReply* reply) override {
-    auto r = jobs_->Heartbeat(*req);
-    if (!r.ok()) return ToGrpcStatus(r.status());
-    *reply = *r;
-    return grpc::Status::OK;
+    return Handle("Heartbeat", req, kMaxSmallRequestBytes, [&]() -> grpc::Status {
+      auto r = jobs_->Heartbeat(*req);
+      if (!r.ok()) return ToGrpcStatus(r.status());
+      *reply = *r;
+      return grpc::Status::OK;
+    });
   }
   grpc::Status AcquireTask(grpc::ServerContext*, const AcquireTaskRequest* req,
                            AcquireTaskReply* reply) override {
-    return ToGrpcStatus(Acquire(*req, reply));
+    return Handle("AcquireTask", nullptr, 0,
+                  [&]() -> grpc::Status { return ToGrpcStatus(Acquire(*req, reply)); });
   }
   grpc::Status FetchTensors(grpc::ServerContext*, const FetchTensorsRequest* req,
                             grpc::ServerWriter<TensorBlob>* writer) override {
-    std::vector<std::string> names(req->names().begin(), req->names().end());
-    auto blobs = jobs_->Fetch(req->lease_id(), names);
-    if (!blobs.ok()) return ToGrpcStatus(blobs.status());
-    int64_t sent = 0;
-    for (const auto& b : *blobs) {
-      if (!SplitIntoChunks(*b, kChunkBytes, [&](TensorBlob&& c) { return writer->Write(c); })) {
-        break;
+    return Handle("FetchTensors", nullptr, 0, [&]() -> grpc::Status {
+      std::vector<std::string> names(req->names().begin(), req->names().end());
+      auto blobs = jobs_->Fetch(req->lease_id(), names);
+      if (!blobs.ok()) return ToGrpcStatus(blobs.status());
+      int64_t sent = 0;
+      for (const auto& b : *blobs) {
+        if (!SplitIntoChunks(*b, kChunkBytes, [&](TensorBlob&& c) { return writer->Write(c); })) {
+          break;
+        }
+        sent += static_cast<int64_t>(b->data().size());
       }
-      sent += static_cast<int64_t>(b->data().size());
-    }
-    jobs_->CountSentBytes(sent);
-    return grpc::Status::OK;
+      jobs_->CountSentBytes(sent);
+      return grpc::Status::OK;
+    });
   }
   grpc::Status CompleteTask(grpc::ServerContext*, grpc::ServerReader<CompleteTaskRequest>* reader,
                             CompleteTaskReply* reply) override {
-    // One or more results: each outcome followed by its tensors' chunks, reassembled by the
-    // codec (chunks in order, sizes declared by the first chunk and bounded; a name sent twice
-    // within a result is refused by the job manager).
-    std::vector<CompletedTask> results;
-    ChunkAssemblerOptions limits;
-    limits.max_total_bytes = kMaxResultStreamBytes;
-    ChunkAssembler chunks(limits);
-    auto invalid = [](const absl::Status& s) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(s.message()));
-    };
-    auto add = [&](TensorBlob&& c) -> grpc::Status {
-      if (results.empty()) {
-        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            "outcome: must be the first message of CompleteTask");
-      }
-      absl::StatusOr<std::optional<TensorBlob>> whole = chunks.Add(std::move(c));
-      if (!whole.ok()) return invalid(whole.status());
-      if (whole->has_value()) results.back().tensors.push_back(std::move(**whole));
-      return grpc::Status::OK;
-    };
-    CompleteTaskRequest msg;
-    while (reader->Read(&msg)) {
-      switch (msg.part_case()) {
-        case CompleteTaskRequest::kOutcome:
-          if (absl::Status s = chunks.Finish(); !s.ok()) return invalid(s);
-          results.emplace_back();
-          results.back().outcome = std::move(*msg.mutable_outcome());
-          break;
-        case CompleteTaskRequest::kTensor: {
-          grpc::Status s = add(std::move(*msg.mutable_tensor()));
-          if (!s.ok()) return s;
-          break;
-        }
-        case CompleteTaskRequest::kTensors:
-          for (TensorBlob& c : *msg.mutable_tensors()->mutable_blobs()) {
-            grpc::Status s = add(std::move(c));
-            if (!s.ok()) return s;
-          }
-          break;
-        default:
+    return Handle("CompleteTask", nullptr, 0, [&]() -> grpc::Status {
+      // One or more results: each outcome followed by its tensors' chunks, reassembled by the
+      // codec (chunks in order, sizes declared by the first chunk and bounded; a name sent twice
+      // within a result is refused by the job manager).
+      std::vector<CompletedTask> results;
+      ChunkAssemblerOptions limits;
+      limits.max_total_bytes = kMaxResultStreamBytes;
+      ChunkAssembler chunks(limits);
+      auto invalid = [](const absl::Status& s) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(s.message()));
+      };
+      auto add = [&](TensorBlob&& c) -> grpc::Status {
+        if (results.empty()) {
           return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                              "CompleteTaskRequest: empty message (no outcome or tensor)");
+                              "outcome: must be the first message of CompleteTask");
+        }
+        absl::StatusOr<std::optional<TensorBlob>> whole = chunks.Add(std::move(c));
+        if (!whole.ok()) return invalid(whole.status());
+        if (whole->has_value()) results.back().tensors.push_back(std::move(**whole));
+        return grpc::Status::OK;
+      };
+      CompleteTaskRequest msg;
+      while (reader->Read(&msg)) {
+        switch (msg.part_case()) {
+          case CompleteTaskRequest::kOutcome:
+            if (absl::Status s = chunks.Finish(); !s.ok()) return invalid(s);
+            results.emplace_back();
+            results.back().outcome = std::move(*msg.mutable_outcome());
+            break;
+          case CompleteTaskRequest::kTensor: {
+            grpc::Status s = add(std::move(*msg.mutable_tensor()));
+            if (!s.ok()) return s;
+            break;
+          }
+          case CompleteTaskRequest::kTensors:
+            for (TensorBlob& c : *msg.mutable_tensors()->mutable_blobs()) {
+              grpc::Status s = add(std::move(c));
+              if (!s.ok()) return s;
+            }
+            break;
+          default:
+            return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                "CompleteTaskRequest: empty message (no outcome or tensor)");
+        }
       }
-    }
-    if (results.empty())
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "outcome: missing");
-    if (absl::Status s = chunks.Finish(); !s.ok()) return invalid(s);
-    // The request for the next task, moved out (it lists every tensor the worker caches).
-    std::optional<AcquireTaskRequest> next;
-    if (TaskOutcome& o = results.back().outcome; o.has_next()) {
-      next.emplace();
-      next->Swap(o.mutable_next());
-      o.clear_next();
-    }
-    absl::Status last;
-    for (CompletedTask& r : results) {
-      last = jobs_->Complete(std::move(r));
-      if (results.size() > 1) {
-        reply->add_codes(static_cast<int32_t>(last.code()));
-        reply->add_messages(std::string(last.message()));
+      if (results.empty())
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "outcome: missing");
+      if (absl::Status s = chunks.Finish(); !s.ok()) return invalid(s);
+      // The request for the next task, moved out (it lists every tensor the worker caches).
+      std::optional<AcquireTaskRequest> next;
+      if (TaskOutcome& o = results.back().outcome; o.has_next()) {
+        next.emplace();
+        next->Swap(o.mutable_next());
+        o.clear_next();
       }
-    }
-    // One result: its status is the call's. Several: each in `codes`, the call succeeds.
-    if (results.size() == 1 && !last.ok()) return ToGrpcStatus(last);
-    if (!next.has_value()) return grpc::Status::OK;
-    return ToGrpcStatus(Acquire(*next, reply->mutable_next()));
+      absl::Status last;
+      for (CompletedTask& r : results) {
+        last = jobs_->Complete(std::move(r));
+        if (results.size() > 1) {
+          reply->add_codes(static_cast<int32_t>(last.code()));
+          reply->add_messages(std::string(last.message()));
+        }
+      }
+      // One result: its status is the call's. Several: each in `codes`, the call succeeds.
+      if (results.size() == 1 && !last.ok()) return ToGrpcStatus(last);
+      if (!next.has_value()) return grpc::Status::OK;
+      return ToGrpcStatus(Acquire(*next, reply->mutable_next()));
+    });
   }
 
  private:

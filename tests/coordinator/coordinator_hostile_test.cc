@@ -160,6 +160,23 @@ TEST_F(CoordinatorHostileTest, WorkerRegistrationsAreBounded) {
   EXPECT_TRUE(w.Register("host-1:42").ok());
 }
 
+TEST_F(CoordinatorHostileTest, OversizedRequestsAreRefusedNamingTheLimit) {
+  auto a = client_->Submit(SmallSpec());
+  ASSERT_TRUE(a.ok());
+  const std::string huge(100000, 'j');
+  EXPECT_TRUE(IsError(client_->Get(huge).status(), absl::StatusCode::kResourceExhausted,
+                      {"GetJob", "limit of 4096"}));
+  EXPECT_TRUE(
+      IsError(client_->Cancel(huge), absl::StatusCode::kResourceExhausted, {"CancelJob", "limit"}));
+  EXPECT_TRUE(IsError(client_->List(huge).status(), absl::StatusCode::kResourceExhausted,
+                      {"ListJobs", "limit"}));
+  // A message over the server's receive limit never reaches a handler.
+  JobSpec s = SmallSpec();
+  s.set_space_json(std::string(9 << 20, ' '));
+  EXPECT_EQ(RawSubmit(Channel(), s).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(client_->Get(*a)->job_id(), *a);
+}
+
 // Flips every `step`th byte of a file in [from, size - 100) (before RocksDB's footer).
 void Corrupt(const fs::path& file, uint64_t from, uint64_t step) {
   std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
