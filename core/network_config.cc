@@ -34,13 +34,28 @@ absl::Status NetworkConfig::Validate() const {
   auto bad = [](const std::string& field, const std::string& why) {
     return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
   };
-  if (input_height <= 0 || input_width <= 0 || input_channels <= 0) {
-    return bad("input", "height, width and channels must be positive");
+  using L = NetworkConfigLimits;
+  auto in = [](int v, int lo, int hi) { return v >= lo && v <= hi; };
+  if (!in(input_height, 1, L::kMaxSide) || !in(input_width, 1, L::kMaxSide) ||
+      !in(input_channels, 1, L::kMaxChannels)) {
+    return bad("input", absl::StrCat("height and width must be in [1, ", L::kMaxSide,
+                                     "], channels in [1, ", L::kMaxChannels, "]"));
   }
-  if (stem_channels <= 0) return bad("first_conv.out_channels", "must be positive");
-  if (stem_kernel % 2 != 1) return bad("first_conv.kernel_size", "must be odd");
-  if (stem_stride < 1) return bad("first_conv.stride", "must be >= 1");
-  if (num_classes <= 0) return bad("classifier.out_features", "must be positive");
+  if (!in(stem_channels, 1, L::kMaxChannels)) {
+    return bad("first_conv.out_channels", absl::StrCat("must be in [1, ", L::kMaxChannels, "]"));
+  }
+  if (stem_kernel % 2 != 1 || !in(stem_kernel, 1, L::kMaxKernel)) {
+    return bad("first_conv.kernel_size", absl::StrCat("must be odd, at most ", L::kMaxKernel));
+  }
+  if (!in(stem_stride, 1, L::kMaxStemStride)) {
+    return bad("first_conv.stride", absl::StrCat("must be in [1, ", L::kMaxStemStride, "]"));
+  }
+  if (!in(num_classes, 1, L::kMaxClasses)) {
+    return bad("classifier.out_features", absl::StrCat("must be in [1, ", L::kMaxClasses, "]"));
+  }
+  if (blocks.size() > static_cast<size_t>(L::kMaxBlocks)) {
+    return bad("blocks", absl::StrCat(blocks.size(), " blocks, at most ", L::kMaxBlocks));
+  }
   if (bn_eps <= 0) return bad("bn.eps", "must be positive");
   int c = stem_channels, h = stem_height(), w = stem_width();
   for (size_t i = 0; i < blocks.size(); ++i) {
@@ -61,10 +76,16 @@ absl::Status NetworkConfig::Validate() const {
       return bad(f + ".in_channels",
                  absl::StrCat(b.in_channels, " does not match the previous layer's ", c));
     }
-    if (b.out_channels <= 0) return bad(f + ".out_channels", "must be positive");
-    if (b.kernel <= 0 || b.kernel % 2 != 1) return bad(f + ".kernel_size", "must be odd");
+    if (!in(b.out_channels, 1, L::kMaxChannels)) {
+      return bad(f + ".out_channels", absl::StrCat("must be in [1, ", L::kMaxChannels, "]"));
+    }
+    if (!in(b.kernel, 1, L::kMaxKernel) || b.kernel % 2 != 1) {
+      return bad(f + ".kernel_size", absl::StrCat("must be odd, at most ", L::kMaxKernel));
+    }
     if (b.stride < 1 || b.stride > 2) return bad(f + ".stride", "must be 1 or 2");
-    if (b.expand < 1) return bad(f + ".expand_ratio", "must be >= 1");
+    if (!in(b.expand, 1, L::kMaxExpand)) {
+      return bad(f + ".expand_ratio", absl::StrCat("must be in [1, ", L::kMaxExpand, "]"));
+    }
     if (b.shortcut && (b.stride != 1 || b.in_channels != b.out_channels)) {
       return bad(f + ".shortcut", "identity shortcut needs stride 1 and in == out channels");
     }
@@ -72,7 +93,10 @@ absl::Status NetworkConfig::Validate() const {
     h = b.out_height();
     w = b.out_width();
   }
-  if (feature_mix_channels < 0) return bad("feature_mix_layer.out_channels", "must be >= 0");
+  if (!in(feature_mix_channels, 0, L::kMaxChannels)) {
+    return bad("feature_mix_layer.out_channels",
+               absl::StrCat("must be in [0, ", L::kMaxChannels, "]"));
+  }
   if (dropout < 0 || dropout >= 1) return bad("classifier.dropout_rate", "must be in [0, 1)");
   return absl::OkStatus();
 }
@@ -88,12 +112,31 @@ absl::Status ExpectName(const Json& obj, const std::string& path, const std::str
   return absl::OkStatus();
 }
 
+// GetInt, and InvalidArgument naming the field unless the value is in [lo, hi]: every number is
+// bounded before any size is computed from it.
+absl::StatusOr<int> GetIntIn(const Json& obj, const std::string& parent, const std::string& key,
+                             int lo, int hi) {
+  NAS_ASSIGN_OR_RETURN(int v, GetInt(obj, parent, key));
+  if (v < lo || v > hi) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(FieldPath(parent, key), ": ", v, " is outside [", lo, ", ", hi, "]"));
+  }
+  return v;
+}
+
 }  // namespace
 
 absl::StatusOr<NetworkConfig> NetworkConfig::FromReferenceJson(const std::string& text,
                                                                int input_height,
                                                                int input_width) {
   NAS_ASSIGN_OR_RETURN(Json j, ParseJson(text, "network config"));
+  using L = NetworkConfigLimits;
+  if (input_height < 1 || input_height > L::kMaxSide || input_width < 1 ||
+      input_width > L::kMaxSide) {
+    return absl::InvalidArgumentError(absl::StrCat("network config: input size ", input_height, "x",
+                                                   input_width, " is outside [1, ", L::kMaxSide,
+                                                   "]"));
+  }
   NetworkConfig net;
   net.input_height = input_height;
   net.input_width = input_width;
@@ -103,13 +146,21 @@ absl::StatusOr<NetworkConfig> NetworkConfig::FromReferenceJson(const std::string
   }
   NAS_ASSIGN_OR_RETURN(const Json* first, GetMember(j, "", "first_conv"));
   NAS_RETURN_IF_ERROR(ExpectName(*first, "first_conv", "ConvLayer"));
-  NAS_ASSIGN_OR_RETURN(net.input_channels, GetInt(*first, "first_conv", "in_channels"));
-  NAS_ASSIGN_OR_RETURN(net.stem_channels, GetInt(*first, "first_conv", "out_channels"));
-  NAS_ASSIGN_OR_RETURN(net.stem_kernel, GetInt(*first, "first_conv", "kernel_size"));
-  NAS_ASSIGN_OR_RETURN(net.stem_stride, GetInt(*first, "first_conv", "stride"));
+  NAS_ASSIGN_OR_RETURN(net.input_channels,
+                       GetIntIn(*first, "first_conv", "in_channels", 1, L::kMaxChannels));
+  NAS_ASSIGN_OR_RETURN(net.stem_channels,
+                       GetIntIn(*first, "first_conv", "out_channels", 1, L::kMaxChannels));
+  NAS_ASSIGN_OR_RETURN(net.stem_kernel,
+                       GetIntIn(*first, "first_conv", "kernel_size", 1, L::kMaxKernel));
+  NAS_ASSIGN_OR_RETURN(net.stem_stride,
+                       GetIntIn(*first, "first_conv", "stride", 1, L::kMaxStemStride));
 
   NAS_ASSIGN_OR_RETURN(const Json* blocks, GetMember(j, "", "blocks"));
   if (!blocks->is_array()) return absl::InvalidArgumentError("blocks: expected a list");
+  if (blocks->size() > static_cast<size_t>(L::kMaxBlocks)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("blocks: ", blocks->size(), " blocks, at most ", L::kMaxBlocks));
+  }
   int c = net.stem_channels, h = net.stem_height(), w = net.stem_width();
   for (size_t i = 0; i < blocks->size(); ++i) {
     const Json& bj = (*blocks)[i];
@@ -131,11 +182,13 @@ absl::StatusOr<NetworkConfig> NetworkConfig::FromReferenceJson(const std::string
       b.kernel = 0;
       b.expand = 0;
     } else if (conv_name == "MBInvertedConvLayer") {
-      NAS_ASSIGN_OR_RETURN(b.in_channels, GetInt(*conv, conv_path, "in_channels"));
-      NAS_ASSIGN_OR_RETURN(b.out_channels, GetInt(*conv, conv_path, "out_channels"));
-      NAS_ASSIGN_OR_RETURN(b.kernel, GetInt(*conv, conv_path, "kernel_size"));
-      NAS_ASSIGN_OR_RETURN(b.stride, GetInt(*conv, conv_path, "stride"));
-      NAS_ASSIGN_OR_RETURN(b.expand, GetInt(*conv, conv_path, "expand_ratio"));
+      NAS_ASSIGN_OR_RETURN(b.in_channels,
+                           GetIntIn(*conv, conv_path, "in_channels", 1, L::kMaxChannels));
+      NAS_ASSIGN_OR_RETURN(b.out_channels,
+                           GetIntIn(*conv, conv_path, "out_channels", 1, L::kMaxChannels));
+      NAS_ASSIGN_OR_RETURN(b.kernel, GetIntIn(*conv, conv_path, "kernel_size", 1, L::kMaxKernel));
+      NAS_ASSIGN_OR_RETURN(b.stride, GetIntIn(*conv, conv_path, "stride", 1, 2));
+      NAS_ASSIGN_OR_RETURN(b.expand, GetIntIn(*conv, conv_path, "expand_ratio", 1, L::kMaxExpand));
       c = b.out_channels;
       h = b.out_height();
       w = b.out_width();
@@ -155,7 +208,7 @@ absl::StatusOr<NetworkConfig> NetworkConfig::FromReferenceJson(const std::string
           "feature_mix_layer.in_channels: ", fm_in, " does not match the last block's ", c));
     }
     NAS_ASSIGN_OR_RETURN(net.feature_mix_channels,
-                         GetInt(fm, "feature_mix_layer", "out_channels"));
+                         GetIntIn(fm, "feature_mix_layer", "out_channels", 0, L::kMaxChannels));
   } else {
     net.feature_mix_channels = 0;
   }
@@ -167,7 +220,8 @@ absl::StatusOr<NetworkConfig> NetworkConfig::FromReferenceJson(const std::string
                                                    " does not match the features' ",
                                                    net.final_channels()));
   }
-  NAS_ASSIGN_OR_RETURN(net.num_classes, GetInt(*cls, "classifier", "out_features"));
+  NAS_ASSIGN_OR_RETURN(net.num_classes,
+                       GetIntIn(*cls, "classifier", "out_features", 1, L::kMaxClasses));
   NAS_ASSIGN_OR_RETURN(net.dropout, GetDoubleOr(*cls, "classifier", "dropout_rate", 0.0));
   NAS_RETURN_IF_ERROR(net.Validate());
   return net;

@@ -38,6 +38,19 @@ struct BlockConfig {
   int out_width() const;
 };
 
+// Bounds on every number of a network config (a file from outside, or what a search derives),
+// far above any ProxylessNAS network (at most 1792 channels, kernel 7, expand 6, ~22 blocks,
+// 224x224 input) and low enough that sizes, ParameterCount and Macs cannot overflow.
+struct NetworkConfigLimits {
+  static constexpr int kMaxSide = 2048;      // input height and width
+  static constexpr int kMaxChannels = 4096;  // input, stem, block, feature-mix channels
+  static constexpr int kMaxKernel = 11;      // stem and block kernels
+  static constexpr int kMaxStemStride = 4;   // blocks: 1 or 2
+  static constexpr int kMaxExpand = 8;       // block expand ratio
+  static constexpr int kMaxBlocks = 256;
+  static constexpr int kMaxClasses = 1000000;  // classifier outputs
+};
+
 struct NetworkConfig {
   int input_height = 224;
   int input_width = 224;
@@ -59,12 +72,14 @@ struct NetworkConfig {
   int final_height() const;
   int final_width() const;
 
-  // Checks channel chaining, strides, shortcuts and sizes; errors name the block and field.
+  // Checks channel chaining, strides, shortcuts, sizes and NetworkConfigLimits; errors name the
+  // block and field.
   absl::Status Validate() const;
 
   // Reads the reference's network-config JSON (ProxylessNASNets: first_conv, blocks[] of
   // MobileInvertedResidualBlock, feature_mix_layer, classifier, bn). Input size defaults to
-  // 224x224 as in the reference; pass others for other data sets.
+  // 224x224 as in the reference; pass others for other data sets. Every number is checked
+  // against NetworkConfigLimits as it is read (InvalidArgument naming the field).
   static absl::StatusOr<NetworkConfig> FromReferenceJson(const std::string& text,
                                                          int input_height = 224,
                                                          int input_width = 224);

@@ -367,5 +367,38 @@ TEST(NetworkConfigTest, NoFeatureMixLayer) {
   EXPECT_TRUE(IsError(net.Validate(), absl::StatusCode::kInvalidArgument, {"blocks[0]", "31x32"}));
 }
 
+// Found by the network_config fuzz target: a stride of 0 divided by zero computing the next
+// block's size before Validate ran. Every number is now bounded as it is read.
+TEST(NetworkConfigTest, HostileNumbersAreRefusedNamingTheField) {
+  Json mobile = Json::parse(ReadConfig("mobile"));
+  struct Case {
+    std::string pointer;
+    Json value;
+    std::string message;
+  };
+  std::vector<Case> cases = {
+      {"/blocks/1/mobile_inverted_conv/stride", 0,
+       "blocks[1].mobile_inverted_conv.stride: 0 is outside [1, 2]"},
+      {"/first_conv/stride", 0, "first_conv.stride: 0 is outside [1, 4]"},
+      {"/first_conv/out_channels", 2147483647, "first_conv.out_channels: 2147483647 is outside"},
+      {"/blocks/2/mobile_inverted_conv/expand_ratio", 1000000,
+       "blocks[2].mobile_inverted_conv.expand_ratio: 1000000 is outside [1, 8]"},
+      {"/blocks/2/mobile_inverted_conv/kernel_size", -3,
+       "blocks[2].mobile_inverted_conv.kernel_size: -3 is outside [1, 11]"},
+      {"/classifier/out_features", 0, "classifier.out_features: 0 is outside"},
+  };
+  for (const Case& c : cases) {
+    Json j = mobile;
+    j[Json::json_pointer(c.pointer)] = c.value;
+    auto net = NetworkConfig::FromReferenceJson(j.dump());
+    ASSERT_FALSE(net.ok()) << c.pointer;
+    EXPECT_EQ(net.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(net.status().message().find(c.message), std::string::npos) << net.status();
+  }
+  EXPECT_FALSE(NetworkConfig::FromReferenceJson(mobile.dump(), 0, 224).ok());
+  EXPECT_FALSE(NetworkConfig::FromReferenceJson(mobile.dump(), 224, 1 << 20).ok());
+  EXPECT_TRUE(NetworkConfig::FromReferenceJson(mobile.dump()).ok());
+}
+
 }  // namespace
 }  // namespace nas
