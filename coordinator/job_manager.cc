@@ -19,6 +19,7 @@
 #include "absl/time/clock.h"
 #include "coordinator/job_spec.h"
 #include "coordinator/metrics.h"
+#include "coordinator/param_store.h"
 #include "core/architecture.h"
 #include "core/json_fields.h"
 #include "core/param_names.h"
@@ -34,46 +35,7 @@ namespace nas {
 
 namespace {
 
-constexpr char kArtifactPrefix[] = "artifact:";
-
 int64_t UnixMs(absl::Time t) { return absl::ToUnixMillis(t); }
-
-int64_t NumElements(const TensorBlob& b) {
-  int64_t n = 1;
-  for (int64_t d : b.shape()) n *= d;
-  return n;
-}
-
-bool SameShape(const TensorBlob& a, const TensorBlob& b) {
-  return a.dtype() == b.dtype() && a.shape().size() == b.shape().size() &&
-         std::equal(a.shape().begin(), a.shape().end(), b.shape().begin());
-}
-
-// Element-wise mean of float32 tensors (in the given order); int64 takes the largest (BatchNorm's
-// num_batches_tracked). One input is returned unchanged, so one worker is bit-exact.
-TensorBlob Merge(const std::vector<const TensorBlob*>& in) {
-  TensorBlob out = *in[0];
-  if (in.size() == 1) return out;
-  int64_t n = NumElements(out);
-  if (out.dtype() == "float32") {
-    std::vector<float> acc(n, 0.f);
-    for (const TensorBlob* b : in) {
-      const float* p = reinterpret_cast<const float*>(b->data().data());
-      for (int64_t i = 0; i < n; ++i) acc[i] += p[i];
-    }
-    for (float& v : acc) v /= static_cast<float>(in.size());
-    out.set_data(std::string(reinterpret_cast<const char*>(acc.data()), n * sizeof(float)));
-  } else if (out.dtype() == "int64") {
-    std::vector<int64_t> acc(n);
-    std::memcpy(acc.data(), in[0]->data().data(), n * sizeof(int64_t));
-    for (const TensorBlob* b : in) {
-      const int64_t* p = reinterpret_cast<const int64_t*>(b->data().data());
-      for (int64_t i = 0; i < n; ++i) acc[i] = std::max(acc[i], p[i]);
-    }
-    out.set_data(std::string(reinterpret_cast<const char*>(acc.data()), n * sizeof(int64_t)));
-  }
-  return out;
-}
 
 bool ValidJobState(const std::string& s) {
   return s == "QUEUED" || s == "PREPARING" || s == "RUNNING" || s == "FINAL" || s == "DONE" ||
@@ -96,12 +58,7 @@ struct JobManager::Lease {
   // list once instead of building and then copying it halves the coordinator's allocations
   // for it.
   Task task;
-  struct Listed {
-    absl::string_view name;  // a key of the job's store
-    uint64_t version = 0;
-    bool sole_writer = false;
-  };
-  std::vector<Listed> listed;  // Task.tensors, in order
+  std::vector<TensorListing> listed;  // Task.tensors, in order
   enum class State { kQueued, kLeased, kDone } state = State::kQueued;
   std::string worker_id;
   absl::Time deadline;
@@ -117,84 +74,14 @@ struct JobManager::Job {
   LatencyTable table;
   LatencyModel latency;
   std::optional<SearchDriver> driver;
-  // A tensor of the parameter store, with what its name says (classified once: every task of
-  // every round filters the whole store by candidate).
-  struct Stored {
-    explicit Stored(std::shared_ptr<const TensorBlob> b)
-        : blob(std::move(b)),
-          owner(ClassifyTensor(blob->name())),
-          momentum(absl::StartsWith(blob->name(), kMomentumPrefix)),
-          artifact(absl::StartsWith(blob->name(), kArtifactPrefix)) {}
-    std::shared_ptr<const TensorBlob> blob;
-    TensorOwner owner;
-    bool momentum;
-    bool artifact;
-  };
-  // The store in name order (tasks list their tensors in it), and a hash index of it for the
-  // lookups of every result's tensors. Mutated through Put and ClearTensors only.
-  std::map<std::string, Stored> tensors;
-  absl::flat_hash_map<absl::string_view, Stored*> index;
-  // The entry of a tensor, or null.
-  const Stored* Find(absl::string_view name) const {
-    auto it = index.find(name);
-    return it == index.end() ? nullptr : it->second;
-  }
-  // Puts a new version of a tensor (its name is the blob's); returns its key in the store.
-  absl::string_view Put(std::shared_ptr<const TensorBlob> blob) {
-    auto it = index.find(blob->name());
-    if (it != index.end()) {
-      it->second->blob = std::move(blob);
-      return it->first;
-    }
-    std::string name = blob->name();
-    auto [pos, inserted] = tensors.emplace(std::move(name), Stored(std::move(blob)));
-    index.emplace(pos->first, &pos->second);
-    groups.clear();  // a new tensor: regrouped when next listed
-    return pos->first;
-  }
-  void ClearTensors() {
-    dirty.clear();
-    index.clear();
-    tensors.clear();
-    groups.clear();
-  }
-  // The store's entries by owner, each group in name order: [0] the fixed layers, then
-  // 1 + (edge, candidate) in order; artifacts in none. Built from the store when empty (a round
-  // lists a path's ~230 tensors from 8 groups instead of filtering the whole store per task).
-  using Entry = std::pair<const std::string, Stored>;
-  std::vector<std::vector<const Entry*>> groups;
-  std::vector<int> group_base;  // first group of each edge
-  const std::vector<std::vector<const Entry*>>& Groups() {
-    if (!groups.empty()) return groups;
-    group_base.clear();
-    int n = 1;
-    for (const EdgeSpec& e : space.edges()) {
-      group_base.push_back(n);
-      n += static_cast<int>(e.candidates.size());
-    }
-    groups.assign(n, {});
-    for (const Entry& entry : tensors) {
-      const Stored& t = entry.second;
-      if (t.artifact) continue;
-      if (t.owner.fixed) {
-        groups[0].push_back(&entry);
-        continue;
-      }
-      const TensorOwner& o = t.owner;
-      if (o.edge < 0 || o.edge >= static_cast<int>(group_base.size()) || o.candidate < 0 ||
-          o.candidate >= static_cast<int>(space.edges()[o.edge].candidates.size())) {
-        continue;  // names no candidate of this space: no task lists it
-      }
-      groups[group_base[o.edge] + o.candidate].push_back(&entry);
-    }
-    return groups;
-  }
+  // The parameter store: tensors, versions, owner groups, the changed set.
+  ParamStore params;
   enum class Stage { kNone, kInit, kWeights, kArch, kFinal } stage = Stage::kNone;
   std::vector<Lease> tasks;
   // The tasks of the round just merged, with what is left of their results: freed by the
   // thread that completed the round once it has released the lock, not by the round's planning
   // while every worker waits (~25,000 small messages a round of 64 tasks). Only destroyed,
-  // never read: their `listed` views may outlive the store keys they name (ClearTensors).
+  // never read: their `listed` views may outlive the store keys they name (params.Clear).
   std::vector<Lease> retired;
   void RetireTasks() {
     if (retired.empty()) {
@@ -206,8 +93,6 @@ struct JobManager::Job {
   }
   std::vector<WeightTaskSpec> wspecs;
   std::vector<ArchTaskSpec> aspecs;
-  // Tensors changed since the last commit: views of store keys (ClearTensors clears it).
-  absl::flat_hash_set<absl::string_view> dirty;
   std::vector<std::string> history;
   // Preparation (latency fetch) retries.
   bool degraded = false;
@@ -432,7 +317,7 @@ absl::Status JobManager::Recover() {
     if (!s.ok()) {
       std::string why = absl::StrCat("recovery: ", s.message());
       Log(absl::StrCat("job ", id, ": ", why, " (marked FAILED; the other jobs recover)"));
-      j.ClearTensors();
+      j.params.Clear();
       j.driver.reset();
       Fail(j, why);
       ++failed;
@@ -469,7 +354,7 @@ absl::Status JobManager::RecoverJob(Job& j) {
     return StartSearch(j);
   }
   NAS_ASSIGN_OR_RETURN(std::vector<TensorBlob> tensors, store_->LoadTensors(id));
-  for (TensorBlob& t : tensors) j.Put(std::make_shared<const TensorBlob>(std::move(t)));
+  for (TensorBlob& t : tensors) j.params.Put(std::make_shared<const TensorBlob>(std::move(t)));
   NAS_ASSIGN_OR_RETURN(SearchPlan plan, PlanOf(j));
   NAS_ASSIGN_OR_RETURN(SearchDriver d, SearchDriver::Create(plan));
   NAS_RETURN_IF_ERROR(d.RestoreState(committed->second));
@@ -770,20 +655,10 @@ JobManager::Lease JobManager::NewTask(const Job& j) {
 
 void JobManager::ListTensors(Job& j, const std::vector<std::vector<bool>>& keep, bool momentum,
                              Lease& l) {
-  const auto& groups = j.Groups();
-  auto list = [&](const std::vector<const Job::Entry*>& group) {
-    for (const Job::Entry* e : group) {
-      if (!momentum && e->second.momentum) continue;
-      l.names.insert(absl::string_view(e->first));
-      l.listed.push_back({e->first, e->second.blob->version()});
-    }
-  };
-  list(groups[0]);
-  for (size_t e = 0; e < keep.size() && e < j.group_base.size(); ++e) {
-    for (size_t c = 0; c < keep[e].size(); ++c) {
-      if (keep[e][c]) list(groups[j.group_base[e] + c]);
-    }
-  }
+  j.params.List(j.space, keep, momentum, [&l](const ParamStore::Entry& e) {
+    l.names.insert(absl::string_view(e.first));
+    l.listed.push_back({e.first, e.second.blob->version()});
+  });
 }
 
 void JobManager::PlanWeightStage(Job& j) {
@@ -840,13 +715,9 @@ void JobManager::PlanWeightStage(Job& j) {
   // A tensor that one task alone lists comes back from that task alone (a result with a tensor
   // its task does not list is refused), and the merge keeps a single copy as sent. Counted by
   // the address of the name's store key (one key per tensor), not by hashing the name.
-  absl::flat_hash_map<const char*, int> listed;
-  for (const Lease& l : j.tasks) {
-    for (const Lease::Listed& r : l.listed) ++listed[r.name.data()];
-  }
-  for (Lease& l : j.tasks) {
-    for (Lease::Listed& r : l.listed) r.sole_writer = listed[r.name.data()] == 1;
-  }
+  absl::InlinedVector<std::vector<TensorListing>*, 8> listings;
+  for (Lease& l : j.tasks) listings.push_back(&l.listed);
+  ParamStore::MarkSoleWriters(absl::MakeSpan(listings));
   changed_.SignalAll();
 }
 
@@ -980,7 +851,7 @@ absl::StatusOr<std::optional<Task>> JobManager::Acquire(const std::string& worke
       lease_job_[l.task.lease_id()] = best->rec.job_id();
       std::optional<Task> out(l.task);
       out->mutable_tensors()->Reserve(static_cast<int>(l.listed.size()));
-      for (const Lease::Listed& r : l.listed) {
+      for (const TensorListing& r : l.listed) {
         TensorRef* t = out->add_tensors();
         t->set_name(r.name.data(), r.name.size());
         t->set_version(r.version);
@@ -1005,7 +876,7 @@ absl::StatusOr<std::vector<std::shared_ptr<const TensorBlob>>> JobManager::Fetch
   std::vector<std::shared_ptr<const TensorBlob>> out;
   out.reserve(names.size());
   for (const std::string& n : names) {
-    const Job::Stored* t = j->Find(n);
+    const ParamStore::Stored* t = j->params.Find(n);
     if (t == nullptr || lease->names.count(n) == 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("names: '", n, "' is not a tensor of lease ", lease_id));
@@ -1028,29 +899,8 @@ absl::Status JobManager::Validate(const Job& j, const Lease& l, const CompletedT
   if (!std::isfinite(o.loss()) || !(o.accuracy() >= 0) || o.accuracy() > 1) {
     return absl::InvalidArgumentError("outcome: loss must be finite and accuracy in [0, 1]");
   }
-  auto check_known = [&](const TensorBlob& b, bool allow_new_momentum) -> absl::Status {
-    const Job::Stored* t = j.Find(b.name());
-    if (t != nullptr && l.names.count(b.name()) > 0) {
-      if (!SameShape(*t->blob, b)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "tensors: '", b.name(), "' has shape [", absl::StrJoin(b.shape(), ","), "] ", b.dtype(),
-            ", expected [", absl::StrJoin(t->blob->shape(), ","), "] ", t->blob->dtype()));
-      }
-      return absl::OkStatus();
-    }
-    if (allow_new_momentum && absl::StartsWith(b.name(), kMomentumPrefix)) {
-      absl::string_view param = absl::string_view(b.name()).substr(std::strlen(kMomentumPrefix));
-      const Job::Stored* p = j.Find(param);
-      if (p != nullptr && l.names.count(param) > 0) {
-        if (!SameShape(*p->blob, b)) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("tensors: '", b.name(), "' does not have its parameter's shape"));
-        }
-        return absl::OkStatus();
-      }
-    }
-    return absl::InvalidArgumentError(
-        absl::StrCat("tensors: '", b.name(), "' is not a tensor of this task"));
+  auto check_known = [&](const TensorBlob& b, bool allow_new_momentum) {
+    return j.params.CheckReturned(b, l.names, allow_new_momentum);
   };
   switch (l.task.kind_case()) {
     case Task::kInit:
@@ -1184,28 +1034,9 @@ absl::Status JobManager::AdvanceStage(Job& j) {
   // A tensor that one task returned is moved into the store as it came (the results are not
   // read again), so a one-worker round copies no tensor bytes here.
   auto merge = [&]() {
-    // Names returned by one task (the common case) need no list of their own.
-    absl::flat_hash_map<absl::string_view, absl::InlinedVector<TensorBlob*, 1>> by_name;
-    size_t returned = 0;
-    for (const Lease& l : j.tasks) returned += l.result->tensors.size();
-    by_name.reserve(returned);
-    for (Lease& l : j.tasks) {
-      for (TensorBlob& b : l.result->tensors) by_name[b.name()].push_back(&b);
-    }
-    for (auto& [name, list] : by_name) {
-      const Job::Stored* old = j.Find(name);
-      uint64_t version = old == nullptr ? 1 : old->blob->version() + 1;
-      TensorBlob merged;
-      if (list.size() == 1) {
-        merged = std::move(*list[0]);
-      } else {
-        merged = Merge(std::vector<const TensorBlob*>(list.begin(), list.end()));
-      }
-      merged.set_version(version);
-      merged.set_offset(0);
-      merged.set_total_bytes(merged.data().size());
-      j.dirty.insert(j.Put(std::make_shared<const TensorBlob>(std::move(merged))));
-    }
+    absl::InlinedVector<std::vector<TensorBlob>*, 8> returned;
+    for (Lease& l : j.tasks) returned.push_back(&l.result->tensors);
+    j.params.MergeReturned(absl::MakeSpan(returned));
   };
   switch (j.stage) {
     case Job::Stage::kInit: {
@@ -1214,7 +1045,7 @@ absl::Status JobManager::AdvanceStage(Job& j) {
       j.rec.set_valid_size(o.valid_size());
       NAS_ASSIGN_OR_RETURN(SearchPlan plan, PlanOf(j));
       NAS_ASSIGN_OR_RETURN(SearchDriver d, SearchDriver::Create(plan));
-      j.ClearTensors();
+      j.params.Clear();
       merge();
       j.driver = std::move(d);
       j.history.clear();
@@ -1285,7 +1116,7 @@ absl::Status JobManager::AdvanceStage(Job& j) {
         b.set_name(kArtifactPrefix + b.name());
         b.set_version(1);
         b.set_total_bytes(b.data().size());
-        j.dirty.insert(j.Put(std::make_shared<const TensorBlob>(std::move(b))));
+        j.params.PutChanged(std::make_shared<const TensorBlob>(std::move(b)));
       }
       j.tasks.clear();
       return FinishJob(j);
@@ -1397,8 +1228,7 @@ absl::Status JobManager::CommitRound(Job& j, std::vector<std::string> events) {
   c.job_id = j.rec.job_id();
   c.round = j.driver->round();
   c.search_state = j.driver->SaveState();
-  c.tensors.reserve(j.dirty.size());
-  for (absl::string_view n : j.dirty) c.tensors.push_back(j.Find(n)->blob);
+  c.tensors = j.params.ChangedTensors();
   c.events = events;
   // The record (with the job's latency table) only when it changed since it was last written.
   std::string record = j.rec.SerializeAsString();
@@ -1423,7 +1253,7 @@ absl::Status JobManager::CommitRound(Job& j, std::vector<std::string> events) {
                   gauges);
     }
   }
-  j.dirty.clear();
+  j.params.ClearChanged();
   for (std::string& e : events) j.history.push_back(std::move(e));
   ++j.change;
   changed_.SignalAll();
