@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "coordinator/job_spec.h"
+#include "coordinator/lease_table.h"
 #include "coordinator/metrics.h"
 #include "coordinator/param_store.h"
 #include "core/architecture.h"
@@ -59,9 +60,7 @@ struct JobManager::Lease {
   // for it.
   Task task;
   std::vector<TensorListing> listed;  // Task.tensors, in order
-  enum class State { kQueued, kLeased, kDone } state = State::kQueued;
-  std::string worker_id;
-  absl::Time deadline;
+  LeaseSlot slot;  // queued, leased (to whom, until when), done
   // Tensors the task may fetch and return: views of the keys of its job's store (stable: a
   // store entry is never erased while a task lists it).
   absl::flat_hash_set<absl::string_view> names;
@@ -105,12 +104,6 @@ struct JobManager::Job {
   int64_t steps_in_metrics = 0;  // weight steps counted in nas_weight_steps_total so far
   std::string persisted_record;  // the record as last written to the store
   int64_t weight_steps() const { return driver ? driver->weight_steps() : 0; }
-};
-
-struct JobManager::Worker {
-  std::string id, name, device;
-  absl::Time last_seen;
-  bool dead = false;
 };
 
 struct JobManager::Ticker {
@@ -158,6 +151,18 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(CheckpointStore* 
                                                                JobManagerOptions options) {
   std::unique_ptr<JobManager> m(new JobManager(store, latency, std::move(options)));
   NAS_ASSIGN_OR_RETURN(m->incarnation_, store->NextIncarnation());
+  {
+    const JobManagerOptions& o = m->options_;
+    LeaseTable::Options lo;
+    lo.lease = o.lease;
+    lo.heartbeat = o.heartbeat;
+    lo.worker_timeout = o.worker_timeout;
+    lo.forget_worker_after = o.forget_worker_after;
+    lo.max_workers = o.max_workers;
+    lo.clock = o.clock;
+    absl::MutexLock lock(&m->mu_);
+    m->leases_ = std::make_unique<LeaseTable>(std::move(lo), m->incarnation_);
+  }
   NAS_RETURN_IF_ERROR(m->Recover());
   {
     absl::MutexLock lock(&m->mu_);
@@ -256,8 +261,6 @@ void JobManager::AwaitCommits(const Job& job) {
   while (job.pending_commits > 0) changed_.Wait(&mu_);
 }
 
-std::string JobManager::NewLeaseId() { return absl::StrCat("L", incarnation_, "-", ++next_lease_); }
-
 JobManager::Job* JobManager::FindJob(const std::string& id) const {
   auto it = jobs_.find(id);
   return it == jobs_.end() ? nullptr : it->second.get();
@@ -277,7 +280,7 @@ void JobManager::Fail(Job& job, const std::string& message) {
   job.rec.set_state("FAILED");
   job.rec.set_message(message);
   job.rec.set_finished_unix_ms(UnixMs(options_.clock()));
-  for (Lease& l : job.tasks) lease_job_.erase(l.task.lease_id());
+  for (Lease& l : job.tasks) leases_->Release(l.task.lease_id());
   job.tasks.clear();
   job.stage = Job::Stage::kNone;
   absl::Status s = PersistRecord(job);
@@ -472,7 +475,7 @@ absl::Status JobManager::Cancel(const std::string& job_id) {
     return absl::FailedPreconditionError(
         absl::StrCat("job ", job_id, " already ended (", j->rec.state(), ")"));
   }
-  for (Lease& l : j->tasks) lease_job_.erase(l.task.lease_id());
+  for (Lease& l : j->tasks) leases_->Release(l.task.lease_id());
   j->tasks.clear();
   j->stage = Job::Stage::kNone;
   j->rec.set_state("CANCELLED");
@@ -762,53 +765,29 @@ absl::StatusOr<RegisterWorkerReply> JobManager::RegisterWorker(const RegisterWor
   NAS_RETURN_IF_ERROR(ValidateName("name", r.name(), JobSpecLimits::kMaxDeviceBytes, ":+"));
   NAS_RETURN_IF_ERROR(ValidateName("device", r.device(), JobSpecLimits::kMaxDeviceBytes, ":+"));
   absl::MutexLock lock(&mu_);
-  if (static_cast<int>(workers_.size()) >= options_.max_workers) {
-    return absl::ResourceExhaustedError(absl::StrCat("workers: ", workers_.size(),
-                                                     " registered, the limit (max_workers) is ",
-                                                     options_.max_workers));
-  }
-  auto w = std::make_unique<Worker>();
-  w->id = absl::StrCat("w", incarnation_, "-", ++next_worker_);
-  w->name = r.name();
-  w->device = r.device();
-  w->last_seen = options_.clock();
-  RegisterWorkerReply reply;
-  reply.set_worker_id(w->id);
-  reply.set_heartbeat_ms(static_cast<int32_t>(absl::ToInt64Milliseconds(options_.heartbeat)));
-  reply.set_lease_ms(static_cast<int32_t>(absl::ToInt64Milliseconds(options_.lease)));
-  workers_[w->id] = std::move(w);
+  NAS_ASSIGN_OR_RETURN(RegisterWorkerReply reply, leases_->Register(r.name(), r.device()));
   UpdateGauges();
   return reply;
 }
 
 JobManager::Lease* JobManager::CurrentLease(const std::string& lease_id, Job** job) const {
-  auto lj = lease_job_.find(lease_id);
-  Job* j = lj == lease_job_.end() ? nullptr : FindJob(lj->second);
+  const std::string* job_id = leases_->JobOf(lease_id);
+  Job* j = job_id == nullptr ? nullptr : FindJob(*job_id);
   if (j == nullptr) return nullptr;
-  for (Lease& l : j->tasks) {
-    if (l.task.lease_id() == lease_id && l.state == Lease::State::kLeased) {
-      if (job != nullptr) *job = j;
-      return &l;
-    }
-  }
-  return nullptr;
+  Lease* l = LeaseTable::FindLeased(j->tasks, lease_id);
+  if (l != nullptr && job != nullptr) *job = j;
+  return l;
 }
 
 absl::StatusOr<HeartbeatReply> JobManager::Heartbeat(const HeartbeatRequest& r) {
   absl::MutexLock lock(&mu_);
-  auto it = workers_.find(r.worker_id());
-  if (it == workers_.end()) {
-    return absl::NotFoundError(
-        absl::StrCat("worker_id: unknown worker '", r.worker_id(), "' (register again)"));
-  }
-  it->second->last_seen = options_.clock();
-  it->second->dead = false;
+  NAS_RETURN_IF_ERROR(leases_->Heartbeat(r.worker_id()));
   HeartbeatReply reply;
   if (r.lease_id().empty()) return reply;
   Lease* l = CurrentLease(r.lease_id(), nullptr);
-  if (l != nullptr && l->worker_id == r.worker_id()) {
-    l->deadline = options_.clock() + options_.lease;
-    l->task.set_deadline_unix_ms(UnixMs(l->deadline));
+  if (l != nullptr && l->slot.worker_id == r.worker_id()) {
+    leases_->Extend(l->slot);
+    l->task.set_deadline_unix_ms(UnixMs(l->slot.deadline));
     reply.set_lease_valid(true);
   }
   return reply;
@@ -819,12 +798,7 @@ absl::StatusOr<std::optional<Task>> JobManager::Acquire(const std::string& worke
   absl::MutexLock lock(&mu_);
   absl::Time deadline = absl::Now() + wait;
   while (true) {
-    auto wit = workers_.find(worker_id);
-    if (wit == workers_.end()) {
-      return absl::NotFoundError(
-          absl::StrCat("worker_id: unknown worker '", worker_id, "' (register again)"));
-    }
-    wit->second->last_seen = options_.clock();
+    NAS_RETURN_IF_ERROR(leases_->Touch(worker_id));
     // Highest priority first, then the oldest job.
     Job* best = nullptr;
     Lease* best_task = nullptr;
@@ -833,7 +807,7 @@ absl::StatusOr<std::optional<Task>> JobManager::Acquire(const std::string& worke
       if (Terminal(j.rec.state())) continue;
       if (j.pending_commits >= kMaxPendingCommits) continue;  // ahead of its checkpoint: wait
       for (Lease& l : j.tasks) {
-        if (l.state != Lease::State::kQueued) continue;
+        if (l.slot.state != LeaseSlot::State::kQueued) continue;
         if (best == nullptr || j.rec.spec().priority() > best->rec.spec().priority()) {
           best = &j;
           best_task = &l;
@@ -843,12 +817,8 @@ absl::StatusOr<std::optional<Task>> JobManager::Acquire(const std::string& worke
     }
     if (best_task != nullptr) {
       Lease& l = *best_task;
-      l.state = Lease::State::kLeased;
-      l.worker_id = worker_id;
-      l.deadline = options_.clock() + options_.lease;
-      l.task.set_lease_id(NewLeaseId());
-      l.task.set_deadline_unix_ms(UnixMs(l.deadline));
-      lease_job_[l.task.lease_id()] = best->rec.job_id();
+      l.task.set_lease_id(leases_->Grant(l.slot, best->rec.job_id(), worker_id));
+      l.task.set_deadline_unix_ms(UnixMs(l.slot.deadline));
       std::optional<Task> out(l.task);
       out->mutable_tensors()->Reserve(static_cast<int>(l.listed.size()));
       for (const TensorListing& r : l.listed) {
@@ -996,8 +966,8 @@ absl::Status JobManager::Complete(CompletedTask result) {
   if (!result.outcome.error().empty()) {
     if (options_.metrics != nullptr) options_.metrics->Task(kind, "failed");
     Log(absl::StrCat("job ", j->rec.job_id(), ": ", kind, " task failed on worker ",
-                     lease->worker_id, ": ", result.outcome.error()));
-    Fail(*j, absl::StrCat(kind, " task on worker ", lease->worker_id,
+                     lease->slot.worker_id, ": ", result.outcome.error()));
+    Fail(*j, absl::StrCat(kind, " task on worker ", lease->slot.worker_id,
                           " failed: ", result.outcome.error()));
     return absl::OkStatus();
   }
@@ -1013,11 +983,10 @@ absl::Status JobManager::Complete(CompletedTask result) {
     options_.metrics->TensorBytes("returned", bytes);
     options_.metrics->Task(kind, "ok");
   }
-  lease_job_.erase(lease_id);
-  lease->state = Lease::State::kDone;
+  leases_->Finish(lease->slot, lease_id);
   lease->result = std::move(result);
   bool all = std::all_of(j->tasks.begin(), j->tasks.end(),
-                         [](const Lease& l) { return l.state == Lease::State::kDone; });
+                         [](const Lease& l) { return l.slot.state == LeaseSlot::State::kDone; });
   if (all) {
     absl::Status s = AdvanceStage(*j);
     if (!s.ok()) Fail(*j, std::string(s.message()));
@@ -1278,14 +1247,12 @@ void JobManager::Tick() {
     for (auto& [id, jp] : jobs_) {
       Job& j = *jp;
       for (Lease& l : j.tasks) {
-        if (l.state == Lease::State::kLeased && l.deadline < now) {
+        std::string worker;
+        if (leases_->ExpireIfDue(l.slot, l.task.lease_id(), now, &worker)) {
           Log(absl::StrCat("lease ", l.task.lease_id(), " (", TaskKind(l.task), " task",
-                           ChainNote(l.task), ", of job ", id, ", worker ", l.worker_id,
+                           ChainNote(l.task), ", of job ", id, ", worker ", worker,
                            ") expired; re-issuing the task"));
-          lease_job_.erase(l.task.lease_id());
-          l.state = Lease::State::kQueued;
           l.task.clear_lease_id();
-          l.worker_id.clear();
           if (options_.metrics != nullptr) {
             options_.metrics->LeaseExpired();
             options_.metrics->Task(TaskKind(l.task), "expired");
@@ -1297,16 +1264,9 @@ void JobManager::Tick() {
         to_prepare.push_back(id);
       }
     }
-    for (auto it = workers_.begin(); it != workers_.end();) {
-      Worker& w = *it->second;
-      w.dead = w.last_seen + options_.worker_timeout < now;
-      if (w.dead && w.last_seen + options_.forget_worker_after < now) {
-        Log(absl::StrCat("worker ", w.id, " (", w.name, ") silent since ",
-                         absl::FormatTime(w.last_seen), ": forgotten"));
-        it = workers_.erase(it);
-      } else {
-        ++it;
-      }
+    for (const LeaseTable::Worker& w : leases_->ExpireWorkers()) {
+      Log(absl::StrCat("worker ", w.id, " (", w.name, ") silent since ",
+                       absl::FormatTime(w.last_seen), ": forgotten"));
     }
     UpdateGauges();
   }
@@ -1322,13 +1282,11 @@ void JobManager::UpdateGauges() {
     ++by_state[j->rec.state()];
     degraded = degraded || j->degraded;
     int& q = queued[j->rec.spec().tenant()];
-    for (const Lease& l : j->tasks) q += l.state == Lease::State::kQueued ? 1 : 0;
+    for (const Lease& l : j->tasks) q += l.slot.state == LeaseSlot::State::kQueued ? 1 : 0;
   }
   options_.metrics->SetJobs(by_state);
   for (const auto& [tenant, n] : queued) options_.metrics->SetQueueDepth(tenant, n);
-  int live = 0, dead = 0;
-  for (const auto& [id, w] : workers_) (w->dead ? dead : live)++;
-  options_.metrics->SetWorkers(live, dead);
+  options_.metrics->SetWorkers(leases_->live_workers(), leases_->dead_workers());
   options_.metrics->SetLatencyDegraded(degraded);
 }
 

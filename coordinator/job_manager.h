@@ -54,6 +54,7 @@ class LatencyProvider {
 };
 
 class CoordinatorMetrics;
+class LeaseTable;
 
 struct JobManagerOptions {
   // A lease lasts this long after it is granted or heartbeated. Default 60 s.
@@ -148,7 +149,6 @@ class JobManager {
 
  private:
   struct Job;
-  struct Worker;
   struct Lease;
   explicit JobManager(CheckpointStore* store, LatencyProvider* latency, JobManagerOptions options);
 
@@ -189,7 +189,6 @@ class JobManager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Fail(Job& job, const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::string NewLeaseId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   CheckpointStore* store_;
   LatencyProvider* latency_;
@@ -199,10 +198,8 @@ class JobManager {
   mutable absl::Mutex mu_;
   mutable absl::CondVar changed_;  // tasks became available or a job changed
   std::map<std::string, std::unique_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::unique_ptr<Worker>> workers_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::string> lease_job_ ABSL_GUARDED_BY(mu_);  // lease id -> job id
-  uint64_t next_lease_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t next_worker_ ABSL_GUARDED_BY(mu_) = 0;
+  // Workers, leases, fencing and expiry (set in Create, once the incarnation is known).
+  std::unique_ptr<LeaseTable> leases_ ABSL_PT_GUARDED_BY(mu_);
   uint64_t next_job_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   int recovery_failures_ = 0;  // jobs marked FAILED by Recover (for its log line)
