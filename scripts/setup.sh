@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on Debian 12 (bookworm), from Debian's packages only.
-# Idempotent: skips apt-get when every package is already installed.
+# Idempotent: skips apt-get when every package is already installed. clang and its runtime
+# libraries (libFuzzer and the sanitizers) are for scripts/sanitize.sh and scripts/fuzz.sh.
 set -euo pipefail
 
 PACKAGES=(
@@ -11,6 +12,7 @@ PACKAGES=(
   libopenblas0-pthread
   dataset-fashion-mnist
   prometheus curl python3
+  clang libclang-rt-14-dev
 )
 
 missing=()
