@@ -17,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "coordinator/commit_pipeline.h"
 #include "coordinator/job_spec.h"
 #include "coordinator/lease_table.h"
 #include "coordinator/metrics.h"
@@ -99,7 +100,6 @@ struct JobManager::Job {
   absl::Time next_try = absl::InfinitePast();
   absl::Duration backoff = absl::ZeroDuration();
   int64_t change = 0;            // bumped on every visible change
-  int pending_commits = 0;       // rounds queued for (or being written by) the background writer
   int64_t committed_round = 0;   // the last round written (JobStatus.committed_round)
   int64_t steps_in_metrics = 0;  // weight steps counted in nas_weight_steps_total so far
   std::string persisted_record;  // the record as last written to the store
@@ -108,20 +108,6 @@ struct JobManager::Job {
 
 struct JobManager::Ticker {
   std::thread thread;
-};
-
-// A search round's gauges, recorded with the duration of its commit once it is written.
-struct RoundGauges {
-  double train_loss, val_accuracy, expected_ms, target_ms, entropy;
-  double weight_steps = 0;  // SGD steps the round applied
-};
-
-struct JobManager::CommitQueue {
-  struct Entry {
-    RoundCommit commit;
-    RoundGauges gauges;
-  };
-  std::deque<Entry> queue;
 };
 
 namespace {
@@ -176,11 +162,14 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(CheckpointStore* 
                          : ""));
   }
   if (m->options_.pipelined_commits) {
-    {
-      absl::MutexLock lock(&m->mu_);
-      m->commits_ = std::make_unique<CommitQueue>();
-    }
-    m->committer_ = std::thread([self = m.get()] { self->CommitLoop(); });
+    CommitPipeline::Options po;
+    po.store = store;
+    po.mu = &m->mu_;
+    po.changed = &m->changed_;
+    po.on_written = [self = m.get()](const CommitPipeline::Written& w) { self->OnWritten(w); };
+    auto pipeline = std::make_unique<CommitPipeline>(std::move(po));
+    absl::MutexLock lock(&m->mu_);
+    m->commits_ = std::move(pipeline);
   }
   m->ticker_ = std::make_unique<Ticker>();
   JobManager* self = m.get();
@@ -213,52 +202,28 @@ void JobManager::Stop() {
 JobManager::~JobManager() {
   Stop();
   if (ticker_ && ticker_->thread.joinable()) ticker_->thread.join();
-  // The writer finishes what was queued before it stops.
-  if (committer_.joinable()) committer_.join();
+  // The writer finishes what was queued before it stops (its reports need the jobs).
+  commits_.reset();
 }
 
-void JobManager::CommitLoop() {
-  while (true) {
-    std::optional<CommitQueue::Entry> e;
-    {
-      absl::MutexLock lock(&mu_);
-      while (commits_->queue.empty() && !stopping_) changed_.Wait(&mu_);
-      if (commits_->queue.empty()) return;  // stopping, and everything is written
-      e = std::move(commits_->queue.front());
-      commits_->queue.pop_front();
+void JobManager::OnWritten(const CommitPipeline::Written& w) {
+  Job* j = FindJob(w.job_id);
+  if (j == nullptr) return;
+  if (!w.status.ok()) {
+    Log(absl::StrCat("job ", j->rec.job_id(), ": checkpoint of round ", w.round,
+                     " failed: ", w.status.message()));
+    if (!Terminal(j->rec.state())) {
+      Fail(*j, absl::StrCat("checkpoint of round ", w.round, ": ", w.status.message()));
     }
-    absl::Time t0 = absl::Now();
-    absl::Status s = store_->CommitRound(e->commit);
-    double seconds = absl::ToDoubleSeconds(absl::Now() - t0);
-    absl::MutexLock lock(&mu_);
-    Job* j = FindJob(e->commit.job_id);
-    if (j != nullptr) {
-      --j->pending_commits;
-      if (!s.ok()) {
-        Log(absl::StrCat("job ", j->rec.job_id(), ": checkpoint of round ", e->commit.round,
-                         " failed: ", s.message()));
-        // Later rounds of the job must not land on top of a missing one.
-        auto& q = commits_->queue;
-        auto later = std::remove_if(q.begin(), q.end(), [&](const CommitQueue::Entry& x) {
-          return x.commit.job_id == e->commit.job_id;
-        });
-        j->pending_commits -= static_cast<int>(std::distance(later, q.end()));
-        q.erase(later, q.end());
-        if (!Terminal(j->rec.state())) {
-          Fail(*j, absl::StrCat("checkpoint of round ", e->commit.round, ": ", s.message()));
-        }
-      } else {
-        j->committed_round = std::max(j->committed_round, e->commit.round);
-        ++j->change;
-        RecordRound(options_.metrics, j->rec.job_id(), seconds, e->gauges);
-      }
-    }
-    changed_.SignalAll();
+  } else {
+    j->committed_round = std::max(j->committed_round, w.round);
+    ++j->change;
+    RecordRound(options_.metrics, j->rec.job_id(), w.seconds, w.gauges);
   }
 }
 
 void JobManager::AwaitCommits(const Job& job) {
-  while (job.pending_commits > 0) changed_.Wait(&mu_);
+  if (commits_ != nullptr) commits_->Await(job.rec.job_id());
 }
 
 JobManager::Job* JobManager::FindJob(const std::string& id) const {
@@ -805,7 +770,9 @@ absl::StatusOr<std::optional<Task>> JobManager::Acquire(const std::string& worke
     for (auto& [id, jp] : jobs_) {
       Job& j = *jp;
       if (Terminal(j.rec.state())) continue;
-      if (j.pending_commits >= kMaxPendingCommits) continue;  // ahead of its checkpoint: wait
+      if (commits_ != nullptr && commits_->Pending(id) >= kMaxPendingCommits) {
+        continue;  // ahead of its checkpoint: wait
+      }
       for (Lease& l : j.tasks) {
         if (l.slot.state != LeaseSlot::State::kQueued) continue;
         if (best == nullptr || j.rec.spec().priority() > best->rec.spec().priority()) {
@@ -1208,10 +1175,9 @@ absl::Status JobManager::CommitRound(Job& j, std::vector<std::string> events) {
     j.steps_in_metrics = j.driver->weight_steps();
   }
   if (background) {
-    // The writer records the gauges once the round is written (CommitLoop).
+    // The writer records the gauges once the round is written (OnWritten).
     if (c.job_record.has_value()) j.persisted_record = *c.job_record;
-    commits_->queue.push_back({std::move(c), gauges});
-    ++j.pending_commits;
+    commits_->Enqueue(std::move(c), gauges);
   } else {
     absl::Time t0 = absl::Now();
     NAS_RETURN_IF_ERROR(store_->CommitRound(c));

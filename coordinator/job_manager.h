@@ -37,6 +37,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "coordinator/checkpoint_store.h"
+#include "coordinator/commit_pipeline.h"
 #include "core/latency_table.h"
 #include "core/search_driver.h"
 #include "nas/search.pb.h"
@@ -183,8 +184,8 @@ class JobManager {
   // Waits (releasing mu_) until the job's background commits are written, so that a write
   // that follows them lands after them.
   void AwaitCommits(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The background writer of pipelined commits.
-  void CommitLoop();
+  // What the background writer reports of a round (pipelined commits).
+  void OnWritten(const CommitPipeline::Written& written) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Validate(const Job& job, const Lease& lease, const CompletedTask& r) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Fail(Job& job, const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -206,9 +207,8 @@ class JobManager {
 
   struct Ticker;
   std::unique_ptr<Ticker> ticker_;
-  struct CommitQueue;
-  std::unique_ptr<CommitQueue> commits_ ABSL_PT_GUARDED_BY(mu_);
-  std::thread committer_;
+  // The background writer (pipelined commits only; null otherwise). Shares mu_ and changed_.
+  std::unique_ptr<CommitPipeline> commits_ ABSL_PT_GUARDED_BY(mu_);
 };
 
 }  // namespace nas
