@@ -11,6 +11,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "coordinator/search_client.h"
 #include "nas/search.pb.h"
 
 namespace nas {
@@ -44,7 +45,9 @@ absl::StatusOr<std::string> RunLocalService(const LaunchOptions& options);
 
 // Follows a job on a coordinator with a progress bar until it ends, then writes its result
 // directory. Returns report.md.
-absl::StatusOr<std::string> FollowJob(const std::string& coordinator, const std::string& job_id,
+absl::StatusOr<std::string> FollowJob(const std::string& coordinator,
+                                      const SearchClientOptions& client_options,
+                                      const std::string& job_id,
                                       const std::string& out_dir, bool progress);
 
 }  // namespace nas

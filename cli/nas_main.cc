@@ -14,6 +14,7 @@
 //
 // Flags only fill option structs; the work is in worker/search.h.
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -91,8 +92,13 @@ ABSL_FLAG(int, workers, 0,
           "and this many worker processes (0: the single-process search; -1: one per two "
           "cores, at least one)");
 ABSL_FLAG(std::string, coordinator, "",
-          "search: submit to this coordinator (host:port) and follow the job instead");
-ABSL_FLAG(int, parallel_tasks, 0, "search with --workers/--coordinator: weight tasks per round "
+          "search: submit to this coordinator (host:port) and follow the job instead (default: "
+          "$NAS_COORDINATOR when set and --workers is 0)");
+ABSL_FLAG(std::string, token_file, "",
+          "search with --coordinator: file holding your bearer token (default: $NAS_TOKEN, else "
+          "the file $NAS_TOKEN_FILE names, else none)");
+ABSL_FLAG(int, parallel_tasks, 0,
+          "search with --workers/--coordinator: weight tasks per round "
           "(0: one per worker)");
 ABSL_FLAG(bool, checkpoint_sync, true,
           "search with --workers: the local coordinator fsyncs every round's checkpoint "
@@ -142,8 +148,7 @@ absl::StatusOr<std::string> TableFromService(const std::string& space_name,
   if (!space.ok()) return space.status();
   auto client = nas::LatencyClient::Connect(absl::GetFlag(FLAGS_latency_service));
   if (!client.ok()) return client.status();
-  auto table =
-      nas::FetchLatencyTable(**client, absl::GetFlag(FLAGS_device), space->AllLayerKeys());
+  auto table = nas::FetchLatencyTable(**client, absl::GetFlag(FLAGS_device), space->AllLayerKeys());
   if (!table.ok()) return table.status();
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
@@ -187,13 +192,22 @@ int DistributedSearch(const nas::SearchOptions& o) {
   spec.set_steps_per_task(absl::GetFlag(FLAGS_steps_per_task));
   spec.set_chain_steps(absl::GetFlag(FLAGS_chain_steps));
   absl::StatusOr<std::string> md;
-  if (!absl::GetFlag(FLAGS_coordinator).empty()) {
+  std::string coordinator = absl::GetFlag(FLAGS_coordinator);
+  if (coordinator.empty() && workers == 0) {
+    const char* env = std::getenv("NAS_COORDINATOR");
+    if (env != nullptr && *env != '\0') coordinator = env;
+  }
+  if (!coordinator.empty()) {
     spec.set_device(o.profile.device);
-    auto client = nas::SearchClient::Connect(absl::GetFlag(FLAGS_coordinator));
+    nas::SearchClientOptions client_options;
+    auto token = nas::ClientToken(absl::GetFlag(FLAGS_token_file));
+    if (!token.ok()) return Fail(token.status());
+    client_options.token = *token;
+    auto client = nas::SearchClient::Connect(coordinator, client_options);
     if (!client.ok()) return Fail(client.status());
     auto job = (*client)->Submit(spec);
     if (!job.ok()) return Fail(job.status());
-    md = nas::FollowJob(absl::GetFlag(FLAGS_coordinator), *job, o.out_dir, o.progress);
+    md = nas::FollowJob(coordinator, client_options, *job, o.out_dir, o.progress);
   } else {
     auto table = nas::EnsureLatencyTable(o);
     if (!table.ok()) return Fail(table.status());
@@ -254,7 +268,9 @@ int Search() {
   o.threads = absl::GetFlag(FLAGS_threads);
   o.seed = absl::GetFlag(FLAGS_seed);
   o.progress = absl::GetFlag(FLAGS_progress);
-  if (absl::GetFlag(FLAGS_workers) != 0 || !absl::GetFlag(FLAGS_coordinator).empty()) {
+  const char* env_coordinator = std::getenv("NAS_COORDINATOR");
+  if (absl::GetFlag(FLAGS_workers) != 0 || !absl::GetFlag(FLAGS_coordinator).empty() ||
+      (env_coordinator != nullptr && *env_coordinator != '\0')) {
     return DistributedSearch(o);
   }
   auto r = nas::RunSearch(o);
@@ -319,12 +335,12 @@ int Profile() {
   if (!table.ok()) return Fail(table.status());
   if (table->info().calibration.has_value()) {
     const nas::LatencyCalibration& c = *table->info().calibration;
-    std::printf("calibration: network = layer sum %+.4f ms %+.4f ms x layers (%s; %d networks of "
-                "%d-%d layers, %d outliers left out: layer-sum RMSE %.4f ms, calibrated %.4f ms, "
-                "leave-one-out %.4f ms, worst %.1f%%)\n",
-                c.overhead_ms, c.per_layer_ms, c.model.c_str(), c.networks, c.min_layers,
-                c.max_layers, c.rejected, c.raw_rmse_ms, c.rmse_ms, c.loo_rmse_ms,
-                c.max_error_pct);
+    std::printf(
+        "calibration: network = layer sum %+.4f ms %+.4f ms x layers (%s; %d networks of "
+        "%d-%d layers, %d outliers left out: layer-sum RMSE %.4f ms, calibrated %.4f ms, "
+        "leave-one-out %.4f ms, worst %.1f%%)\n",
+        c.overhead_ms, c.per_layer_ms, c.model.c_str(), c.networks, c.min_layers, c.max_layers,
+        c.rejected, c.raw_rmse_ms, c.rmse_ms, c.loo_rmse_ms, c.max_error_pct);
   }
   const std::string upload = absl::GetFlag(FLAGS_upload);
   if (!upload.empty()) {
@@ -332,10 +348,11 @@ int Profile() {
     if (!client.ok()) return Fail(client.status());
     auto put = (*client)->PutTableJson(table->ToJson(), /*merge=*/false);
     if (!put.ok()) return Fail(put.status());
-    std::printf("uploaded to %s: device %s, version %llu, %lld entries, predictor held-out "
-                "MAPE %.2f%%\n",
-                upload.c_str(), put->name.c_str(), static_cast<unsigned long long>(put->version),
-                static_cast<long long>(put->entries), put->predictor.holdout_mape);
+    std::printf(
+        "uploaded to %s: device %s, version %llu, %lld entries, predictor held-out "
+        "MAPE %.2f%%\n",
+        upload.c_str(), put->name.c_str(), static_cast<unsigned long long>(put->version),
+        static_cast<long long>(put->entries), put->predictor.holdout_mape);
   }
   return 0;
 }

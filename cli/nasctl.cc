@@ -10,6 +10,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -22,7 +23,11 @@
 #include "absl/strings/str_format.h"
 #include "coordinator/search_client.h"
 
-ABSL_FLAG(std::string, coordinator, "localhost:50051", "coordinator host:port");
+ABSL_FLAG(std::string, coordinator, "",
+          "coordinator host:port (default: $NAS_COORDINATOR, else localhost:50051)");
+ABSL_FLAG(std::string, token_file, "",
+          "file holding your bearer token (default: $NAS_TOKEN, else the file $NAS_TOKEN_FILE "
+          "names, else none)");
 ABSL_FLAG(std::string, spec, "", "submit: JobSpec JSON file");
 ABSL_FLAG(std::string, space, "", "submit: search-space preset");
 ABSL_FLAG(std::string, dataset, "", "submit: data set");
@@ -68,7 +73,8 @@ absl::StatusOr<nas::JobSpec> SpecFromFlags() {
     std::ifstream f(absl::GetFlag(FLAGS_spec));
     std::stringstream ss;
     ss << f.rdbuf();
-    if (!f) return absl::NotFoundError(absl::StrCat("--spec: cannot read ", absl::GetFlag(FLAGS_spec)));
+    if (!f)
+      return absl::NotFoundError(absl::StrCat("--spec: cannot read ", absl::GetFlag(FLAGS_spec)));
     auto st = google::protobuf::util::JsonStringToMessage(ss.str(), &spec);
     if (!st.ok()) {
       return absl::InvalidArgumentError(
@@ -78,15 +84,21 @@ absl::StatusOr<nas::JobSpec> SpecFromFlags() {
   if (!absl::GetFlag(FLAGS_space).empty()) spec.set_space(absl::GetFlag(FLAGS_space));
   if (!absl::GetFlag(FLAGS_dataset).empty()) spec.set_dataset(absl::GetFlag(FLAGS_dataset));
   if (!absl::GetFlag(FLAGS_device).empty()) spec.set_device(absl::GetFlag(FLAGS_device));
-  if (absl::GetFlag(FLAGS_target_ms) > 0) spec.set_target_latency_ms(absl::GetFlag(FLAGS_target_ms));
+  if (absl::GetFlag(FLAGS_target_ms) > 0)
+    spec.set_target_latency_ms(absl::GetFlag(FLAGS_target_ms));
   if (!absl::GetFlag(FLAGS_loss).empty()) spec.set_loss(absl::GetFlag(FLAGS_loss));
-  if (absl::GetFlag(FLAGS_warmup_epochs) != 0) spec.set_warmup_epochs(absl::GetFlag(FLAGS_warmup_epochs));
-  if (absl::GetFlag(FLAGS_search_epochs) != 0) spec.set_search_epochs(absl::GetFlag(FLAGS_search_epochs));
-  if (absl::GetFlag(FLAGS_train_epochs) != 0) spec.set_train_epochs(absl::GetFlag(FLAGS_train_epochs));
-  if (absl::GetFlag(FLAGS_train_subset) != 0) spec.set_train_subset(absl::GetFlag(FLAGS_train_subset));
+  if (absl::GetFlag(FLAGS_warmup_epochs) != 0)
+    spec.set_warmup_epochs(absl::GetFlag(FLAGS_warmup_epochs));
+  if (absl::GetFlag(FLAGS_search_epochs) != 0)
+    spec.set_search_epochs(absl::GetFlag(FLAGS_search_epochs));
+  if (absl::GetFlag(FLAGS_train_epochs) != 0)
+    spec.set_train_epochs(absl::GetFlag(FLAGS_train_epochs));
+  if (absl::GetFlag(FLAGS_train_subset) != 0)
+    spec.set_train_subset(absl::GetFlag(FLAGS_train_subset));
   if (absl::GetFlag(FLAGS_test_subset) != 0) spec.set_test_subset(absl::GetFlag(FLAGS_test_subset));
   if (absl::GetFlag(FLAGS_valid_size) != 0) spec.set_valid_size(absl::GetFlag(FLAGS_valid_size));
-  if (absl::GetFlag(FLAGS_parallel_tasks) != 0) spec.set_parallel_tasks(absl::GetFlag(FLAGS_parallel_tasks));
+  if (absl::GetFlag(FLAGS_parallel_tasks) != 0)
+    spec.set_parallel_tasks(absl::GetFlag(FLAGS_parallel_tasks));
   if (absl::GetFlag(FLAGS_chain_steps) != 0) spec.set_chain_steps(absl::GetFlag(FLAGS_chain_steps));
   if (absl::GetFlag(FLAGS_seed) != 0) spec.set_seed(absl::GetFlag(FLAGS_seed));
   if (!absl::GetFlag(FLAGS_tenant).empty()) spec.set_tenant(absl::GetFlag(FLAGS_tenant));
@@ -106,7 +118,16 @@ int main(int argc, char** argv) {
   }
   std::string cmd = args[1];
   std::string job = args.size() > 2 ? args[2] : "";
-  auto client = nas::SearchClient::Connect(absl::GetFlag(FLAGS_coordinator));
+  std::string coordinator = absl::GetFlag(FLAGS_coordinator);
+  if (coordinator.empty()) {
+    const char* env = std::getenv("NAS_COORDINATOR");
+    coordinator = env != nullptr && *env != '\0' ? env : "localhost:50051";
+  }
+  nas::SearchClientOptions client_options;
+  auto token = nas::ClientToken(absl::GetFlag(FLAGS_token_file));
+  if (!token.ok()) return Fail(token.status());
+  client_options.token = *token;
+  auto client = nas::SearchClient::Connect(coordinator, client_options);
   if (!client.ok()) return Fail(client.status());
   nas::SearchClient& c = **client;
   if (cmd == "submit") {
@@ -148,7 +169,8 @@ int main(int argc, char** argv) {
   if (cmd == "result") {
     auto r = c.Result(job);
     if (!r.ok()) return Fail(r.status());
-    std::string out = absl::GetFlag(FLAGS_out).empty() ? "results/" + job : absl::GetFlag(FLAGS_out);
+    std::string out =
+        absl::GetFlag(FLAGS_out).empty() ? "results/" + job : absl::GetFlag(FLAGS_out);
     auto md = nas::WriteResultDirectory(c, *r, out);
     if (!md.ok()) return Fail(md.status());
     std::printf("%s\nresult directory: %s\n", md->c_str(), out.c_str());

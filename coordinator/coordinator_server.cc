@@ -4,12 +4,14 @@
 #include <prometheus/exposer.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <optional>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "coordinator/metrics.h"
+#include "coordinator/token_auth.h"
 #include "core/search_space.h"
 #include "core/status_macros.h"
 #include "latency_service/grpc_status.h"
@@ -94,37 +96,98 @@ grpc::Status Handle(const char* method, const google::protobuf::Message* request
   }
 }
 
+// Who is calling: the bearer token of the call's `authorization` metadata, checked against the
+// tokens file. Without a tokens file every caller is trusted (an anonymous admin, or worker).
+class Callers {
+ public:
+  explicit Callers(TokenAuthenticator* auth) : auth_(auth) {}
+  bool enabled() const { return auth_ != nullptr; }
+
+  // A user or an admin; a worker's credential is PERMISSION_DENIED here.
+  absl::StatusOr<Identity> User(const grpc::ServerContext* ctx) const {
+    if (auth_ == nullptr) return Identity{"", "", Role::kAdmin};
+    NAS_ASSIGN_OR_RETURN(Identity who, auth_->Authenticate(Header(ctx)));
+    if (who.role == Role::kWorker) {
+      return absl::PermissionDeniedError(
+          "authorization: this token is a worker's credential; the user service takes user tokens");
+    }
+    return who;
+  }
+  // A worker; a user's or an admin's token is PERMISSION_DENIED here.
+  absl::Status Worker(const grpc::ServerContext* ctx) const {
+    if (auth_ == nullptr) return absl::OkStatus();
+    NAS_ASSIGN_OR_RETURN(Identity who, auth_->Authenticate(Header(ctx)));
+    if (who.role != Role::kWorker) {
+      return absl::PermissionDeniedError(
+          "authorization: this token is a user's; the worker gateway takes worker credentials");
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  static absl::string_view Header(const grpc::ServerContext* ctx) {
+    const auto& md = ctx->client_metadata();
+    auto it = md.find("authorization");
+    if (it == md.end()) return {};
+    return absl::string_view(it->second.data(), it->second.size());
+  }
+  TokenAuthenticator* auth_;
+};
+
 class SearchServiceImpl final : public SearchService::Service {
  public:
-  explicit SearchServiceImpl(JobManager* jobs) : jobs_(jobs) {}
+  SearchServiceImpl(JobManager* jobs, const Callers* callers) : jobs_(jobs), callers_(callers) {}
 
-  grpc::Status SubmitJob(grpc::ServerContext*, const SubmitJobRequest* req,
+  grpc::Status SubmitJob(grpc::ServerContext* ctx, const SubmitJobRequest* req,
                          SubmitJobReply* reply) override {
     return Handle("SubmitJob", req, kMaxSubmitBytes, [&]() -> grpc::Status {
-      auto id = jobs_->Submit(req->spec());
+      auto who = callers_->User(ctx);
+      if (!who.ok()) return ToGrpcStatus(who.status());
+      JobSpec spec = req->spec();
+      if (callers_->enabled()) {  // the job is the caller's, whatever the request says
+        spec.set_tenant(who->tenant);
+        spec.set_owner(who->user);
+      }
+      auto id = jobs_->Submit(spec);
       if (!id.ok()) return ToGrpcStatus(id.status());
       reply->set_job_id(*id);
       return grpc::Status::OK;
     });
   }
-  grpc::Status GetJob(grpc::ServerContext*, const GetJobRequest* req, JobStatus* reply) override {
+  grpc::Status GetJob(grpc::ServerContext* ctx, const GetJobRequest* req,
+                      JobStatus* reply) override {
     return Handle("GetJob", req, kMaxSmallRequestBytes, [&]() -> grpc::Status {
+      auto who = callers_->User(ctx);
+      if (!who.ok()) return ToGrpcStatus(who.status());
       auto s = jobs_->Get(req->job_id());
+      if (s.ok() && who->role != Role::kAdmin && s->tenant() != who->tenant) {
+        return ToGrpcStatus(Visible(*who, req->job_id()));
+      }
       if (!s.ok()) return ToGrpcStatus(s.status());
       *reply = *s;
       return grpc::Status::OK;
     });
   }
-  grpc::Status ListJobs(grpc::ServerContext*, const ListJobsRequest* req,
+  grpc::Status ListJobs(grpc::ServerContext* ctx, const ListJobsRequest* req,
                         ListJobsReply* reply) override {
     return Handle("ListJobs", req, kMaxSmallRequestBytes, [&]() -> grpc::Status {
-      for (JobStatus& s : jobs_->List(req->tenant())) *reply->add_jobs() = std::move(s);
+      auto who = callers_->User(ctx);
+      if (!who.ok()) return ToGrpcStatus(who.status());
+      std::string tenant = req->tenant();
+      if (who->role != Role::kAdmin) {
+        if (!tenant.empty() && tenant != who->tenant) return grpc::Status::OK;  // none visible
+        tenant = who->tenant;
+      }
+      for (JobStatus& s : jobs_->List(tenant)) *reply->add_jobs() = std::move(s);
       return grpc::Status::OK;
     });
   }
   grpc::Status WatchJob(grpc::ServerContext* ctx, const GetJobRequest* req,
                         grpc::ServerWriter<JobStatus>* writer) override {
     return Handle("WatchJob", req, kMaxSmallRequestBytes, [&]() -> grpc::Status {
+      auto who = callers_->User(ctx);
+      if (!who.ok()) return ToGrpcStatus(who.status());
+      if (absl::Status v = Visible(*who, req->job_id()); !v.ok()) return ToGrpcStatus(v);
       auto s = jobs_->Get(req->job_id());
       if (!s.ok()) return ToGrpcStatus(s.status());
       JobStatus last = *s;
@@ -141,23 +204,33 @@ class SearchServiceImpl final : public SearchService::Service {
       return grpc::Status::OK;
     });
   }
-  grpc::Status CancelJob(grpc::ServerContext*, const CancelJobRequest* req,
+  grpc::Status CancelJob(grpc::ServerContext* ctx, const CancelJobRequest* req,
                          CancelJobReply*) override {
-    return Handle("CancelJob", req, kMaxSmallRequestBytes,
-                  [&]() -> grpc::Status { return ToGrpcStatus(jobs_->Cancel(req->job_id())); });
+    return Handle("CancelJob", req, kMaxSmallRequestBytes, [&]() -> grpc::Status {
+      auto who = callers_->User(ctx);
+      if (!who.ok()) return ToGrpcStatus(who.status());
+      if (absl::Status v = Visible(*who, req->job_id()); !v.ok()) return ToGrpcStatus(v);
+      return ToGrpcStatus(jobs_->Cancel(req->job_id()));
+    });
   }
-  grpc::Status GetResult(grpc::ServerContext*, const GetJobRequest* req,
+  grpc::Status GetResult(grpc::ServerContext* ctx, const GetJobRequest* req,
                          JobResult* reply) override {
     return Handle("GetResult", req, kMaxSmallRequestBytes, [&]() -> grpc::Status {
+      auto who = callers_->User(ctx);
+      if (!who.ok()) return ToGrpcStatus(who.status());
+      if (absl::Status v = Visible(*who, req->job_id()); !v.ok()) return ToGrpcStatus(v);
       auto r = jobs_->Result(req->job_id());
       if (!r.ok()) return ToGrpcStatus(r.status());
       *reply = std::move(*r);
       return grpc::Status::OK;
     });
   }
-  grpc::Status GetArtifact(grpc::ServerContext*, const GetArtifactRequest* req,
+  grpc::Status GetArtifact(grpc::ServerContext* ctx, const GetArtifactRequest* req,
                            grpc::ServerWriter<ArtifactChunk>* writer) override {
     return Handle("GetArtifact", req, kMaxSmallRequestBytes, [&]() -> grpc::Status {
+      auto who = callers_->User(ctx);
+      if (!who.ok()) return ToGrpcStatus(who.status());
+      if (absl::Status v = Visible(*who, req->job_id()); !v.ok()) return ToGrpcStatus(v);
       auto a = jobs_->Artifact(req->job_id(), req->name());
       if (!a.ok()) return ToGrpcStatus(a.status());
       for (size_t off = 0; off < a->size() || off == 0; off += kChunkBytes) {
@@ -171,39 +244,57 @@ class SearchServiceImpl final : public SearchService::Service {
   }
 
  private:
+  // OK when the caller may see the job: an admin any job, a user its tenant's. Another tenant's
+  // job is NOT_FOUND with the message an unknown job gets, so its existence does not leak.
+  absl::Status Visible(const Identity& who, const std::string& job_id) const {
+    if (who.role == Role::kAdmin) return absl::OkStatus();
+    auto st = jobs_->Get(job_id);
+    if (!st.ok()) return st.status();
+    if (st->tenant() != who.tenant) {
+      return absl::NotFoundError(absl::StrCat("job_id: no job '", job_id, "'"));
+    }
+    return absl::OkStatus();
+  }
+
   JobManager* jobs_;
+  const Callers* callers_;
 };
 
 class WorkerGatewayImpl final : public WorkerGateway::Service {
  public:
-  explicit WorkerGatewayImpl(JobManager* jobs) : jobs_(jobs) {}
+  WorkerGatewayImpl(JobManager* jobs, const Callers* callers) : jobs_(jobs), callers_(callers) {}
 
-  grpc::Status RegisterWorker(grpc::ServerContext*, const RegisterWorkerRequest* req,
+  grpc::Status RegisterWorker(grpc::ServerContext* ctx, const RegisterWorkerRequest* req,
                               RegisterWorkerReply* reply) override {
     return Handle("RegisterWorker", req, kMaxSmallRequestBytes, [&]() -> grpc::Status {
+      if (absl::Status w = callers_->Worker(ctx); !w.ok()) return ToGrpcStatus(w);
       auto r = jobs_->RegisterWorker(*req);
       if (!r.ok()) return ToGrpcStatus(r.status());
       *reply = *r;
       return grpc::Status::OK;
     });
   }
-  grpc::Status Heartbeat(grpc::ServerContext*, const HeartbeatRequest* req,
+  grpc::Status Heartbeat(grpc::ServerContext* ctx, const HeartbeatRequest* req,
                          HeartbeatReply* reply) override {
     return Handle("Heartbeat", req, kMaxSmallRequestBytes, [&]() -> grpc::Status {
+      if (absl::Status w = callers_->Worker(ctx); !w.ok()) return ToGrpcStatus(w);
       auto r = jobs_->Heartbeat(*req);
       if (!r.ok()) return ToGrpcStatus(r.status());
       *reply = *r;
       return grpc::Status::OK;
     });
   }
-  grpc::Status AcquireTask(grpc::ServerContext*, const AcquireTaskRequest* req,
+  grpc::Status AcquireTask(grpc::ServerContext* ctx, const AcquireTaskRequest* req,
                            AcquireTaskReply* reply) override {
-    return Handle("AcquireTask", nullptr, 0,
-                  [&]() -> grpc::Status { return ToGrpcStatus(Acquire(*req, reply)); });
+    return Handle("AcquireTask", nullptr, 0, [&]() -> grpc::Status {
+      if (absl::Status w = callers_->Worker(ctx); !w.ok()) return ToGrpcStatus(w);
+      return ToGrpcStatus(Acquire(*req, reply));
+    });
   }
-  grpc::Status FetchTensors(grpc::ServerContext*, const FetchTensorsRequest* req,
+  grpc::Status FetchTensors(grpc::ServerContext* ctx, const FetchTensorsRequest* req,
                             grpc::ServerWriter<TensorBlob>* writer) override {
     return Handle("FetchTensors", nullptr, 0, [&]() -> grpc::Status {
+      if (absl::Status w = callers_->Worker(ctx); !w.ok()) return ToGrpcStatus(w);
       std::vector<std::string> names(req->names().begin(), req->names().end());
       auto blobs = jobs_->Fetch(req->lease_id(), names);
       if (!blobs.ok()) return ToGrpcStatus(blobs.status());
@@ -218,9 +309,11 @@ class WorkerGatewayImpl final : public WorkerGateway::Service {
       return grpc::Status::OK;
     });
   }
-  grpc::Status CompleteTask(grpc::ServerContext*, grpc::ServerReader<CompleteTaskRequest>* reader,
+  grpc::Status CompleteTask(grpc::ServerContext* ctx,
+                            grpc::ServerReader<CompleteTaskRequest>* reader,
                             CompleteTaskReply* reply) override {
     return Handle("CompleteTask", nullptr, 0, [&]() -> grpc::Status {
+      if (absl::Status w = callers_->Worker(ctx); !w.ok()) return ToGrpcStatus(w);
       // One or more results: each outcome followed by its tensors' chunks, reassembled by the
       // codec (chunks in order, sizes declared by the first chunk and bounded; a name sent twice
       // within a result is refused by the job manager).
@@ -358,6 +451,7 @@ class WorkerGatewayImpl final : public WorkerGateway::Service {
   }
 
   JobManager* jobs_;
+  const Callers* callers_;
 };
 
 }  // namespace
@@ -367,11 +461,15 @@ struct CoordinatorServer::Impl {
   std::unique_ptr<CheckpointStore> store;
   std::unique_ptr<LatencyProvider> latency;
   std::unique_ptr<JobManager> jobs;
+  std::unique_ptr<TokenAuthenticator> auth;  // null: no authentication
+  std::unique_ptr<Callers> callers;
   std::unique_ptr<SearchServiceImpl> search;
   std::unique_ptr<WorkerGatewayImpl> gateway;
   std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<grpc::Server> worker_server;  // the gateway's own port, when it has one
   std::unique_ptr<prometheus::Exposer> exposer;
   int port = 0;
+  int worker_port = 0;
   int metrics_port = -1;
   absl::Duration shutdown_grace;
   bool shut_down = false;
@@ -403,23 +501,47 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
   o.jobs.metrics = impl->metrics.get();
   NAS_ASSIGN_OR_RETURN(impl->jobs,
                        JobManager::Create(impl->store.get(), impl->latency.get(), o.jobs));
-  impl->search = std::make_unique<SearchServiceImpl>(impl->jobs.get());
-  impl->gateway = std::make_unique<WorkerGatewayImpl>(impl->jobs.get());
-  grpc::ServerBuilder builder;
-  const std::string address = absl::StrCat(o.address, ":", o.port);
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &impl->port);
-  builder.SetMaxReceiveMessageSize(o.max_message_bytes);
-  builder.SetMaxSendMessageSize(64 << 20);  // results and inline tensors; receivers bound theirs
-  // Keep polling threads alive between calls: the sync server otherwise creates and destroys a
-  // thread per burst of calls, which dominated the coordinator's CPU per task.
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, 1);
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 4);
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 64);
-  builder.RegisterService(impl->search.get());
-  builder.RegisterService(impl->gateway.get());
-  impl->server = builder.BuildAndStart();
-  if (impl->server == nullptr || impl->port == 0) {
-    return absl::UnavailableError(absl::StrCat("port: cannot listen on ", address));
+  if (!o.tokens_file.empty()) {
+    TokenAuthenticatorOptions ao;
+    ao.path = o.tokens_file;
+    NAS_ASSIGN_OR_RETURN(impl->auth, TokenAuthenticator::Open(ao));
+  }
+  impl->callers = std::make_unique<Callers>(impl->auth.get());
+  impl->search = std::make_unique<SearchServiceImpl>(impl->jobs.get(), impl->callers.get());
+  impl->gateway = std::make_unique<WorkerGatewayImpl>(impl->jobs.get(), impl->callers.get());
+  auto build =
+      [&](int port, int* bound,
+          std::vector<grpc::Service*> services) -> absl::StatusOr<std::unique_ptr<grpc::Server>> {
+    grpc::ServerBuilder builder;
+    const std::string address = absl::StrCat(o.address, ":", port);
+    builder.AddListeningPort(address, grpc::InsecureServerCredentials(), bound);
+    builder.SetMaxReceiveMessageSize(o.max_message_bytes);
+    builder.SetMaxSendMessageSize(64 << 20);  // results and inline tensors; receivers bound theirs
+    // Keep polling threads alive between calls: the sync server otherwise creates and destroys a
+    // thread per burst of calls, which dominated the coordinator's CPU per task.
+    builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, 1);
+    builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 4);
+    builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 64);
+    for (grpc::Service* service : services) builder.RegisterService(service);
+    std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+    if (server == nullptr || *bound == 0) {
+      return absl::UnavailableError(absl::StrCat("port: cannot listen on ", address));
+    }
+    return server;
+  };
+  if (o.worker_port < 0) {
+    NAS_ASSIGN_OR_RETURN(impl->server,
+                         build(o.port, &impl->port, {impl->search.get(), impl->gateway.get()}));
+    impl->worker_port = impl->port;
+  } else {
+    NAS_ASSIGN_OR_RETURN(impl->server, build(o.port, &impl->port, {impl->search.get()}));
+    NAS_ASSIGN_OR_RETURN(impl->worker_server,
+                         build(o.worker_port, &impl->worker_port, {impl->gateway.get()}));
+  }
+  if (impl->auth == nullptr) {
+    std::fprintf(stderr,
+                 "coordinator: no --tokens_file: every caller is trusted as an admin and every "
+                 "worker is accepted; give one before exposing the ports beyond this machine\n");
   }
   if (o.metrics_port >= 0) {
     NAS_ASSIGN_OR_RETURN(impl->exposer,
@@ -431,6 +553,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
 }
 
 int CoordinatorServer::port() const { return impl_->port; }
+int CoordinatorServer::worker_port() const { return impl_->worker_port; }
 int CoordinatorServer::metrics_port() const { return impl_->metrics_port; }
 JobManager& CoordinatorServer::jobs() { return *impl_->jobs; }
 
@@ -442,9 +565,12 @@ void CoordinatorServer::Shutdown() {
   // what is left after the grace period); only then are the domain objects destroyed, since
   // until Wait() returns a handler may still be using them.
   impl_->jobs->Stop();
-  impl_->server->Shutdown(std::chrono::system_clock::now() +
-                          absl::ToChronoMilliseconds(impl_->shutdown_grace));
+  const auto deadline =
+      std::chrono::system_clock::now() + absl::ToChronoMilliseconds(impl_->shutdown_grace);
+  impl_->server->Shutdown(deadline);
+  if (impl_->worker_server != nullptr) impl_->worker_server->Shutdown(deadline);
   impl_->server->Wait();
+  if (impl_->worker_server != nullptr) impl_->worker_server->Wait();
   impl_->exposer.reset();
   impl_->search.reset();
   impl_->gateway.reset();

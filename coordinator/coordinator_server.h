@@ -21,8 +21,16 @@ namespace nas {
 struct CoordinatorServerOptions {
   // Address to bind. Default "0.0.0.0".
   std::string address = "0.0.0.0";
-  // gRPC port; 0 picks a free one. Default 50051.
+  // gRPC port of the SearchService (users); 0 picks a free one. Default 50051.
   int port = 50051;
+  // gRPC port of the WorkerGateway (workers), so that a NetworkPolicy can keep users off it; 0
+  // picks a free one; -1 serves the gateway on `port` too. Default -1.
+  int worker_port = -1;
+  // The tokens file (token_auth.h: "TOKEN USER TENANT [ROLE]", the Kubernetes Secret), reloaded
+  // when it changes. Users call with a user or admin token, workers with a worker credential;
+  // a job's tenant and owner are the caller's. Empty: no authentication (every caller is an
+  // admin; for loopback and tests), said on stderr at start. Default "".
+  std::string tokens_file;
   // Prometheus /metrics port; 0 picks one, -1 none. Default -1.
   int metrics_port = -1;
   // RocksDB directory (created). Required.
@@ -50,6 +58,8 @@ class CoordinatorServer {
   using Options = CoordinatorServerOptions;
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(Options options);
   int port() const;
+  // The gateway's port (port() when it shares it).
+  int worker_port() const;
   int metrics_port() const;
   JobManager& jobs();
   // Ends open watch streams and long polls (UNAVAILABLE), stops the gRPC server (waiting up to

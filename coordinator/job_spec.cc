@@ -86,6 +86,7 @@ absl::StatusOr<JobSpec> NormalizeJobSpec(JobSpec s) {
                                           SpaceLimits::kMaxJsonBytes));
   }
   NAS_RETURN_IF_ERROR(ValidateName("tenant", s.tenant(), L::kMaxNameBytes));
+  NAS_RETURN_IF_ERROR(ValidateName("owner", s.owner(), L::kMaxNameBytes));
   NAS_RETURN_IF_ERROR(ValidateName("device", s.device(), L::kMaxDeviceBytes, ":+"));
   NAS_RETURN_IF_ERROR(CheckPath("data_dir", s.data_dir()));
   if (s.loss().size() > L::kMaxNameBytes) return Bad("loss", "is not a loss name");

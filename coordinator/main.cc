@@ -13,6 +13,12 @@
 
 ABSL_FLAG(std::string, address, "0.0.0.0", "address to bind");
 ABSL_FLAG(int, port, 50051, "gRPC port (0: pick one; printed as 'listening on port N')");
+ABSL_FLAG(int, worker_port, -1,
+          "the worker gateway's own port, so that users can be kept off it (0: pick one, printed "
+          "as 'workers on port N'; -1: the gateway shares --port)");
+ABSL_FLAG(std::string, tokens_file, "",
+          "bearer tokens, one 'TOKEN USER TENANT [ROLE]' a line (roles user, admin, worker), "
+          "reloaded when the file changes; empty: no authentication (loopback only)");
 ABSL_FLAG(int, metrics_port, 9091, "Prometheus /metrics port (-1: none, 0: pick one)");
 ABSL_FLAG(std::string, db, "", "RocksDB directory for checkpoints (required)");
 ABSL_FLAG(bool, sync, true, "fsync every submission and round");
@@ -47,6 +53,8 @@ int main(int argc, char** argv) {
   nas::CoordinatorServer::Options o;
   o.address = absl::GetFlag(FLAGS_address);
   o.port = absl::GetFlag(FLAGS_port);
+  o.worker_port = absl::GetFlag(FLAGS_worker_port);
+  o.tokens_file = absl::GetFlag(FLAGS_tokens_file);
   o.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   o.db_dir = absl::GetFlag(FLAGS_db);
   o.sync = absl::GetFlag(FLAGS_sync);
@@ -63,6 +71,9 @@ int main(int argc, char** argv) {
   }
   std::cout << "coordinator: listening on port " << (*server)->port() << " (metrics port "
             << (*server)->metrics_port() << ", db " << o.db_dir << ")" << std::endl;
+  if ((*server)->worker_port() != (*server)->port()) {
+    std::cout << "coordinator: workers on port " << (*server)->worker_port() << std::endl;
+  }
   absl::Notification stop;
   g_stop = &stop;
   std::signal(SIGTERM, OnSignal);

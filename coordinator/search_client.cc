@@ -3,9 +3,11 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/json_fields.h"
@@ -19,19 +21,47 @@ struct SearchClient::Impl {
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<SearchService::Stub> stub;
   absl::Duration timeout;
+  std::string authorization;  // "Bearer TOKEN", or empty
 
+  // The call's deadline and credential.
   void Deadline(grpc::ClientContext* ctx) const {
     ctx->set_deadline(std::chrono::system_clock::now() +
                       std::chrono::milliseconds(absl::ToInt64Milliseconds(timeout)));
+    Authorize(ctx);
+  }
+  void Authorize(grpc::ClientContext* ctx) const {
+    if (!authorization.empty()) ctx->AddMetadata("authorization", authorization);
   }
 };
+
+absl::StatusOr<std::string> ClientToken(const std::string& token_file) {
+  std::string path = token_file;
+  if (path.empty()) {
+    if (const char* t = std::getenv("NAS_TOKEN"); t != nullptr && *t != '\0') {
+      return std::string(absl::StripAsciiWhitespace(t));
+    }
+    if (const char* f = std::getenv("NAS_TOKEN_FILE"); f != nullptr) path = f;
+  }
+  if (path.empty()) return std::string();
+  NAS_ASSIGN_OR_RETURN(std::string text, ReadFile(path, 64 << 10));
+  std::string first = text.substr(0, text.find('\n'));
+  return std::string(absl::StripAsciiWhitespace(first));
+}
 
 SearchClient::SearchClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 SearchClient::~SearchClient() = default;
 
 absl::StatusOr<std::unique_ptr<SearchClient>> SearchClient::Connect(const std::string& target,
                                                                     absl::Duration timeout) {
+  SearchClientOptions o;
+  o.timeout = timeout;
+  return Connect(target, o);
+}
+
+absl::StatusOr<std::unique_ptr<SearchClient>> SearchClient::Connect(const std::string& target,
+                                                                    SearchClientOptions options) {
   if (target.empty()) return absl::InvalidArgumentError("coordinator: empty address");
+  const absl::Duration timeout = options.timeout;
   auto impl = std::make_unique<Impl>();
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(256 << 20);
@@ -39,6 +69,7 @@ absl::StatusOr<std::unique_ptr<SearchClient>> SearchClient::Connect(const std::s
   impl->channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
   impl->stub = SearchService::NewStub(impl->channel);
   impl->timeout = timeout;
+  if (!options.token.empty()) impl->authorization = "Bearer " + options.token;
   return std::unique_ptr<SearchClient>(new SearchClient(std::move(impl)));
 }
 
@@ -118,6 +149,7 @@ absl::StatusOr<std::string> SearchClient::Artifact(const std::string& job_id,
 absl::Status SearchClient::Watch(const std::string& job_id,
                                  const std::function<bool(const JobStatus&)>& on_status) {
   grpc::ClientContext ctx;
+  impl_->Authorize(&ctx);
   GetJobRequest req;
   req.set_job_id(job_id);
   std::unique_ptr<grpc::ClientReader<JobStatus>> reader = impl_->stub->WatchJob(&ctx, req);

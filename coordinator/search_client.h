@@ -21,9 +21,24 @@
 
 namespace nas {
 
+struct SearchClientOptions {
+  // Deadline of each unary call. Default 30 s.
+  absl::Duration timeout = absl::Seconds(30);
+  // The caller's bearer token, sent as 'authorization: Bearer TOKEN' with every call; empty for
+  // a coordinator without authentication. Default "".
+  std::string token;
+};
+
+// The caller's token for nasctl and nas: the file `token_file` when given, else the environment's
+// NAS_TOKEN, else the file NAS_TOKEN_FILE names, else "" (no token). The file's first line,
+// whitespace stripped; errors name the file.
+absl::StatusOr<std::string> ClientToken(const std::string& token_file);
+
 class SearchClient {
  public:
-  // Does not wait for the server. Each unary call has `timeout`. Default 30 s.
+  // Does not wait for the server.
+  static absl::StatusOr<std::unique_ptr<SearchClient>> Connect(const std::string& target,
+                                                               SearchClientOptions options);
   static absl::StatusOr<std::unique_ptr<SearchClient>> Connect(
       const std::string& target, absl::Duration timeout = absl::Seconds(30));
   ~SearchClient();

@@ -37,11 +37,6 @@ TensorBlob CounterBlob(const std::string& name) {
   return b;
 }
 
-void WithDeadline(grpc::ClientContext* ctx, absl::Duration d) {
-  ctx->set_deadline(std::chrono::system_clock::now() +
-                    std::chrono::milliseconds(absl::ToInt64Milliseconds(d)));
-}
-
 }  // namespace
 
 absl::StatusOr<std::vector<TensorBlob>> SyntheticSupernetTensors(const std::string& space_json,
@@ -81,9 +76,15 @@ absl::StatusOr<std::vector<TensorBlob>> SyntheticSupernetTensors(const std::stri
 SimWorker::SimWorker(std::shared_ptr<grpc::Channel> channel, int floats)
     : stub_(WorkerGateway::NewStub(channel)), floats_(floats) {}
 
+void SimWorker::Prepare(grpc::ClientContext* ctx, absl::Duration d) const {
+  ctx->set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::milliseconds(absl::ToInt64Milliseconds(d)));
+  if (!token_.empty()) ctx->AddMetadata("authorization", "Bearer " + token_);
+}
+
 absl::Status SimWorker::Register(const std::string& name) {
   grpc::ClientContext ctx;
-  WithDeadline(&ctx, absl::Seconds(10));
+  Prepare(&ctx, absl::Seconds(10));
   RegisterWorkerRequest req;
   req.set_name(name);
   req.set_device("sim");
@@ -111,7 +112,7 @@ AcquireTaskRequest SimWorker::AcquireRequest(absl::Duration wait) const {
 
 absl::StatusOr<bool> SimWorker::Acquire(absl::Duration wait) {
   grpc::ClientContext ctx;
-  WithDeadline(&ctx, wait + absl::Seconds(10));
+  Prepare(&ctx, wait + absl::Seconds(10));
   AcquireTaskRequest req = AcquireRequest(wait);
   AcquireTaskReply reply;
   NAS_RETURN_IF_ERROR(FromGrpcStatus(stub_->AcquireTask(&ctx, req, &reply)));
@@ -138,7 +139,7 @@ void SimWorker::Queue(AcquireTaskReply& reply) {
 absl::StatusOr<std::vector<TensorBlob>> SimWorker::Fetch(const std::string& lease_id,
                                                          const std::vector<std::string>& names) {
   grpc::ClientContext ctx;
-  WithDeadline(&ctx, absl::Seconds(30));
+  Prepare(&ctx, absl::Seconds(30));
   FetchTensorsRequest req;
   req.set_lease_id(lease_id);
   for (const std::string& n : names) req.add_names(n);
@@ -250,7 +251,7 @@ absl::Status SimWorker::CompleteMany(
     std::vector<std::pair<TaskOutcome, std::vector<TensorBlob>>> results, size_t chunk,
     CompleteTaskReply* out) {
   grpc::ClientContext ctx;
-  WithDeadline(&ctx, absl::Seconds(30));
+  Prepare(&ctx, absl::Seconds(30));
   CompleteTaskReply local;
   CompleteTaskReply& reply = out != nullptr ? *out : local;
   auto writer = stub_->CompleteTask(&ctx, &reply);

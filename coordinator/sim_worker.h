@@ -15,8 +15,8 @@
 
 #include <map>
 #include <memory>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -35,6 +35,8 @@ class SimWorker {
  public:
   explicit SimWorker(std::shared_ptr<grpc::Channel> channel, int floats = 4);
   absl::Status Register(const std::string& name);
+  // The bearer token sent with every call (a worker's credential). Default "" (none).
+  void set_token(std::string token) { token_ = std::move(token); }
   const std::string& worker_id() const { return worker_id_; }
   // Training batches per epoch that an init task reports (valid: half). Default 4.
   void set_train_batches(int64_t n) { train_batches_ = n; }
@@ -71,7 +73,11 @@ class SimWorker {
                             size_t chunk, CompleteTaskReply* reply);
 
  private:
+  // A call's deadline and the token.
+  void Prepare(grpc::ClientContext* ctx, absl::Duration d) const;
+
   std::unique_ptr<WorkerGateway::Stub> stub_;
+  std::string token_;
   int floats_;
   std::string worker_id_;
   Task task_;

@@ -196,6 +196,12 @@ constexpr int kMaxDataSets = 2;
 
 struct RemoteWorker::Impl {
   RemoteWorkerOptions o;
+
+  // A call's deadline and the worker's credential.
+  void Prepare(grpc::ClientContext* context, absl::Duration timeout) const {
+    SetDeadline(context, timeout);
+    if (!o.token.empty()) context->AddMetadata("authorization", "Bearer " + o.token);
+  }
   std::unique_ptr<WorkerGateway::Stub> stub;
   int threads = 1;  // effective intra-op threads
   std::atomic<int64_t> tasks_done{0};
@@ -278,7 +284,7 @@ struct RemoteWorker::Impl {
       request.set_threads(threads);
       RegisterWorkerReply reply;
       grpc::ClientContext context;
-      SetDeadline(&context, o.rpc_timeout);
+      Prepare(&context, o.rpc_timeout);
       grpc::Status s = stub->RegisterWorker(&context, request, &reply);
       if (s.ok() && !reply.worker_id().empty()) {
         NoteCall(true, "RegisterWorker", s);
@@ -331,7 +337,7 @@ struct RemoteWorker::Impl {
       request.set_lease_id(held);
       HeartbeatReply reply;
       grpc::ClientContext context;
-      SetDeadline(&context, o.rpc_timeout);
+      Prepare(&context, o.rpc_timeout);
       grpc::Status s = stub->Heartbeat(&context, request, &reply);
       if (s.ok()) {
         NoteCall(true, "Heartbeat", s);
@@ -440,7 +446,7 @@ struct RemoteWorker::Impl {
       request.set_lease_id(lease_id);
       for (const TensorRef* r : refs) request.add_names(r->name());
       grpc::ClientContext context;
-      SetDeadline(&context, o.stream_timeout);
+      Prepare(&context, o.stream_timeout);
       std::unique_ptr<grpc::ClientReader<TensorBlob>> reader =
           stub->FetchTensors(&context, request);
       BlobAssembler in;
@@ -817,7 +823,7 @@ struct RemoteWorker::Impl {
 
   grpc::Status SendOnce(const TaskResult& r, CompleteTaskReply* reply) {
     grpc::ClientContext context;
-    SetDeadline(&context, o.stream_timeout);
+    Prepare(&context, o.stream_timeout);
     std::unique_ptr<grpc::ClientWriter<CompleteTaskRequest>> writer =
         stub->CompleteTask(&context, reply);
     CompleteTaskRequest first;
@@ -1143,7 +1149,7 @@ struct RemoteWorker::Impl {
       AcquireTaskRequest request = AcquireRequest(id, o.acquire_wait_ms, CachedVersions());
       AcquireTaskReply reply;
       grpc::ClientContext context;
-      SetDeadline(&context, o.rpc_timeout + absl::Milliseconds(o.acquire_wait_ms));
+      Prepare(&context, o.rpc_timeout + absl::Milliseconds(o.acquire_wait_ms));
       {
         absl::MutexLock l(&mu);
         if (stopping) break;

@@ -53,6 +53,10 @@ struct RemoteWorkerOptions {
   int64_t max_tasks = 0;
   // Overrides the data directory of every task's DataSpec. Default "" (the task's).
   std::string data_dir;
+  // The worker's credential, sent as 'authorization: Bearer TOKEN' with every call (a token of
+  // role "worker" in the coordinator's tokens file); empty for a coordinator without
+  // authentication. Default "".
+  std::string token;
   // The folders a task's data_dir may name (it comes from a user's job spec): a data_dir that
   // does not resolve, symbolic links followed, to one of these or below is refused and the task
   // fails naming it. The data_dir option above is the operator's and is not checked. Default

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -21,6 +22,7 @@
 #include "absl/flags/marshalling.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
 #include "worker/remote_worker.h"
 
 ABSL_FLAG(std::string, coordinator, "", "coordinator WorkerGateway address, host:port (required)");
@@ -30,6 +32,9 @@ ABSL_FLAG(int, threads, 0, "intra-op threads; 0 uses all cores");
 ABSL_FLAG(std::string, stats_file, "", "append one JSON line per task to this file");
 ABSL_FLAG(int64_t, max_tasks, 0, "exit after this many tasks; 0 runs until SIGTERM");
 ABSL_FLAG(std::string, data_dir, "", "overrides the data directory of every task");
+ABSL_FLAG(std::string, token_file, "",
+          "file holding the worker's bearer token (role worker in the coordinator's tokens "
+          "file); default: $NAS_WORKER_TOKEN, else none");
 ABSL_FLAG(std::vector<std::string>, data_roots, {"/usr/share/datasets"},
           "comma-separated folders a job's data_dir may name (it or below, links followed); "
           "other data_dirs fail the task");
@@ -67,6 +72,16 @@ int main(int argc, char** argv) {
   o.max_tasks = absl::GetFlag(FLAGS_max_tasks);
   o.data_dir = absl::GetFlag(FLAGS_data_dir);
   o.data_roots = absl::GetFlag(FLAGS_data_roots);
+  if (const std::string f = absl::GetFlag(FLAGS_token_file); !f.empty()) {
+    std::ifstream in(f);
+    if (!std::getline(in, o.token)) {
+      std::fprintf(stderr, "nas_worker: --token_file %s: cannot read a token\n", f.c_str());
+      return 2;
+    }
+    o.token = std::string(absl::StripAsciiWhitespace(o.token));
+  } else if (const char* t = std::getenv("NAS_WORKER_TOKEN"); t != nullptr) {
+    o.token = std::string(absl::StripAsciiWhitespace(t));
+  }
   o.inline_limit_bytes = absl::GetFlag(FLAGS_inline_limit_bytes);
   o.cache_bytes = absl::GetFlag(FLAGS_cache_mb) * (int64_t{1} << 20);
 

@@ -56,19 +56,25 @@ class CoordinatorServerTest : public ::testing::Test {
     o.latency_table = table_;
     o.jobs.lease = lease;
     o.jobs.pipelined_commits = pipelined_;
+    o.tokens_file = tokens_file_;
+    o.worker_port = worker_port_;
     auto s = CoordinatorServer::Start(o);
     ASSERT_TRUE(s.ok()) << s.status();
     server_ = std::move(*s);
     target_ = "127.0.0.1:" + std::to_string(server_->port());
-    auto c = SearchClient::Connect(target_);
+    worker_target_ = "127.0.0.1:" + std::to_string(server_->worker_port());
+    SearchClientOptions co;
+    co.token = token_;
+    auto c = SearchClient::Connect(target_, co);
     ASSERT_TRUE(c.ok());
     client_ = std::move(*c);
   }
 
+  // A channel to the worker gateway (the user port unless worker_port_ gives it its own).
   std::shared_ptr<grpc::Channel> Channel() {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(64 << 20);
-    return grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(), args);
+    return grpc::CreateCustomChannel(worker_target_, grpc::InsecureChannelCredentials(), args);
   }
 
   JobSpec SmallSpec() {
@@ -130,6 +136,12 @@ class CoordinatorServerTest : public ::testing::Test {
   }
 
   std::filesystem::path dir_;
+  // Options of the next Start(): the tokens file and the gateway's port (coordinator_server.h),
+  // and the token client_ sends.
+  std::string tokens_file_;
+  int worker_port_ = -1;
+  std::string token_;
+  std::string worker_target_;
   std::string table_, target_;
   bool pipelined_ = false;  // JobManagerOptions.pipelined_commits of the next Start()
   std::unique_ptr<CoordinatorServer> server_;

@@ -1,0 +1,167 @@
+// Identity and isolation (issue 20) against the real coordinator: a tokens file, users and
+// workers on separate ports. Every user call needs a valid token; a job's tenant and owner are
+// the caller's; another tenant's job is NOT_FOUND exactly as an unknown one; an admin sees and
+// cancels everything; a user's token is refused by the worker gateway and a worker's credential
+// by the user service; nothing of a tenant's job changes through another's calls.
+#include <grpcpp/grpcpp.h>
+
+#include <fstream>
+
+#include "gtest/gtest.h"
+#include "nas/search.grpc.pb.h"
+#include "nas/worker.grpc.pb.h"
+#include "tests/coordinator/coordinator_fixture.h"
+#include "tests/test_util.h"
+
+namespace nas {
+namespace {
+
+constexpr char kAlice[] = "alice-token-0123456789";
+constexpr char kBob[] = "bob-token-0123456789ab";
+constexpr char kAdmin[] = "admin-token-0123456789";
+constexpr char kWorker[] = "worker-token-012345678";
+
+class IsolationTest : public CoordinatorServerTest {
+ protected:
+  void SetUp() override {
+    tokens_file_ = ::testing::TempDir() + "/isolation_tokens_" + std::to_string(::getpid());
+    std::ofstream(tokens_file_) << kAlice << " alice vision\n"
+                                << kBob << " bob speech\n"
+                                << kAdmin << " ops lab admin\n"
+                                << kWorker << " w-1 lab worker\n";
+    worker_port_ = 0;
+    token_ = kAlice;
+    CoordinatorServerTest::SetUp();
+  }
+  void TearDown() override {
+    CoordinatorServerTest::TearDown();
+    std::remove(tokens_file_.c_str());
+  }
+  std::unique_ptr<SearchClient> As(const std::string& token) {
+    SearchClientOptions o;
+    o.token = token;
+    auto c = SearchClient::Connect(target_, o);
+    EXPECT_TRUE(c.ok());
+    return std::move(*c);
+  }
+  std::unique_ptr<SimWorker> Worker(const std::string& token) {
+    auto w = std::make_unique<SimWorker>(Channel());
+    w->set_token(token);
+    return w;
+  }
+};
+
+TEST_F(IsolationTest, EveryUserCallNeedsAToken) {
+  auto alice = As(kAlice);
+  auto job = alice->Submit(SmallSpec());
+  ASSERT_TRUE(job.ok()) << job.status();
+  for (const std::string& token : {std::string(), std::string("not-a-known-token-0000")}) {
+    auto anon = As(token);
+    const auto code = absl::StatusCode::kUnauthenticated;
+    EXPECT_TRUE(IsError(anon->Submit(SmallSpec()).status(), code, {"authorization"}));
+    EXPECT_TRUE(IsError(anon->Get(*job).status(), code, {"authorization"}));
+    EXPECT_TRUE(IsError(anon->List("").status(), code, {"authorization"}));
+    EXPECT_TRUE(IsError(anon->Cancel(*job), code, {"authorization"}));
+    EXPECT_TRUE(IsError(anon->Result(*job).status(), code, {"authorization"}));
+    EXPECT_TRUE(IsError(anon->Artifact(*job, "derived.pt").status(), code, {"authorization"}));
+    EXPECT_TRUE(
+        IsError(anon->Watch(*job, [](const JobStatus&) { return true; }), code, {"authorization"}));
+  }
+  // A worker's credential is not a user's.
+  EXPECT_TRUE(
+      IsError(As(kWorker)->Get(*job).status(), absl::StatusCode::kPermissionDenied, {"worker"}));
+  EXPECT_EQ(alice->Get(*job)->state() != "CANCELLED", true);
+}
+
+TEST_F(IsolationTest, AJobIsItsTenantsAndInvisibleToOthers) {
+  auto alice = As(kAlice), bob = As(kBob), admin = As(kAdmin);
+  JobSpec spec = SmallSpec();
+  spec.set_tenant("speech");  // a request's tenant and owner are ignored
+  spec.set_owner("bob");
+  auto a = alice->Submit(spec);
+  ASSERT_TRUE(a.ok());
+  auto b = bob->Submit(SmallSpec());
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(alice->Get(*a)->tenant(), "vision");
+  auto r = admin->Get(*a);
+  ASSERT_TRUE(r.ok());
+  const JobStatus before = *alice->Get(*a);
+
+  // Bob sees nothing of alice's job, exactly as if it did not exist.
+  const std::string unknown = "j999999";
+  auto msg = [&](const absl::Status& s) { return std::string(s.message()); };
+  auto not_found = [&](const absl::Status& s, const std::string& id) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
+    EXPECT_EQ(msg(s), "job_id: no job '" + id + "'") << s;
+  };
+  not_found(bob->Get(*a).status(), *a);
+  not_found(bob->Get(unknown).status(), unknown);
+  not_found(bob->Cancel(*a), *a);
+  not_found(bob->Result(*a).status(), *a);
+  not_found(bob->Artifact(*a, "derived.pt").status(), *a);
+  not_found(bob->Watch(*a, [](const JobStatus&) { return true; }), *a);
+  auto bobs = bob->List("");
+  ASSERT_TRUE(bobs.ok());
+  ASSERT_EQ(bobs->size(), 1u);
+  EXPECT_EQ((*bobs)[0].job_id(), *b);
+  EXPECT_TRUE(bob->List("vision")->empty());
+  EXPECT_EQ(alice->Get(*a)->SerializeAsString(), before.SerializeAsString());
+
+  // An admin sees and cancels every tenant's jobs.
+  EXPECT_EQ(admin->List("")->size(), 2u);
+  EXPECT_EQ(admin->List("speech")->size(), 1u);
+  EXPECT_TRUE(admin->Cancel(*b).ok());
+  EXPECT_EQ(bob->Get(*b)->state(), "CANCELLED");
+  EXPECT_EQ(alice->Get(*a)->state(), before.state());
+}
+
+TEST_F(IsolationTest, TheGatewayTakesWorkerCredentialsOnItsOwnPort) {
+  ASSERT_NE(server_->worker_port(), server_->port());
+  auto alice = As(kAlice);
+  auto a = alice->Submit(SmallSpec());
+  ASSERT_TRUE(a.ok());
+  // No token, a user's, an admin's: refused, and nothing of the job changes.
+  EXPECT_TRUE(
+      IsError(Worker("")->Register("w"), absl::StatusCode::kUnauthenticated, {"authorization"}));
+  EXPECT_TRUE(
+      IsError(Worker(kAlice)->Register("w"), absl::StatusCode::kPermissionDenied, {"user"}));
+  EXPECT_TRUE(
+      IsError(Worker(kAdmin)->Register("w"), absl::StatusCode::kPermissionDenied, {"user"}));
+  // The user port does not serve the gateway at all.
+  {
+    auto stub =
+        WorkerGateway::NewStub(grpc::CreateChannel(target_, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", std::string("Bearer ") + kWorker);
+    RegisterWorkerRequest req;
+    RegisterWorkerReply reply;
+    EXPECT_EQ(stub->RegisterWorker(&ctx, req, &reply).error_code(),
+              grpc::StatusCode::UNIMPLEMENTED);
+  }
+  // A forged lease id is refused.
+  auto w = Worker(kWorker);
+  ASSERT_TRUE(w->Register("w-1").ok());
+  ASSERT_NO_FATAL_FAILURE(AcquireTask(*w));
+  auto r = w->MakeResult();
+  ASSERT_TRUE(r.ok());
+  TaskOutcome forged = r->first;
+  forged.set_lease_id(forged.lease_id() + "0");
+  EXPECT_EQ(w->Complete(forged, r->second).code(), absl::StatusCode::kFailedPrecondition);
+  // With its credential a worker runs the job to the end.
+  ASSERT_TRUE(w->Complete(r->first, r->second).ok());
+  auto runner = Worker(kWorker);
+  ASSERT_TRUE(runner->Register("w-2").ok());
+  JobStatus st;
+  for (int i = 0; i < 1000; ++i) {
+    st = *alice->Get(*a);
+    if (st.state() == "DONE" || st.state() == "FAILED") break;
+    auto ran = runner->RunSome(absl::Milliseconds(200));
+    ASSERT_TRUE(ran.ok()) << ran.status();
+  }
+  EXPECT_EQ(st.state(), "DONE") << st.message();
+  EXPECT_TRUE(alice->Result(*a).ok());
+  EXPECT_EQ(alice->Get(*a)->tenant(), "vision");
+}
+
+}  // namespace
+}  // namespace nas
