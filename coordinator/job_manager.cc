@@ -22,6 +22,7 @@
 #include "coordinator/lease_table.h"
 #include "coordinator/metrics.h"
 #include "coordinator/param_store.h"
+#include "coordinator/scheduler.h"
 #include "core/architecture.h"
 #include "core/json_fields.h"
 #include "core/param_names.h"
@@ -112,9 +113,6 @@ struct JobManager::Ticker {
 
 namespace {
 
-// A job is at most this many rounds ahead of its checkpoint (pipelined commits); its tasks wait.
-constexpr int kMaxPendingCommits = 2;
-
 RoundGauges GaugesOf(const SearchDriver& d, const JobRecord& rec) {
   return {d.ema_loss(), d.last_arch_accuracy(), d.ExpectedLatency(), rec.target_latency_ms(),
           d.alpha().MeanEntropy()};
@@ -130,7 +128,10 @@ void RecordRound(CoordinatorMetrics* metrics, const std::string& job_id, double 
 }  // namespace
 
 JobManager::JobManager(CheckpointStore* store, LatencyProvider* latency, JobManagerOptions options)
-    : store_(store), latency_(latency), options_(std::move(options)) {}
+    : store_(store),
+      latency_(latency),
+      options_(std::move(options)),
+      scheduler_(std::make_unique<PriorityScheduler>()) {}
 
 absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(CheckpointStore* store,
                                                                LatencyProvider* latency,
@@ -763,28 +764,39 @@ absl::StatusOr<std::optional<Task>> JobManager::Acquire(const std::string& worke
   absl::MutexLock lock(&mu_);
   absl::Time deadline = absl::Now() + wait;
   while (true) {
-    NAS_RETURN_IF_ERROR(leases_->Touch(worker_id));
-    // Highest priority first, then the oldest job.
-    Job* best = nullptr;
-    Lease* best_task = nullptr;
+    NAS_ASSIGN_OR_RETURN(const LeaseTable::Worker* worker, leases_->Touch(worker_id));
+    // The active jobs in job id (submission) order, each with its first queued task; the
+    // scratch vectors keep their capacity from call to call.
+    std::vector<SchedulingJob>& candidates = scratch_jobs_;
+    std::vector<Lease*>& first_queued = scratch_tasks_;
+    candidates.clear();
+    first_queued.clear();
     for (auto& [id, jp] : jobs_) {
       Job& j = *jp;
       if (Terminal(j.rec.state())) continue;
-      if (commits_ != nullptr && commits_->Pending(id) >= kMaxPendingCommits) {
-        continue;  // ahead of its checkpoint: wait
-      }
+      Lease* first = nullptr;
       for (Lease& l : j.tasks) {
-        if (l.slot.state != LeaseSlot::State::kQueued) continue;
-        if (best == nullptr || j.rec.spec().priority() > best->rec.spec().priority()) {
-          best = &j;
-          best_task = &l;
+        if (l.slot.state == LeaseSlot::State::kQueued) {
+          first = &l;
+          break;
         }
-        break;
       }
+      SchedulingJob& c = candidates.emplace_back();
+      c.job_id = id;
+      c.tenant = j.rec.spec().tenant();
+      c.priority = j.rec.spec().priority();
+      c.submitted_unix_ms = j.rec.submitted_unix_ms();
+      c.has_queued_task = first != nullptr;
+      c.pending_commits = commits_ != nullptr ? commits_->Pending(id) : 0;
+      first_queued.push_back(first);
     }
-    if (best_task != nullptr) {
-      Lease& l = *best_task;
-      l.task.set_lease_id(leases_->Grant(l.slot, best->rec.job_id(), worker_id));
+    SchedulingInput in;
+    in.jobs = candidates;
+    in.worker = {worker->id, worker->device};
+    SchedulingDecision decision = scheduler_->Next(in);
+    if (decision.job >= 0 && first_queued[decision.job] != nullptr) {
+      Lease& l = *first_queued[decision.job];
+      l.task.set_lease_id(leases_->Grant(l.slot, l.task.job_id(), worker_id));
       l.task.set_deadline_unix_ms(UnixMs(l.slot.deadline));
       std::optional<Task> out(l.task);
       out->mutable_tensors()->Reserve(static_cast<int>(l.listed.size()));

@@ -38,6 +38,7 @@
 #include "absl/time/time.h"
 #include "coordinator/checkpoint_store.h"
 #include "coordinator/commit_pipeline.h"
+#include "coordinator/scheduler.h"
 #include "core/latency_table.h"
 #include "core/search_driver.h"
 #include "nas/search.pb.h"
@@ -201,6 +202,12 @@ class JobManager {
   std::map<std::string, std::unique_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
   // Workers, leases, fencing and expiry (set in Create, once the incarnation is known).
   std::unique_ptr<LeaseTable> leases_ ABSL_PT_GUARDED_BY(mu_);
+  // Which job's task goes to a free worker (PriorityScheduler: highest priority, then the
+  // oldest job, none more than two rounds ahead of its checkpoint).
+  const std::unique_ptr<Scheduler> scheduler_;
+  // Acquire's view of the active jobs for the scheduler, reused from call to call.
+  std::vector<SchedulingJob> scratch_jobs_ ABSL_GUARDED_BY(mu_);
+  std::vector<Lease*> scratch_tasks_ ABSL_GUARDED_BY(mu_);
   uint64_t next_job_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   int recovery_failures_ = 0;  // jobs marked FAILED by Recover (for its log line)

@@ -29,14 +29,14 @@ absl::StatusOr<RegisterWorkerReply> LeaseTable::Register(const std::string& name
   return reply;
 }
 
-absl::Status LeaseTable::Touch(const std::string& worker_id) {
+absl::StatusOr<const LeaseTable::Worker*> LeaseTable::Touch(const std::string& worker_id) {
   auto it = workers_.find(worker_id);
   if (it == workers_.end()) {
     return absl::NotFoundError(
         absl::StrCat("worker_id: unknown worker '", worker_id, "' (register again)"));
   }
   it->second->last_seen = Now();
-  return absl::OkStatus();
+  return it->second.get();
 }
 
 absl::Status LeaseTable::Heartbeat(const std::string& worker_id) {

@@ -77,8 +77,8 @@ class LeaseTable {
   // A new worker id, seen now; ResourceExhausted at `max_workers`. The name and device are
   // checked by the caller.
   absl::StatusOr<RegisterWorkerReply> Register(const std::string& name, const std::string& device);
-  // The worker was seen now (it asks for work); NotFound naming it when unknown.
-  absl::Status Touch(const std::string& worker_id);
+  // The worker was seen now (it asks for work), and its record; NotFound naming it when unknown.
+  absl::StatusOr<const Worker*> Touch(const std::string& worker_id);
   // The worker was seen now and is alive (a heartbeat); NotFound naming it when unknown.
   absl::Status Heartbeat(const std::string& worker_id);
   // The worker, or null.

@@ -64,7 +64,8 @@ TEST_F(LeaseTableTest, RegistersWorkersWithIdsOfTheIncarnationUpToTheLimit) {
 
 TEST_F(LeaseTableTest, UnknownWorkersAreToldToRegisterAgain) {
   LeaseTable t(Options(), 1);
-  EXPECT_TRUE(IsError(t.Touch("w1-9"), absl::StatusCode::kNotFound, {"w1-9", "register again"}));
+  EXPECT_TRUE(
+      IsError(t.Touch("w1-9").status(), absl::StatusCode::kNotFound, {"w1-9", "register again"}));
   EXPECT_TRUE(
       IsError(t.Heartbeat("w1-9"), absl::StatusCode::kNotFound, {"w1-9", "register again"}));
 }
@@ -131,7 +132,9 @@ TEST_F(LeaseTableTest, SilentWorkersDieThenAreForgottenAndHeartbeatsReviveThem) 
   std::string a = Register(t, "a");
   std::string b = Register(t, "b");
   now_ += absl::Seconds(15);
-  ASSERT_TRUE(t.Touch(b).ok());
+  auto touched = t.Touch(b);
+  ASSERT_TRUE(touched.ok());
+  EXPECT_EQ((*touched)->id, b);
   now_ += absl::Seconds(10);  // a silent 25 s, b 10 s
   EXPECT_TRUE(t.ExpireWorkers().empty());
   EXPECT_TRUE(t.FindWorker(a)->dead);
@@ -152,7 +155,7 @@ TEST_F(LeaseTableTest, SilentWorkersDieThenAreForgottenAndHeartbeatsReviveThem) 
   EXPECT_EQ(gone[0].id, b);
   EXPECT_EQ(gone[0].name, "b");
   EXPECT_EQ(t.FindWorker(b), nullptr);
-  EXPECT_EQ(t.Touch(b).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(t.Touch(b).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(t.workers(), 1);
   // A new registration gets a new id, never b's.
   EXPECT_EQ(Register(t, "b"), "w1-3");
