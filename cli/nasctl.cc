@@ -25,6 +25,8 @@
 
 ABSL_FLAG(std::string, coordinator, "",
           "coordinator host:port (default: $NAS_COORDINATOR, else localhost:50051)");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM certificates to trust when the coordinator speaks TLS (default: $NAS_TLS_CA)");
 ABSL_FLAG(std::string, token_file, "",
           "file holding your bearer token (default: $NAS_TOKEN, else the file $NAS_TOKEN_FILE "
           "names, else none)");
@@ -127,6 +129,10 @@ int main(int argc, char** argv) {
   auto token = nas::ClientToken(absl::GetFlag(FLAGS_token_file));
   if (!token.ok()) return Fail(token.status());
   client_options.token = *token;
+  client_options.tls_ca = absl::GetFlag(FLAGS_tls_ca);
+  if (const char* ca = std::getenv("NAS_TLS_CA"); client_options.tls_ca.empty() && ca != nullptr) {
+    client_options.tls_ca = ca;
+  }
   auto client = nas::SearchClient::Connect(coordinator, client_options);
   if (!client.ok()) return Fail(client.status());
   nas::SearchClient& c = **client;

@@ -15,6 +15,7 @@
 #include "core/search_space.h"
 #include "core/status_macros.h"
 #include "latency_service/grpc_status.h"
+#include "latency_service/grpc_tls.h"
 #include "latency_service/latency_client.h"
 #include "nas/search.grpc.pb.h"
 #include "nas/worker.grpc.pb.h"
@@ -482,6 +483,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
   if (o.port < 0 || o.port > 65535) {
     return absl::InvalidArgumentError(absl::StrCat("port: ", o.port, " is not 0..65535"));
   }
+  // Options that can be checked without side effects first.
+  NAS_ASSIGN_OR_RETURN(auto credentials, ServerCredentialsFor(o.tls_cert, o.tls_key));
   auto impl = std::make_unique<Impl>();
   impl->shutdown_grace = o.shutdown_grace;
   impl->metrics = std::make_unique<CoordinatorMetrics>();
@@ -494,6 +497,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
   } else if (!o.latency_service.empty()) {
     LatencyClientOptions lo;
     lo.timeout = absl::Seconds(10);
+    lo.tls_ca = o.latency_tls_ca;
     NAS_ASSIGN_OR_RETURN(std::unique_ptr<LatencyClient> c,
                          LatencyClient::Connect(o.latency_service, lo));
     impl->latency = std::make_unique<ServiceLatencyProvider>(std::move(c));
@@ -514,7 +518,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
           std::vector<grpc::Service*> services) -> absl::StatusOr<std::unique_ptr<grpc::Server>> {
     grpc::ServerBuilder builder;
     const std::string address = absl::StrCat(o.address, ":", port);
-    builder.AddListeningPort(address, grpc::InsecureServerCredentials(), bound);
+    builder.AddListeningPort(address, credentials, bound);
     builder.SetMaxReceiveMessageSize(o.max_message_bytes);
     builder.SetMaxSendMessageSize(64 << 20);  // results and inline tensors; receivers bound theirs
     // Keep polling threads alive between calls: the sync server otherwise creates and destroys a

@@ -31,6 +31,12 @@ struct CoordinatorServerOptions {
   // a job's tenant and owner are the caller's. Empty: no authentication (every caller is an
   // admin; for loopback and tests), said on stderr at start. Default "".
   std::string tokens_file;
+  // PEM certificate chain and private key: TLS on both ports when both are given, plaintext
+  // when neither (only one is an error). Default "".
+  std::string tls_cert;
+  std::string tls_key;
+  // PEM certificates to trust when calling the latency service over TLS. Default "".
+  std::string latency_tls_ca;
   // Prometheus /metrics port; 0 picks one, -1 none. Default -1.
   int metrics_port = -1;
   // RocksDB directory (created). Required.

@@ -19,6 +19,10 @@ ABSL_FLAG(int, worker_port, -1,
 ABSL_FLAG(std::string, tokens_file, "",
           "bearer tokens, one 'TOKEN USER TENANT [ROLE]' a line (roles user, admin, worker), "
           "reloaded when the file changes; empty: no authentication (loopback only)");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: TLS on both gRPC ports (with --tls_key)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, latency_tls_ca, "",
+          "PEM certificates to trust when the latency service speaks TLS");
 ABSL_FLAG(int, metrics_port, 9091, "Prometheus /metrics port (-1: none, 0: pick one)");
 ABSL_FLAG(std::string, db, "", "RocksDB directory for checkpoints (required)");
 ABSL_FLAG(bool, sync, true, "fsync every submission and round");
@@ -55,6 +59,9 @@ int main(int argc, char** argv) {
   o.port = absl::GetFlag(FLAGS_port);
   o.worker_port = absl::GetFlag(FLAGS_worker_port);
   o.tokens_file = absl::GetFlag(FLAGS_tokens_file);
+  o.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  o.tls_key = absl::GetFlag(FLAGS_tls_key);
+  o.latency_tls_ca = absl::GetFlag(FLAGS_latency_tls_ca);
   o.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   o.db_dir = absl::GetFlag(FLAGS_db);
   o.sync = absl::GetFlag(FLAGS_sync);

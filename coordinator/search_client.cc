@@ -13,6 +13,7 @@
 #include "core/json_fields.h"
 #include "core/status_macros.h"
 #include "latency_service/grpc_status.h"
+#include "latency_service/grpc_tls.h"
 #include "nas/search.grpc.pb.h"
 
 namespace nas {
@@ -66,7 +67,8 @@ absl::StatusOr<std::unique_ptr<SearchClient>> SearchClient::Connect(const std::s
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(256 << 20);
   args.SetMaxSendMessageSize(64 << 20);
-  impl->channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  NAS_ASSIGN_OR_RETURN(auto credentials, ChannelCredentialsFor(options.tls_ca));
+  impl->channel = grpc::CreateCustomChannel(target, credentials, args);
   impl->stub = SearchService::NewStub(impl->channel);
   impl->timeout = timeout;
   if (!options.token.empty()) impl->authorization = "Bearer " + options.token;

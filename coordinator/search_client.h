@@ -27,6 +27,8 @@ struct SearchClientOptions {
   // The caller's bearer token, sent as 'authorization: Bearer TOKEN' with every call; empty for
   // a coordinator without authentication. Default "".
   std::string token;
+  // PEM certificates to trust for a TLS connection; empty: plaintext. Default "".
+  std::string tls_ca;
 };
 
 // The caller's token for nasctl and nas: the file `token_file` when given, else the environment's

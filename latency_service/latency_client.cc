@@ -8,6 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "latency_service/grpc_status.h"
+#include "core/status_macros.h"
+#include "latency_service/grpc_tls.h"
 #include "latency_service/proto_convert.h"
 #include "nas/latency.grpc.pb.h"
 
@@ -33,11 +35,11 @@ absl::StatusOr<std::unique_ptr<LatencyClient>> LatencyClient::Connect(
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options.max_message_bytes);
   args.SetMaxSendMessageSize(options.max_message_bytes);
+  NAS_ASSIGN_OR_RETURN(auto credentials, ChannelCredentialsFor(options.tls_ca));
   auto impl = std::make_unique<Impl>();
   impl->target = target;
   impl->options = options;
-  impl->stub = LatencyService::NewStub(
-      grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
+  impl->stub = LatencyService::NewStub(grpc::CreateCustomChannel(target, credentials, args));
   return std::unique_ptr<LatencyClient>(new LatencyClient(std::move(impl)));
 }
 

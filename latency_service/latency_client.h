@@ -25,6 +25,8 @@ struct LatencyClientOptions {
   absl::Duration timeout = absl::Seconds(30);
   // Largest request or reply, in bytes. Default 64 MiB.
   int max_message_bytes = 64 << 20;
+  // PEM certificates to trust for a TLS connection; empty: plaintext. Default "".
+  std::string tls_ca;
 };
 
 class LatencyClient {

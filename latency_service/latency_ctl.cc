@@ -17,6 +17,7 @@
 #include "latency_service/latency_client.h"
 
 ABSL_FLAG(std::string, server, "localhost:50052", "latency service host:port");
+ABSL_FLAG(std::string, tls_ca, "", "PEM certificates to trust when the service speaks TLS");
 ABSL_FLAG(bool, merge, false, "put: merge into the stored table (pool repeated keys)");
 ABSL_FLAG(uint64_t, if_version, 0, "put: apply only if the stored version is this (0: always)");
 ABSL_FLAG(std::string, device, "", "put: device name for a YAML table");
@@ -59,7 +60,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string cmd = args[1];
-  auto client = nas::LatencyClient::Connect(absl::GetFlag(FLAGS_server));
+  nas::LatencyClientOptions client_options;
+  client_options.tls_ca = absl::GetFlag(FLAGS_tls_ca);
+  auto client = nas::LatencyClient::Connect(absl::GetFlag(FLAGS_server), client_options);
   if (!client.ok()) return Fail(client.status());
   if (cmd == "list") {
     auto devices = (*client)->ListDevices();

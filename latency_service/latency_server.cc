@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
+#include "latency_service/grpc_tls.h"
 #include "latency_service/latency_grpc_service.h"
 #include "latency_service/metrics.h"
 #include "prometheus/exposer.h"
@@ -46,7 +47,8 @@ absl::StatusOr<std::unique_ptr<LatencyServer>> LatencyServer::Start(Options opti
 
   grpc::ServerBuilder builder;
   const std::string address = absl::StrCat(options.address, ":", options.port);
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &impl->port);
+  NAS_ASSIGN_OR_RETURN(auto credentials, ServerCredentialsFor(options.tls_cert, options.tls_key));
+  builder.AddListeningPort(address, credentials, &impl->port);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   builder.RegisterService(impl->service.get());

@@ -30,6 +30,10 @@ struct LatencyServerOptions {
   // refuses a larger request with RESOURCE_EXHAUSTED before any handler runs. 1 KiB..1 GiB.
   // Default 64 MiB.
   int max_message_bytes = 64 << 20;
+  // PEM certificate chain and private key: TLS on the gRPC port when both are given, plaintext
+  // when neither (only one is an error). Default "".
+  std::string tls_cert;
+  std::string tls_key;
   // Tables, predictors, cache (latency_registry.h); its `metrics` is set by the server.
   // Default LatencyRegistryOptions{}.
   LatencyRegistryOptions registry;

@@ -19,6 +19,8 @@
 
 ABSL_FLAG(std::string, address, "0.0.0.0", "address to listen on (gRPC and metrics)");
 ABSL_FLAG(int, port, 50052, "gRPC port; 0 picks a free one");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: TLS on the gRPC port (with --tls_key)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
 ABSL_FLAG(std::string, table_dir, "",
           "directory of persisted tables (created if missing); empty keeps uploads in memory");
 ABSL_FLAG(int, metrics_port, 9102, "Prometheus /metrics port; 0 picks one, -1 disables");
@@ -32,6 +34,8 @@ int main(int argc, char** argv) {
   o.address = absl::GetFlag(FLAGS_address);
   o.port = absl::GetFlag(FLAGS_port);
   o.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  o.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  o.tls_key = absl::GetFlag(FLAGS_tls_key);
   o.registry.table_dir = absl::GetFlag(FLAGS_table_dir);
   for (absl::string_view item :
        absl::StrSplit(absl::GetFlag(FLAGS_builtin_tables), ',', absl::SkipEmpty())) {

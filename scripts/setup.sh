@@ -11,7 +11,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev nlohmann-json3-dev zlib1g-dev
   libopenblas0-pthread
   dataset-fashion-mnist
-  prometheus curl python3
+  prometheus curl python3 openssl
   clang libclang-rt-14-dev
 )
 

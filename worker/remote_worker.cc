@@ -28,6 +28,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "core/json_fields.h"
+#include "latency_service/grpc_tls.h"
 #include "core/param_names.h"
 #include "core/search_driver.h"
 #include "core/search_space.h"
@@ -1243,8 +1244,8 @@ absl::StatusOr<std::unique_ptr<RemoteWorker>> RemoteWorker::Create(RemoteWorkerO
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(o.max_message_bytes);
   args.SetMaxSendMessageSize(o.max_message_bytes);
-  impl->stub = WorkerGateway::NewStub(
-      grpc::CreateCustomChannel(o.coordinator, grpc::InsecureChannelCredentials(), args));
+  NAS_ASSIGN_OR_RETURN(auto credentials, ChannelCredentialsFor(o.tls_ca));
+  impl->stub = WorkerGateway::NewStub(grpc::CreateCustomChannel(o.coordinator, credentials, args));
   impl->o = std::move(o);
   return std::unique_ptr<RemoteWorker>(new RemoteWorker(std::move(impl)));
 }

@@ -57,6 +57,9 @@ struct RemoteWorkerOptions {
   // role "worker" in the coordinator's tokens file); empty for a coordinator without
   // authentication. Default "".
   std::string token;
+  // PEM certificates to trust for a TLS connection to the coordinator; empty: plaintext.
+  // Default "".
+  std::string tls_ca;
   // The folders a task's data_dir may name (it comes from a user's job spec): a data_dir that
   // does not resolve, symbolic links followed, to one of these or below is refused and the task
   // fails naming it. The data_dir option above is the operator's and is not checked. Default

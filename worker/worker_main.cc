@@ -35,6 +35,8 @@ ABSL_FLAG(std::string, data_dir, "", "overrides the data directory of every task
 ABSL_FLAG(std::string, token_file, "",
           "file holding the worker's bearer token (role worker in the coordinator's tokens "
           "file); default: $NAS_WORKER_TOKEN, else none");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM certificates to trust when the coordinator speaks TLS (its --tls_cert)");
 ABSL_FLAG(std::vector<std::string>, data_roots, {"/usr/share/datasets"},
           "comma-separated folders a job's data_dir may name (it or below, links followed); "
           "other data_dirs fail the task");
@@ -72,6 +74,7 @@ int main(int argc, char** argv) {
   o.max_tasks = absl::GetFlag(FLAGS_max_tasks);
   o.data_dir = absl::GetFlag(FLAGS_data_dir);
   o.data_roots = absl::GetFlag(FLAGS_data_roots);
+  o.tls_ca = absl::GetFlag(FLAGS_tls_ca);
   if (const std::string f = absl::GetFlag(FLAGS_token_file); !f.empty()) {
     std::ifstream in(f);
     if (!std::getline(in, o.token)) {

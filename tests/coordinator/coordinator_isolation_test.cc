@@ -5,8 +5,10 @@
 // by the user service; nothing of a tenant's job changes through another's calls.
 #include <grpcpp/grpcpp.h>
 
+#include <cstdlib>
 #include <fstream>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "nas/search.grpc.pb.h"
 #include "nas/worker.grpc.pb.h"
@@ -161,6 +163,54 @@ TEST_F(IsolationTest, TheGatewayTakesWorkerCredentialsOnItsOwnPort) {
   EXPECT_EQ(st.state(), "DONE") << st.message();
   EXPECT_TRUE(alice->Result(*a).ok());
   EXPECT_EQ(alice->Get(*a)->tenant(), "vision");
+}
+
+// TLS on both ports: clients that trust the certificate get through; plaintext clients and
+// clients that trust another certificate do not.
+TEST_F(IsolationTest, TlsOnEveryPortWhenCertificatesAreGiven) {
+  if (std::system("command -v openssl >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "openssl (Debian's openssl) is needed to make a certificate";
+  }
+  const std::string d = dir_.string();
+  for (const char* name : {"server", "other"}) {
+    std::string cmd = absl::StrCat(
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost -addext "
+        "subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout ",
+        d, "/", name, "-key.pem -out ", d, "/", name, "-cert.pem >/dev/null 2>&1");
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+  server_.reset();
+  CoordinatorServer::Options o;
+  o.address = "127.0.0.1";
+  o.port = 0;
+  o.worker_port = 0;
+  o.db_dir = (dir_ / "db").string();
+  o.latency_table = table_;
+  o.tokens_file = tokens_file_;
+  o.tls_cert = d + "/server-cert.pem";
+  o.tls_key = d + "/server-key.pem";
+  auto s = CoordinatorServer::Start(o);
+  ASSERT_TRUE(s.ok()) << s.status();
+  server_ = std::move(*s);
+  const std::string target = "localhost:" + std::to_string(server_->port());
+  SearchClientOptions co;
+  co.token = kAlice;
+  co.timeout = absl::Seconds(5);
+  co.tls_ca = d + "/server-cert.pem";
+  auto trusted = SearchClient::Connect(target, co);
+  ASSERT_TRUE(trusted.ok());
+  auto job = (*trusted)->Submit(SmallSpec());
+  ASSERT_TRUE(job.ok()) << job.status();
+  co.tls_ca = d + "/other-cert.pem";
+  EXPECT_EQ((*SearchClient::Connect(target, co))->Get(*job).status().code(),
+            absl::StatusCode::kUnavailable);
+  co.tls_ca = "";
+  EXPECT_EQ((*SearchClient::Connect(target, co))->Get(*job).status().code(),
+            absl::StatusCode::kUnavailable);
+  // Only one of certificate and key is an error naming the other.
+  o.tls_key = "";
+  EXPECT_TRUE(IsError(CoordinatorServer::Start(o).status(), absl::StatusCode::kInvalidArgument,
+                      {"tls_key", "tls_cert"}));
 }
 
 }  // namespace
