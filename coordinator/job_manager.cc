@@ -1,21 +1,15 @@
 #include "coordinator/job_manager.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <cstring>
-#include <deque>
-#include <set>
 #include <thread>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "coordinator/commit_pipeline.h"
 #include "coordinator/job_spec.h"
@@ -62,7 +56,7 @@ struct JobManager::Lease {
   // for it.
   Task task;
   std::vector<TensorListing> listed;  // Task.tensors, in order
-  LeaseSlot slot;  // queued, leased (to whom, until when), done
+  LeaseSlot slot;                     // queued, leased (to whom, until when), done
   // Tensors the task may fetch and return: views of the keys of its job's store (stable: a
   // store entry is never erased while a task lists it).
   absl::flat_hash_set<absl::string_view> names;

@@ -17,6 +17,13 @@
 // Create() reloads every job and continues from its last committed round; the round in flight
 // is planned again from the committed RNG state, so it is the same round.
 //
+// The JobManager is the jobs' state machine (stages, rounds, recovery, results) over pieces
+// that each own one concern, with their own unit tests: ParamStore (param_store.h: a job's
+// tensors, versions, owner groups, the merge), LeaseTable (lease_table.h: workers, leases,
+// fencing, expiry), CommitPipeline (commit_pipeline.h: the background checkpoint writer) and
+// a Scheduler (scheduler.h: which job's task goes to a free worker). They are called with the
+// JobManager's lock held.
+//
 //   NAS_ASSIGN_OR_RETURN(auto store, CheckpointStore::Open(dir));
 //   NAS_ASSIGN_OR_RETURN(auto jobs, JobManager::Create(store.get(), &latency, {}));
 //   NAS_ASSIGN_OR_RETURN(std::string id, jobs->Submit(spec));
