@@ -8,6 +8,7 @@
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -43,6 +44,18 @@ bool ValidJobState(const std::string& s) {
 void Log(const std::string& message) {
   absl::FPrintF(stderr, "%s coordinator: %s\n",
                 absl::FormatTime("%Y-%m-%d %H:%M:%E3S", absl::Now(), absl::UTCTimeZone()), message);
+}
+
+// `n` characters of [a-z0-9] from a generator seeded by the operating system (absl::BitGen:
+// Randen, a cryptographic-strength generator): ids and lease ids that cannot be guessed.
+std::string RandomSuffix(int n) {
+  static absl::Mutex mu(absl::kConstInit);
+  static absl::BitGen* gen = new absl::BitGen();
+  constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  std::string out(n, ' ');
+  absl::MutexLock lock(&mu);
+  for (char& c : out) c = kAlphabet[absl::Uniform<size_t>(*gen, 0, sizeof(kAlphabet) - 1)];
+  return out;
 }
 
 bool Terminal(const std::string& s) { return s == "DONE" || s == "FAILED" || s == "CANCELLED"; }
@@ -262,7 +275,10 @@ absl::Status JobManager::Recover() {
     auto job = std::make_unique<Job>();
     Job& j = *job;
     uint64_t n = 0;
-    if (absl::SimpleAtoi(absl::string_view(id).substr(1), &n)) next_job_ = std::max(next_job_, n);
+    // "j<number>" (stores before the random suffix) or "j<number>-<suffix>".
+    absl::string_view digits = absl::string_view(id).substr(1);
+    digits = digits.substr(0, digits.find('-'));
+    if (absl::SimpleAtoi(digits, &n)) next_job_ = std::max(next_job_, n);
     jobs_[id] = std::move(job);
     if (!j.rec.ParseFromString(bytes) || j.rec.job_id() != id || !ValidJobState(j.rec.state())) {
       // Kept in memory as FAILED, its stored bytes left as they are for whoever investigates.
@@ -346,7 +362,8 @@ absl::StatusOr<std::string> JobManager::Submit(const JobSpec& raw) {
   // the job records of a damaged store were lost.
   NAS_ASSIGN_OR_RETURN(next_job_, store_->NextJobNumber(next_job_ + 1));
   auto job = std::make_unique<Job>();
-  std::string id = absl::StrFormat("j%06d", next_job_);
+  // The number never repeats; the suffix makes the id impossible to guess from another's.
+  std::string id = absl::StrFormat("j%06d-%s", next_job_, RandomSuffix(10));
   job->rec.set_job_id(id);
   *job->rec.mutable_spec() = spec;
   job->rec.set_state("PREPARING");
@@ -368,6 +385,7 @@ JobStatus JobManager::StatusOf(const Job& j) const {
   s.set_message(j.rec.message());
   s.set_degraded(j.degraded);
   s.set_tenant(j.rec.spec().tenant());
+  s.set_owner(j.rec.spec().owner());
   s.set_priority(j.rec.spec().priority());
   s.set_submitted_unix_ms(j.rec.submitted_unix_ms());
   s.set_target_latency_ms(j.rec.target_latency_ms());

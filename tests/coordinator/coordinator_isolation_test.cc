@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "nas/search.grpc.pb.h"
@@ -85,6 +86,11 @@ TEST_F(IsolationTest, AJobIsItsTenantsAndInvisibleToOthers) {
   auto b = bob->Submit(SmallSpec());
   ASSERT_TRUE(b.ok());
   EXPECT_EQ(alice->Get(*a)->tenant(), "vision");
+  EXPECT_EQ(alice->Get(*a)->owner(), "alice");
+  // Ids cannot be guessed from one another.
+  EXPECT_TRUE(absl::StartsWith(*a, "j000001-")) << *a;
+  EXPECT_EQ(a->size(), 18u) << *a;
+  EXPECT_NE(a->substr(8), b->substr(8));
   auto r = admin->Get(*a);
   ASSERT_TRUE(r.ok());
   const JobStatus before = *alice->Get(*a);
