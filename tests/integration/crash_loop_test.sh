@@ -21,7 +21,7 @@ echo "crash loop: $KILLS coordinator kills, seed $RANDOM"
 
 "$NAS" profile --space fashion-mnist --device local-cpu --threads 1 --profile_repeats 3 \
   --table_out "$WORK/table.json" >"$WORK/profile.log" 2>&1 || { cat "$WORK/profile.log"; exit 1; }
-# One task per round: many small rounds to kill between (9 epochs of 24 batches; a kill every
+# One task per round: many small rounds to kill between (9 epochs of 20 batches; a kill every
 # ~5 rounds on the development machine).
 cat >"$WORK/spec.json" <<'EOF'
 {"space": "fashion-mnist", "device": "local-cpu", "trainSubset": "1200", "validSize": "200",
