@@ -37,9 +37,9 @@ absl::Status NetworkConfig::Validate() const {
   using L = NetworkConfigLimits;
   auto in = [](int v, int lo, int hi) { return v >= lo && v <= hi; };
   if (!in(input_height, 1, L::kMaxSide) || !in(input_width, 1, L::kMaxSide) ||
-      !in(input_channels, 1, L::kMaxChannels)) {
+      !in(input_channels, 1, L::kMaxInputChannels)) {
     return bad("input", absl::StrCat("height and width must be in [1, ", L::kMaxSide,
-                                     "], channels in [1, ", L::kMaxChannels, "]"));
+                                     "], channels in [1, ", L::kMaxInputChannels, "]"));
   }
   if (!in(stem_channels, 1, L::kMaxChannels)) {
     return bad("first_conv.out_channels", absl::StrCat("must be in [1, ", L::kMaxChannels, "]"));
@@ -147,7 +147,7 @@ absl::StatusOr<NetworkConfig> NetworkConfig::FromReferenceJson(const std::string
   NAS_ASSIGN_OR_RETURN(const Json* first, GetMember(j, "", "first_conv"));
   NAS_RETURN_IF_ERROR(ExpectName(*first, "first_conv", "ConvLayer"));
   NAS_ASSIGN_OR_RETURN(net.input_channels,
-                       GetIntIn(*first, "first_conv", "in_channels", 1, L::kMaxChannels));
+                       GetIntIn(*first, "first_conv", "in_channels", 1, L::kMaxInputChannels));
   NAS_ASSIGN_OR_RETURN(net.stem_channels,
                        GetIntIn(*first, "first_conv", "out_channels", 1, L::kMaxChannels));
   NAS_ASSIGN_OR_RETURN(net.stem_kernel,

@@ -38,15 +38,16 @@ struct BlockConfig {
   int out_width() const;
 };
 
-// Bounds on every number of a network config (a file from outside, or what a search derives),
-// far above any ProxylessNAS network (at most 1792 channels, kernel 7, expand 6, ~22 blocks,
-// 224x224 input) and low enough that sizes, ParameterCount and Macs cannot overflow.
+// Bounds on every number of a network config (a file from outside, or what a search derives).
+// At or above what any space within SpaceLimits (core/search_space.h) derives, with room for a
+// width multiplier of 2, and low enough that sizes, ParameterCount and Macs cannot overflow.
 struct NetworkConfigLimits {
-  static constexpr int kMaxSide = 2048;      // input height and width
-  static constexpr int kMaxChannels = 4096;  // input, stem, block, feature-mix channels
-  static constexpr int kMaxKernel = 11;      // stem and block kernels
-  static constexpr int kMaxStemStride = 4;   // blocks: 1 or 2
-  static constexpr int kMaxExpand = 8;       // block expand ratio
+  static constexpr int kMaxSide = 1024;         // input height and width
+  static constexpr int kMaxInputChannels = 64;  // image channels
+  static constexpr int kMaxChannels = 16384;    // stem, block, feature-mix channels
+  static constexpr int kMaxKernel = 15;         // stem and block kernels
+  static constexpr int kMaxStemStride = 4;      // blocks: 1 or 2
+  static constexpr int kMaxExpand = 16;         // block expand ratio
   static constexpr int kMaxBlocks = 256;
   static constexpr int kMaxClasses = 1000000;  // classifier outputs
 };

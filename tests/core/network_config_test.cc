@@ -382,9 +382,10 @@ TEST(NetworkConfigTest, HostileNumbersAreRefusedNamingTheField) {
       {"/first_conv/stride", 0, "first_conv.stride: 0 is outside [1, 4]"},
       {"/first_conv/out_channels", 2147483647, "first_conv.out_channels: 2147483647 is outside"},
       {"/blocks/2/mobile_inverted_conv/expand_ratio", 1000000,
-       "blocks[2].mobile_inverted_conv.expand_ratio: 1000000 is outside [1, 8]"},
+       "blocks[2].mobile_inverted_conv.expand_ratio: 1000000 is outside [1, 16]"},
       {"/blocks/2/mobile_inverted_conv/kernel_size", -3,
-       "blocks[2].mobile_inverted_conv.kernel_size: -3 is outside [1, 11]"},
+       "blocks[2].mobile_inverted_conv.kernel_size: -3 is outside [1, 15]"},
+      {"/first_conv/in_channels", 65, "first_conv.in_channels: 65 is outside [1, 64]"},
       {"/classifier/out_features", 0, "classifier.out_features: 0 is outside"},
   };
   for (const Case& c : cases) {
