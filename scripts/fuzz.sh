@@ -13,6 +13,8 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-1000000}
 shift || true
 BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
+# ccache: paths relative to the checkout, so that another clone (CI's) reuses these objects.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD} CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-1}
 bash scripts/setup.sh >/dev/null  # clang and libclang-rt-14-dev (libFuzzer) among the rest
 
 if [ $# -gt 0 ]; then

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the torch-free parts (proto, core, coordinator, latency service, their tests and the
 # fuzz replays; NAS_WITH_TORCH=OFF) with clang and a sanitizer, and runs their tests.
-#   asan: AddressSanitizer (with LeakSanitizer) + UndefinedBehaviorSanitizer, every UB report
-#         fatal (-fno-sanitize-recover=undefined), into build-asan/;
+#   asan: AddressSanitizer (with LeakSanitizer; scripts/lsan.supp says what it suppresses and
+#         why) + UndefinedBehaviorSanitizer, every UB report fatal
+#         (-fno-sanitize-recover=undefined), into build-asan/;
 #   tsan: ThreadSanitizer into build-tsan/, every program linked with
 #         tests/sanitizers/tsan_absl_sync.cc (which tells TSan about Abseil's synchronisation:
 #         Debian's Abseil is not instrumented) and scripts/tsan.supp (what else it suppresses, why).
@@ -28,6 +29,8 @@ case "$SCOPE" in
 esac
 command -v clang++ >/dev/null || { echo "sanitize.sh: clang++ missing (scripts/setup.sh installs it)" >&2; exit 1; }
 BUILD_DIR=${SANITIZE_BUILD_DIR:-build-$MODE}
+# ccache: paths relative to the checkout, so that another clone (CI's) reuses these objects.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD} CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-1}
 start=$(date +%s)
 
 # -O1 keeps the instrumented tests fast enough; -fno-omit-frame-pointer and -g1 give usable
@@ -57,6 +60,7 @@ built=$(date +%s)
 
 # halt_on_error: the first report fails the test. detect_leaks stays on (LeakSanitizer).
 export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/scripts/lsan.supp:print_suppressions=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # ignore_noninstrumented_modules: memcpy & co. called from inside Debian's (uninstrumented)
 # libraries are not checked - their own locking is invisible to TSan, e.g. Abseil's deadlock
