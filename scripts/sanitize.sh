@@ -46,8 +46,6 @@ if [ "$MODE" = tsan ]; then
   fi
   LINK="$SAN $shim -ldl"
 fi
-# ccache keys relative to the checkout (as scripts/build.sh): CI's clone reuses these objects.
-export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD} CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-1}
 if [ ! -f "$BUILD_DIR/build.ninja" ]; then
   cmake -S . -B "$BUILD_DIR" -G Ninja \
     -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
