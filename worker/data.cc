@@ -13,10 +13,7 @@
 
 namespace nas {
 
-namespace {
-
-// Reads a whole file, gunzipping when it is gzip (gzread passes plain files through).
-absl::StatusOr<std::string> ReadMaybeGz(const std::string& path) {
+absl::StatusOr<std::string> ReadMaybeGz(const std::string& path, int64_t max_bytes) {
   gzFile f = gzopen(path.c_str(), "rb");
   if (f == nullptr) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
   std::string out;
@@ -30,6 +27,11 @@ absl::StatusOr<std::string> ReadMaybeGz(const std::string& path) {
       return absl::DataLossError(absl::StrCat(path, ": corrupt gzip data: ", msg));
     }
     if (n == 0) break;
+    if (static_cast<int64_t>(out.size()) + n > max_bytes) {
+      gzclose(f);
+      return absl::InvalidArgumentError(absl::StrCat(path, ": inflates beyond the limit of ",
+                                                     max_bytes, " bytes for a data file"));
+    }
     out.append(buf, n);
   }
   int rc = gzclose(f);
@@ -38,6 +40,8 @@ absl::StatusOr<std::string> ReadMaybeGz(const std::string& path) {
   }
   return out;
 }
+
+namespace {
 
 void ComputeStats(DataSet& d) {
   torch::Tensor f = d.images.to(torch::kFloat32).div_(255.0);
@@ -153,11 +157,10 @@ torch::Tensor ToIndex(std::vector<int64_t> v) {
 }
 }  // namespace
 
-absl::StatusOr<DataSplit> SplitValidation(const DataSet& data, int64_t valid_size,
-                                          uint64_t seed) {
+absl::StatusOr<DataSplit> SplitValidation(const DataSet& data, int64_t valid_size, uint64_t seed) {
   if (valid_size <= 0 || valid_size >= data.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("valid_size: ", valid_size,
-                                                   " must be in (0, ", data.size(), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("valid_size: ", valid_size, " must be in (0, ", data.size(), ")"));
   }
   Rng rng(seed);
   auto by_class = ShuffledByClass(data, rng);
@@ -210,8 +213,8 @@ torch::Tensor ChannelsLastStrided(const torch::Tensor& x) {
       .copy_(x);
 }
 
-Batcher::Batcher(const DataSet& data, int batch_size, uint64_t seed, Augment augment,
-                 bool shuffle, bool drop_last)
+Batcher::Batcher(const DataSet& data, int batch_size, uint64_t seed, Augment augment, bool shuffle,
+                 bool drop_last)
     : data_(data),
       batch_size_(batch_size),
       seed_(seed),
@@ -262,8 +265,7 @@ bool Batcher::Batch(int64_t epoch, int64_t batch, torch::Tensor* x, torch::Tenso
     Rng rng(MixSeed(seed_, static_cast<uint64_t>(epoch), static_cast<uint64_t>(batch) + 1));
     int p = augment_.pad;
     int64_t h = img.size(2), w = img.size(3);
-    torch::Tensor padded =
-        p > 0 ? torch::constant_pad_nd(img, {p, p, p, p}, 0) : img;
+    torch::Tensor padded = p > 0 ? torch::constant_pad_nd(img, {p, p, p, p}, 0) : img;
     torch::Tensor out = torch::empty_like(img);
     for (int64_t i = 0; i < b; ++i) {
       int64_t dy = p > 0 ? static_cast<int64_t>(rng.Below(2 * p + 1)) : 0;

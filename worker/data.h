@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/rng.h"
+#include "worker/dataset_format.h"
 
 namespace nas {
 
@@ -33,6 +34,11 @@ struct DataSet {
   int width() const { return static_cast<int>(images.size(3)); }
   DataSet Subset(const torch::Tensor& index) const;
 };
+
+// Reads a whole file, gunzipping it when it is gzip (plain files pass through). A file that
+// inflates beyond `max_bytes` is InvalidArgument naming it (a gzip bomb is refused as it is read).
+absl::StatusOr<std::string> ReadMaybeGz(const std::string& path,
+                                        int64_t max_bytes = kMaxDataFileBytes);
 
 // Reads an IDX image file (magic 2051) and label file (magic 2049); .gz is decompressed.
 absl::StatusOr<DataSet> LoadIdx(const std::string& images_path, const std::string& labels_path);

@@ -25,6 +25,9 @@ inline constexpr int64_t kIdxImagesHeaderBytes = 16;
 inline constexpr int64_t kIdxLabelsHeaderBytes = 8;
 // Largest image side an IDX file may declare.
 inline constexpr int64_t kIdxMaxSide = 4096;
+// Largest data file, after decompression: a gzip file that inflates beyond it is refused as it
+// is read (a few KB can inflate to gigabytes). MNIST's largest file is 47 MB.
+inline constexpr int64_t kMaxDataFileBytes = int64_t{2} << 30;
 // One CIFAR-10 record: a label byte and 3x32x32 pixels (channel-major).
 inline constexpr int64_t kCifar10RecordBytes = 1 + 3 * 32 * 32;
 

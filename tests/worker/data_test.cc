@@ -107,6 +107,24 @@ TEST_F(DataTest, CorruptGzipIsAnError) {
   EXPECT_FALSE(d.ok());
 }
 
+// A small gzip file that inflates to much more than its limit is refused as it is read.
+TEST_F(DataTest, AGzipBombIsRefusedAtItsLimit) {
+  const std::string path = (dir_ / "bomb.gz").string();
+  gzFile g = gzopen(path.c_str(), "wb9");
+  ASSERT_NE(g, nullptr);
+  const std::string zeros(1 << 20, '\0');
+  for (int i = 0; i < 8; ++i) ASSERT_EQ(gzwrite(g, zeros.data(), zeros.size()), 1 << 20);
+  gzclose(g);
+  ASSERT_LT(std::filesystem::file_size(path), 64u << 10);  // 8 MiB in a few KB
+  auto small = ReadMaybeGz(path, 4 << 20);
+  EXPECT_EQ(small.status().code(), absl::StatusCode::kInvalidArgument) << small.status();
+  EXPECT_NE(std::string(small.status().message()).find("inflates beyond the limit"),
+            std::string::npos);
+  auto whole = ReadMaybeGz(path, 8 << 20);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_EQ(whole->size(), size_t{8} << 20);
+}
+
 TEST_F(DataTest, CifarRecordsAndTruncation) {
   std::string batch;
   for (int i = 0; i < 10; ++i) {
