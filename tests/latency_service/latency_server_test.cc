@@ -444,6 +444,9 @@ TEST_F(HostileRequestTest, PutTableBoundsAreEnforcedAtTheEdge) {
       head + R"("entries": {}, "method": ")" + std::string(kMaxLatencyTableBytes, 'm') + "\"}",
       absl::StatusCode::kResourceExhausted,
       {"table.content", "exceed the limit of 16777216 bytes"});
+  // 2 MiB of nested JSON (this overflowed the server's stack).
+  ExpectPutError(std::string(1 << 20, '[') + std::string(1 << 20, ']'),
+                 absl::StatusCode::kInvalidArgument, {"nested deeper"});
   // Numbers out of range, non-finite, negative; absurd counts.
   ExpectPutError(head + R"("entries": {)" + stem + R"(: {"count": 5, "mean": 1e999, "var": 0}}})",
                  absl::StatusCode::kInvalidArgument, {"table.content"});
