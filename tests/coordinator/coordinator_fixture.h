@@ -16,30 +16,21 @@
 #include "core/latency_table.h"
 #include "core/search_space.h"
 #include "gtest/gtest.h"
+#include "tests/coordinator/synthetic_table.h"
 
 namespace nas {
 
 class CoordinatorServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::path(::testing::TempDir()) /
-           ("coord_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = FreshTestDir("coord");
     // A table for every layer of the Fashion-MNIST space (device "test-cpu").
     auto space = SearchSpace::Preset("fashion-mnist");
     ASSERT_TRUE(space.ok());
-    LatencyTableInfo info;
-    info.device = "test-cpu";
-    info.runtime = "synthetic";
-    LatencyTable t(info);
-    int i = 0;
-    for (const std::string& k : space->AllLayerKeys()) {
-      ASSERT_TRUE(t.Insert(k, LatencyEntry{1, 0.05 + 0.01 * (i++ % 7), 0.0}).ok());
-    }
+    auto t = SyntheticLatencyTable("test-cpu", space->AllLayerKeys());
+    ASSERT_TRUE(t.ok()) << t.status();
     table_ = (dir_ / "table.json").string();
-    ASSERT_TRUE(t.Save(table_).ok());
+    ASSERT_TRUE(t->Save(table_).ok());
     Start();
   }
   void TearDown() override {

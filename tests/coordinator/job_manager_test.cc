@@ -12,6 +12,7 @@
 #include "coordinator/sim_worker.h"
 #include "core/search_space.h"
 #include "gtest/gtest.h"
+#include "tests/coordinator/synthetic_table.h"
 #include "tests/test_util.h"
 
 namespace nas {
@@ -22,26 +23,14 @@ class SyntheticLatency : public LatencyProvider {
  public:
   absl::StatusOr<LatencyTable> Fetch(const std::string& device,
                                      const std::vector<std::string>& keys) override {
-    LatencyTableInfo info;
-    info.device = device;
-    info.runtime = "synthetic";
-    LatencyTable t(info);
-    int i = 0;
-    for (const std::string& k : keys) {
-      absl::Status s = t.Insert(k, LatencyEntry{1, 0.05 + 0.01 * (i++ % 7), 0.0});
-      if (!s.ok()) return s;
-    }
-    return t;
+    return SyntheticLatencyTable(device, keys);
   }
 };
 
 class JobManagerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::path(::testing::TempDir()) /
-           ("job_manager_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
+    dir_ = FreshTestDir("job_manager");
     auto store = CheckpointStore::Open(dir_.string());
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = std::move(*store);
