@@ -4,21 +4,7 @@
 # bad input. Usage: cli_test.sh path/to/nas
 set -uo pipefail
 NAS=${1:?usage: cli_test.sh path/to/nas}
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-pass=0
-fail=0
-check() {  # check NAME CONDITION...
-  local name=$1
-  shift
-  if "$@"; then
-    pass=$((pass + 1))
-    echo "ok   $name"
-  else
-    fail=$((fail + 1))
-    echo "FAIL $name"
-  fi
-}
+source "$(dirname "$0")/lib.sh"  # WORK (removed at exit), check
 expect_error() {  # expect_error NAME PATTERN COMMAND...
   local name=$1 pattern=$2
   shift 2
