@@ -468,7 +468,7 @@ absl::StatusOr<std::string> CheckpointStore::GetResult(const std::string& job_id
 absl::Status CheckpointStore::DeleteJob(const std::string& job_id) {
   NAS_RETURN_IF_ERROR(ValidateJobId(job_id));
   const std::string what = absl::StrCat("delete job '", job_id, "'");
-  absl::MutexLock lock(&mu_);
+  absl::ReleasableMutexLock lock(&mu_);
   rocksdb::WriteBatch batch;
   rocksdb::Status s;
   for (Cf c : {kJobs, kSearchState, kResults}) {
@@ -484,7 +484,40 @@ absl::Status CheckpointStore::DeleteJob(const std::string& job_id) {
   NAS_RETURN_IF_ERROR(FromRocks(s, what));
   rocksdb::WriteOptions wo;
   wo.sync = options_.sync;
-  return FromRocks(db_->Write(wo, &batch), what);
+  NAS_RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), what));
+  lock.Release();
+
+  // The deletes are tombstones until a compaction drops them with the values they cover. The
+  // range [<job_id>, <job_id>\x01] holds exactly the job's keys in every column family: the
+  // job id itself (jobs, search_state, results) and <job_id>\0... (params, events); no other
+  // job id sorts inside it (job ids have no characters below '-'). The compaction flushes the
+  // memtables that overlap the range first and rewrites the bottommost level too, so nothing of
+  // the job is left in a table file; other jobs' keys in the same files are copied as they are.
+  const std::string begin = job_id;
+  const std::string end = JobLimit(job_id);
+  const rocksdb::Slice begin_slice(begin);
+  const rocksdb::Slice end_slice(end);
+  rocksdb::CompactRangeOptions co;
+  co.exclusive_manual_compaction = false;  // rounds' flushes and compactions go on meanwhile
+  co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
+  for (Cf c : {kJobs, kSearchState, kParams, kEvents, kResults}) {
+    NAS_RETURN_IF_ERROR(FromRocks(
+        db_->CompactRange(co, cf(c), &begin_slice, &end_slice),
+        absl::StrCat("reclaim the space of deleted job '", job_id, "' in ", kKnownCfNames[c])));
+  }
+  return absl::OkStatus();
+}
+
+int64_t CheckpointStore::LiveFileBytes() const {
+  int64_t total = 0;
+  for (rocksdb::ColumnFamilyHandle* h : handles_) {
+    for (const std::string* property : {&rocksdb::DB::Properties::kLiveSstFilesSize,
+                                        &rocksdb::DB::Properties::kLiveBlobFileSize}) {
+      uint64_t bytes = 0;
+      if (db_->GetIntProperty(h, *property, &bytes)) total += static_cast<int64_t>(bytes);
+    }
+  }
+  return total;
 }
 
 CheckpointStore::Footprint CheckpointStore::footprint() const {

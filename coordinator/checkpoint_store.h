@@ -141,8 +141,20 @@ class CheckpointStore {
   absl::StatusOr<std::string> GetResult(const std::string& job_id) const;
 
   // Removes everything of the job (record, search state, tensors, events, result) in one
-  // batch; OK when there was nothing. A later commit starts the event log at index 0 again.
+  // batch, then compacts the job's key range in every column family, so that the table files
+  // that held it are rewritten without it and its disk space is given back before this
+  // returns (its tensors' blob files too, once no other job's tensors share them; shared ones
+  // are reclaimed by RocksDB's blob garbage collection as the other jobs' tensors are
+  // rewritten). OK when there was nothing. A later commit starts the event log at index 0
+  // again. An error of the compaction (the job is then deleted but its space not yet given
+  // back) is returned naming the job; calling DeleteJob again compacts again.
   absl::Status DeleteJob(const std::string& job_id);
+
+  // The bytes of the table and blob files of the database's current version, over every
+  // column family: what the store holds on disk besides its log (LiveFileBytes drops once
+  // DeleteJob returns). Files RocksDB has just made obsolete are not counted, even while they
+  // are still being removed from the directory.
+  int64_t LiveFileBytes() const;
 
   // Increments the counter persisted in `meta` and returns the new value (1 on a new store),
   // always synced: the coordinator takes one per start, so lease ids never repeat across

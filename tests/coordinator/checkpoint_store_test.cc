@@ -419,12 +419,69 @@ TEST(CheckpointStoreTest, DeleteJobRemovesEverythingDurably) {
   EXPECT_EQ(store->GetTensor("gone", "w").status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(store->LoadTensors("gone")->empty());
   EXPECT_TRUE(store->Events("gone")->empty());
-  EXPECT_EQ(store->ListJobs().value(), (std::vector<std::pair<std::string, std::string>>{{"kept", "rec"}}));
+  EXPECT_EQ(store->ListJobs().value(),
+            (std::vector<std::pair<std::string, std::string>>{{"kept", "rec"}}));
 
   // A job of the same id starts over: its event log from index 0.
   ASSERT_TRUE(store->CommitRound(Commit("gone", 1, {}, {"new e0"})).ok());
   EXPECT_EQ(*store->Events("gone"), Strings{"new e0"});
   EXPECT_TRUE(store->Events("gone", 1)->empty());
+}
+
+TEST(CheckpointStoreTest, DeleteJobGivesTheJobsDiskSpaceBack) {
+  std::string dir = FreshDir("delete_space");
+  auto store = OpenOrDie(dir, Unsynced());
+  ASSERT_NE(store, nullptr);
+  // Tensors of both kinds: small ones stored in the table files, large ones in blob files.
+  auto tensors = [](char fill) {
+    std::vector<TensorBlob> t;
+    for (int i = 0; i < 64; ++i)
+      t.push_back(Tensor(absl::StrCat("small", i), std::string(32 << 10, fill), 1));
+    for (int i = 0; i < 2; ++i)
+      t.push_back(Tensor(absl::StrCat("large", i), std::string(1 << 20, fill), 1));
+    return t;
+  };
+  constexpr int64_t kJobBytes = 64 * (32 << 10) + 2 * (1 << 20);  // 4 MB
+  auto write = [&](const std::string& job, char fill) {
+    ASSERT_TRUE(store->PutJob(job, "rec").ok());
+    ASSERT_TRUE(store->CommitRound(Commit(job, 1, tensors(fill), {"e0", "e1"})).ok());
+    ASSERT_TRUE(store->PutResult(job, "res").ok());
+    ASSERT_TRUE(store->Flush().ok());
+  };
+  write("kept", 'k');
+  const int64_t one_job = store->LiveFileBytes();
+  write("gone", 'g');
+  const int64_t two_jobs = store->LiveFileBytes();
+  EXPECT_GE(one_job, kJobBytes);
+  EXPECT_GE(two_jobs - one_job, kJobBytes);
+
+  ASSERT_TRUE(store->DeleteJob("gone").ok());
+  const int64_t after = store->LiveFileBytes();
+  EXPECT_LE(after, two_jobs - kJobBytes * 9 / 10) << "before " << two_jobs << ", after " << after;
+  EXPECT_LE(after, one_job + (256 << 10)) << "one job " << one_job << ", after " << after;
+
+  // The other job is whole, before and after a reopen.
+  auto check = [](CheckpointStore& s) {
+    EXPECT_EQ(s.GetJob("gone").status().code(), absl::StatusCode::kNotFound);
+    EXPECT_TRUE(s.LoadTensors("gone")->empty());
+    EXPECT_EQ(s.GetJob("kept").value(), "rec");
+    EXPECT_EQ(s.GetResult("kept").value(), "res");
+    EXPECT_EQ(*s.Events("kept"), (Strings{"e0", "e1"}));
+    absl::StatusOr<std::vector<TensorBlob>> loaded = s.LoadTensors("kept");
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    ASSERT_EQ(loaded->size(), 66u);
+    for (const TensorBlob& t : *loaded) {
+      EXPECT_EQ(t.data(),
+                std::string(absl::StartsWith(t.name(), "large") ? 1 << 20 : 32 << 10, 'k'))
+          << t.name();
+    }
+  };
+  check(*store);
+  store.reset();
+  store = OpenOrDie(dir, Unsynced());
+  ASSERT_NE(store, nullptr);
+  check(*store);
+  EXPECT_LE(store->LiveFileBytes(), one_job + (256 << 10));
 }
 
 TEST(CheckpointStoreTest, NextIncarnationStrictlyIncreasesAcrossReopen) {
