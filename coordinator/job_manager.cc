@@ -111,6 +111,12 @@ struct JobManager::Job {
   int64_t committed_round = 0;   // the last round written (JobStatus.committed_round)
   int64_t steps_in_metrics = 0;  // weight steps counted in nas_weight_steps_total so far
   std::string persisted_record;  // the record as last written to the store
+  // Deletion: set while the job is removed from the store (nothing new starts on it); threads
+  // waiting in AwaitCommits with the job (it is erased only at 0); after a failed store delete,
+  // when retention tries it again.
+  bool deleting = false;
+  mutable int awaiting_commits = 0;
+  absl::Time retry_delete_at = absl::InfinitePast();
   int64_t weight_steps() const { return driver ? driver->weight_steps() : 0; }
 };
 
@@ -231,7 +237,10 @@ void JobManager::OnWritten(const CommitPipeline::Written& w) {
 }
 
 void JobManager::AwaitCommits(const Job& job) {
-  if (commits_ != nullptr) commits_->Await(job.rec.job_id());
+  if (commits_ == nullptr) return;
+  ++job.awaiting_commits;
+  commits_->Await(job.rec.job_id());
+  --job.awaiting_commits;
 }
 
 JobManager::Job* JobManager::FindJob(const std::string& id) const {
@@ -1222,6 +1231,105 @@ absl::Status JobManager::CommitRound(Job& j, std::vector<std::string> events) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Deletion
+
+namespace {
+
+// Jobs past their retention deleted in one tick at most (each is a store delete and a
+// compaction, on the ticker's thread); the rest go in the next ticks.
+constexpr int kMaxRetentionDeletesPerTick = 16;
+// After a failed store delete, retention tries the job again this much later.
+constexpr absl::Duration kRetentionRetry = absl::Minutes(1);
+
+}  // namespace
+
+absl::Status JobManager::Delete(const std::string& job_id) {
+  {
+    absl::MutexLock lock(&mu_);
+    Job* j = FindJob(job_id);
+    if (j == nullptr) return absl::NotFoundError(absl::StrCat("job_id: no job '", job_id, "'"));
+    if (!Terminal(j->rec.state())) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", job_id, " is ", j->rec.state(),
+                       "; only a job that ended (DONE, FAILED, CANCELLED) can be deleted: cancel "
+                       "it first"));
+    }
+    if (j->deleting) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", job_id, " is already being deleted"));
+    }
+    j->deleting = true;
+  }
+  absl::Status s = EraseJob(job_id);
+  if (s.ok()) Log(absl::StrCat("job ", job_id, ": deleted"));
+  return s;
+}
+
+absl::Status JobManager::EraseJob(const std::string& job_id) {
+  {
+    absl::MutexLock lock(&mu_);
+    Job* j = FindJob(job_id);  // marked `deleting`: only this call erases it
+    AwaitCommits(*j);
+    // A thread that ended the job (Cancel, Fail) may still wait for its commits before it
+    // writes the final record: that record goes first, and the thread lets go of the job.
+    mu_.Await(absl::Condition(+[](Job* job) { return job->awaiting_commits == 0; }, j));
+  }
+  absl::Status s = store_->DeleteJob(job_id);
+  std::unique_ptr<Job> gone;  // destroyed (tensors and all) after the lock is released
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(job_id);
+  if (!s.ok()) {
+    it->second->deleting = false;
+    it->second->retry_delete_at = options_.clock() + kRetentionRetry;
+    return s;
+  }
+  gone = std::move(it->second);
+  jobs_.erase(it);
+  UpdateGauges();
+  changed_.SignalAll();  // its watchers see it gone
+  return absl::OkStatus();
+}
+
+void JobManager::RunRetention() {
+  if (options_.retention == absl::InfiniteDuration()) return;
+  struct Expired {
+    std::string id;
+    std::string state;
+    absl::Time finished;
+  };
+  std::vector<Expired> expired;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = options_.clock();
+    for (auto& [id, j] : jobs_) {
+      // A job that never recorded its end (a record that did not parse) stays until deleted.
+      if (!Terminal(j->rec.state()) || j->deleting || j->rec.finished_unix_ms() <= 0 ||
+          j->awaiting_commits > 0 || j->retry_delete_at > now) {
+        continue;
+      }
+      const absl::Time finished = absl::FromUnixMillis(j->rec.finished_unix_ms());
+      if (now - finished < options_.retention) continue;
+      j->deleting = true;
+      expired.push_back({id, j->rec.state(), finished});
+      if (static_cast<int>(expired.size()) >= kMaxRetentionDeletesPerTick) break;
+    }
+  }
+  for (const Expired& e : expired) {
+    absl::Status s = EraseJob(e.id);
+    const std::string what =
+        absl::StrCat("job ", e.id, " (", e.state, " at ",
+                     absl::FormatTime("%Y-%m-%d %H:%M:%S", e.finished, absl::UTCTimeZone()),
+                     ", retention ", absl::FormatDuration(options_.retention), ")");
+    if (s.ok()) {
+      Log(absl::StrCat(what, ": deleted"));
+    } else {
+      Log(absl::StrCat(what, ": cannot delete it (", s.message(), "); kept, tried again in ",
+                       absl::FormatDuration(kRetentionRetry)));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Time
 
 void JobManager::CountSentBytes(int64_t bytes) {
@@ -1261,6 +1369,7 @@ void JobManager::Tick() {
     UpdateGauges();
   }
   for (const std::string& id : to_prepare) Prepare(id);
+  RunRetention();
 }
 
 void JobManager::UpdateGauges() {

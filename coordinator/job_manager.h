@@ -77,6 +77,10 @@ struct JobManagerOptions {
   absl::Duration forget_worker_after = absl::Minutes(10);
   // Registered workers at most; RegisterWorker beyond it is ResourceExhausted. Default 10000.
   int max_workers = 10000;
+  // A job that ended (DONE, FAILED, CANCELLED) is deleted, as by Delete, once it ended this
+  // long ago (Tick; at most 16 jobs a tick). absl::InfiniteDuration() keeps every job until it
+  // is deleted by hand; zero deletes a job at the first tick after it ends. Default 30 days.
+  absl::Duration retention = absl::Hours(30 * 24);
   // Latency-service retries: first delay, doubling up to the maximum. Defaults 0.5 s, 10 s.
   absl::Duration latency_retry_initial = absl::Milliseconds(500);
   absl::Duration latency_retry_max = absl::Seconds(10);
@@ -120,6 +124,12 @@ class JobManager {
   absl::StatusOr<JobStatus> Get(const std::string& job_id) const;
   std::vector<JobStatus> List(const std::string& tenant) const;
   absl::Status Cancel(const std::string& job_id);
+  // Removes an ended job (DONE, FAILED, CANCELLED) and everything of it in the store, giving
+  // its disk space back (CheckpointStore::DeleteJob); then Get, Result and WaitForChange (its
+  // watchers too) are NotFound. NotFound for an unknown job, FailedPrecondition for one that has
+  // not ended (cancel it first) or is already being deleted; a store error is returned and the
+  // job stays as it was.
+  absl::Status Delete(const std::string& job_id);
   // FailedPrecondition until the job is DONE.
   absl::StatusOr<JobResult> Result(const std::string& job_id) const;
   absl::StatusOr<std::string> Artifact(const std::string& job_id, const std::string& name) const;
@@ -152,7 +162,9 @@ class JobManager {
   // other methods keep working until the manager is destroyed. Idempotent.
   void Stop();
 
-  // Expires leases and workers (forgetting long-dead ones), retries preparation. Called by an internal thread every
+  // Expires leases and workers (forgetting long-dead ones), retries preparation, deletes jobs
+  // past their retention (outside the lock; a store error is logged and that job tried again a
+  // minute later). Called by an internal thread every
   // 100 ms; tests with an injected clock may call it directly.
   void Tick();
 
@@ -192,6 +204,11 @@ class JobManager {
   // Waits (releasing mu_) until the job's background commits are written, so that a write
   // that follows them lands after them.
   void AwaitCommits(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Deletion. EraseJob removes a job marked `deleting` from the store (without mu_), then
+  // from jobs_; on a store error the job stays, unmarked. RunRetention deletes the ended jobs
+  // past options_.retention.
+  absl::Status EraseJob(const std::string& job_id) ABSL_LOCKS_EXCLUDED(mu_);
+  void RunRetention() ABSL_LOCKS_EXCLUDED(mu_);
   // What the background writer reports of a round (pipelined commits).
   void OnWritten(const CommitPipeline::Written& written) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Validate(const Job& job, const Lease& lease, const CompletedTask& r) const

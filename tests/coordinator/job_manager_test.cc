@@ -191,5 +191,77 @@ TEST_F(JobManagerTest, SilentWorkersAreForgottenOnTheClock) {
                       {w, "register again"}));
 }
 
+TEST_F(JobManagerTest, OnlyAJobThatEndedCanBeDeleted) {
+  std::string job = SubmitRunning(0);
+  EXPECT_TRUE(IsError(jobs_->Delete(job), absl::StatusCode::kFailedPrecondition,
+                      {job, "RUNNING", "cancel it first"}));
+  EXPECT_EQ(jobs_->Get(job)->state(), "RUNNING");
+  EXPECT_TRUE(store_->GetJob(job).ok());
+  EXPECT_TRUE(IsError(jobs_->Delete("j000099-nosuchjob"), absl::StatusCode::kNotFound,
+                      {"j000099-nosuchjob"}));
+}
+
+TEST_F(JobManagerTest, DeletingACancelledJobRemovesItFromTheListAndTheStore) {
+  // The job has a committed round and tensors in the store (its init task's result).
+  std::string gone = SubmitRunning(0);
+  std::string w = Register("w");
+  Task init = Acquire(w);
+  ASSERT_EQ(init.job_id(), gone);
+  ASSERT_TRUE(jobs_->Complete(InitResult(init)).ok());
+  ASSERT_FALSE(store_->LoadTensors(gone)->empty());
+  std::string kept = SubmitRunning(0);
+  ASSERT_TRUE(jobs_->Cancel(gone).ok());
+  const JobStatus last = *jobs_->Get(gone);
+
+  ASSERT_TRUE(jobs_->Delete(gone).ok());
+  EXPECT_EQ(jobs_->Get(gone).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(jobs_->WaitForChange(gone, last, absl::ZeroDuration()).status().code(),
+            absl::StatusCode::kNotFound);
+  std::vector<JobStatus> listed = jobs_->List("");
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].job_id(), kept);
+  EXPECT_EQ(store_->GetJob(gone).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetSearchState(gone).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(store_->LoadTensors(gone)->empty());
+  EXPECT_TRUE(store_->Events(gone)->empty());
+  EXPECT_TRUE(store_->GetJob(kept).ok());
+  EXPECT_EQ(jobs_->Get(kept)->state(), "RUNNING");
+  EXPECT_EQ(jobs_->Delete(gone).code(), absl::StatusCode::kNotFound);
+
+  // Deleted for good: a manager over the same store does not bring it back.
+  jobs_.reset();
+  JobManagerOptions o;
+  o.clock = [this] {
+    absl::MutexLock lock(&clock_mu_);
+    return now_;
+  };
+  auto again = JobManager::Create(store_.get(), &latency_, o);
+  ASSERT_TRUE(again.ok()) << again.status();
+  jobs_ = std::move(*again);
+  EXPECT_EQ(jobs_->Get(gone).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(jobs_->Get(kept).ok());
+}
+
+TEST_F(JobManagerTest, RetentionDeletesAJobOnceItEndedThatLongAgoAndNotBefore) {
+  std::string ended = SubmitRunning(0);
+  std::string running = SubmitRunning(0);
+  ASSERT_TRUE(jobs_->Cancel(ended).ok());
+  const absl::Duration retention = JobManagerOptions().retention;
+  ASSERT_EQ(retention, absl::Hours(30 * 24));
+
+  Advance(retention - absl::Seconds(1));
+  jobs_->Tick();
+  EXPECT_EQ(jobs_->Get(ended)->state(), "CANCELLED");
+  EXPECT_TRUE(store_->GetJob(ended).ok());
+
+  Advance(absl::Seconds(1));
+  jobs_->Tick();
+  EXPECT_EQ(jobs_->Get(ended).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetJob(ended).status().code(), absl::StatusCode::kNotFound);
+  // A job that has not ended is never deleted, however old.
+  EXPECT_EQ(jobs_->Get(running)->state(), "RUNNING");
+  EXPECT_TRUE(store_->GetJob(running).ok());
+}
+
 }  // namespace
 }  // namespace nas
