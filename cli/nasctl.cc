@@ -4,6 +4,7 @@
 //   nasctl submit --device=local-cpu --search_epochs=3 --seed=1      # the spec from flags
 //   nasctl list [--tenant=lab]     nasctl status J     nasctl watch J
 //   nasctl cancel J                nasctl result J --out=results/J   # writes the result dir
+//   nasctl delete J                # a job that ended: it and everything kept of it are removed
 //
 // A spec file is JobSpec (proto/nas/search.proto) as JSON; unknown or mistyped fields are
 // errors naming the field. Flags given on the command line override the file.
@@ -112,7 +113,7 @@ absl::StatusOr<nas::JobSpec> SpecFromFlags() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "nasctl [--coordinator=host:port] <submit|list|status J|watch J|cancel J|result J> [flags]");
+      "nasctl [--coordinator=host:port] <submit|list|status J|watch J|cancel J|delete J|result J> [flags]");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) {
     std::fprintf(stderr, "%s\n", absl::ProgramUsageMessage().data());
@@ -170,6 +171,10 @@ int main(int argc, char** argv) {
   }
   if (cmd == "cancel") {
     absl::Status s = c.Cancel(job);
+    return s.ok() ? 0 : Fail(s);
+  }
+  if (cmd == "delete") {
+    absl::Status s = c.Delete(job);
     return s.ok() ? 0 : Fail(s);
   }
   if (cmd == "result") {

@@ -214,6 +214,15 @@ class SearchServiceImpl final : public SearchService::Service {
       return ToGrpcStatus(jobs_->Cancel(req->job_id()));
     });
   }
+  grpc::Status DeleteJob(grpc::ServerContext* ctx, const DeleteJobRequest* req,
+                         DeleteJobReply*) override {
+    return Handle("DeleteJob", req, kMaxSmallRequestBytes, [&]() -> grpc::Status {
+      auto who = callers_->User(ctx);
+      if (!who.ok()) return ToGrpcStatus(who.status());
+      if (absl::Status v = Visible(*who, req->job_id()); !v.ok()) return ToGrpcStatus(v);
+      return ToGrpcStatus(jobs_->Delete(req->job_id()));
+    });
+  }
   grpc::Status GetResult(grpc::ServerContext* ctx, const GetJobRequest* req,
                          JobResult* reply) override {
     return Handle("GetResult", req, kMaxSmallRequestBytes, [&]() -> grpc::Status {

@@ -9,6 +9,7 @@
 #include "absl/flags/parse.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "coordinator/coordinator_server.h"
 
 ABSL_FLAG(std::string, address, "0.0.0.0", "address to bind");
@@ -36,6 +37,10 @@ ABSL_FLAG(std::string, latency_table, "", "a local table file instead of a laten
 ABSL_FLAG(int, lease_ms, 60000, "lease duration after grant or heartbeat");
 ABSL_FLAG(int, heartbeat_ms, 2000, "worker heartbeat period");
 ABSL_FLAG(int, worker_timeout_ms, 20000, "a worker silent this long is dead");
+ABSL_FLAG(absl::Duration, retention, absl::Hours(30 * 24),
+          "a job that ended (DONE, FAILED, CANCELLED) this long ago is deleted with everything "
+          "kept of it, its disk space given back (e.g. 720h, 168h; inf: keep every job until "
+          "`nasctl delete`)");
 
 namespace {
 absl::Notification* g_stop = nullptr;
@@ -71,6 +76,12 @@ int main(int argc, char** argv) {
   o.jobs.heartbeat = absl::Milliseconds(absl::GetFlag(FLAGS_heartbeat_ms));
   o.jobs.worker_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_worker_timeout_ms));
   o.jobs.pipelined_commits = absl::GetFlag(FLAGS_pipelined_commits);
+  o.jobs.retention = absl::GetFlag(FLAGS_retention);
+  if (o.jobs.retention <= absl::ZeroDuration()) {
+    std::cerr << "coordinator: --retention: " << absl::FormatDuration(o.jobs.retention)
+              << " is not positive; give a duration such as 720h, or inf to keep every job\n";
+    return 2;
+  }
   auto server = nas::CoordinatorServer::Start(o);
   if (!server.ok()) {
     std::cerr << "coordinator: " << server.status().message() << "\n";

@@ -123,6 +123,15 @@ absl::Status SearchClient::Cancel(const std::string& job_id) {
   return FromGrpcStatus(impl_->stub->CancelJob(&ctx, req, &reply));
 }
 
+absl::Status SearchClient::Delete(const std::string& job_id) {
+  grpc::ClientContext ctx;
+  impl_->Deadline(&ctx);
+  DeleteJobRequest req;
+  req.set_job_id(job_id);
+  DeleteJobReply reply;
+  return FromGrpcStatus(impl_->stub->DeleteJob(&ctx, req, &reply));
+}
+
 absl::StatusOr<JobResult> SearchClient::Result(const std::string& job_id) {
   grpc::ClientContext ctx;
   impl_->Deadline(&ctx);

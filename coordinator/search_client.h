@@ -49,6 +49,8 @@ class SearchClient {
   absl::StatusOr<JobStatus> Get(const std::string& job_id);
   absl::StatusOr<std::vector<JobStatus>> List(const std::string& tenant);
   absl::Status Cancel(const std::string& job_id);
+  // Deletes a job that ended, and everything the coordinator keeps of it.
+  absl::Status Delete(const std::string& job_id);
   absl::StatusOr<JobResult> Result(const std::string& job_id);
   absl::StatusOr<std::string> Artifact(const std::string& job_id, const std::string& name);
   // Streams status changes to `on_status` until the job ends, on_status returns false, or the

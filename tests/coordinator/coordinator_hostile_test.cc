@@ -168,6 +168,8 @@ TEST_F(CoordinatorHostileTest, OversizedRequestsAreRefusedNamingTheLimit) {
                       {"GetJob", "limit of 4096"}));
   EXPECT_TRUE(
       IsError(client_->Cancel(huge), absl::StatusCode::kResourceExhausted, {"CancelJob", "limit"}));
+  EXPECT_TRUE(
+      IsError(client_->Delete(huge), absl::StatusCode::kResourceExhausted, {"DeleteJob", "limit"}));
   EXPECT_TRUE(IsError(client_->List(huge).status(), absl::StatusCode::kResourceExhausted,
                       {"ListJobs", "limit"}));
   // A message over the server's receive limit never reaches a handler.

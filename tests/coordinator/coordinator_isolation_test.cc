@@ -65,6 +65,7 @@ TEST_F(IsolationTest, EveryUserCallNeedsAToken) {
     EXPECT_TRUE(IsError(anon->Get(*job).status(), code, {"authorization"}));
     EXPECT_TRUE(IsError(anon->List("").status(), code, {"authorization"}));
     EXPECT_TRUE(IsError(anon->Cancel(*job), code, {"authorization"}));
+    EXPECT_TRUE(IsError(anon->Delete(*job), code, {"authorization"}));
     EXPECT_TRUE(IsError(anon->Result(*job).status(), code, {"authorization"}));
     EXPECT_TRUE(IsError(anon->Artifact(*job, "derived.pt").status(), code, {"authorization"}));
     EXPECT_TRUE(
@@ -110,6 +111,7 @@ TEST_F(IsolationTest, AJobIsItsTenantsAndInvisibleToOthers) {
   not_found(bob->Get(*a).status(), *a);
   not_found(bob->Get(unknown).status(), unknown);
   not_found(bob->Cancel(*a), *a);
+  not_found(bob->Delete(*a), *a);
   not_found(bob->Result(*a).status(), *a);
   not_found(bob->Artifact(*a, "derived.pt").status(), *a);
   not_found(bob->Watch(*a, [](const JobStatus&) { return true; }), *a);
@@ -126,6 +128,35 @@ TEST_F(IsolationTest, AJobIsItsTenantsAndInvisibleToOthers) {
   EXPECT_TRUE(admin->Cancel(*b).ok());
   EXPECT_EQ(bob->Get(*b)->state(), "CANCELLED");
   EXPECT_EQ(alice->Get(*a)->state(), before.state());
+}
+
+TEST_F(IsolationTest, OnlyItsTenantOrAnAdminDeletesAJob) {
+  auto alice = As(kAlice), bob = As(kBob), admin = As(kAdmin);
+  auto a = alice->Submit(SmallSpec());
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto b = bob->Submit(SmallSpec());
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_TRUE(IsError(alice->Delete(*a), absl::StatusCode::kFailedPrecondition,
+                      {*a, "cancel it first"}));
+  ASSERT_TRUE(alice->Cancel(*a).ok());
+  const JobStatus before = *alice->Get(*a);
+
+  // Bob cannot delete alice's ended job, nor learn that it exists; nothing of it changes.
+  absl::Status s = bob->Delete(*a);
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
+  EXPECT_EQ(std::string(s.message()), "job_id: no job '" + *a + "'");
+  EXPECT_EQ(alice->Get(*a)->SerializeAsString(), before.SerializeAsString());
+  EXPECT_EQ(alice->List("")->size(), 1u);
+
+  // Alice deletes her own; an admin deletes any tenant's.
+  ASSERT_TRUE(alice->Delete(*a).ok());
+  EXPECT_EQ(alice->Get(*a).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(alice->List("")->empty());
+  EXPECT_EQ(alice->Delete(*a).code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(admin->Cancel(*b).ok());
+  ASSERT_TRUE(admin->Delete(*b).ok());
+  EXPECT_EQ(bob->Get(*b).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(admin->List("")->empty());
 }
 
 TEST_F(IsolationTest, TheGatewayTakesWorkerCredentialsOnItsOwnPort) {
