@@ -128,15 +128,7 @@ absl::Status TokenAuthenticator::Reload() {
 }
 
 absl::Status TokenAuthenticator::ReloadLocked() {
-  struct stat st;
-  if (::stat(options_.path.c_str(), &st) != 0) {
-    return absl::NotFoundError(
-        absl::StrCat("tokens_file: ", options_.path, ": ", std::strerror(errno)));
-  }
-  FileStamp stamp;
-  stamp.mtime_ns = int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
-  stamp.size = st.st_size;
-  stamp.inode = st.st_ino;
+  NAS_ASSIGN_OR_RETURN(FileStamp stamp, StampOf(options_.path, "tokens_file"));
   if (table_ != nullptr && stamp == stamp_) return absl::OkStatus();
   NAS_ASSIGN_OR_RETURN(std::string text, ReadFile(options_.path, TokenTable::kMaxFileBytes));
   NAS_ASSIGN_OR_RETURN(TokenTable t, TokenTable::Parse(text, "tokens_file " + options_.path));

@@ -36,6 +36,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "core/file_stamp.h"
 
 namespace nas {
 
@@ -101,13 +102,6 @@ class TokenAuthenticator {
 
  private:
   explicit TokenAuthenticator(TokenAuthenticatorOptions o) : options_(std::move(o)) {}
-  struct FileStamp {
-    int64_t mtime_ns = 0, size = -1;
-    uint64_t inode = 0;
-    bool operator==(const FileStamp& o) const {
-      return mtime_ns == o.mtime_ns && size == o.size && inode == o.inode;
-    }
-  };
   absl::Status ReloadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const TokenAuthenticatorOptions options_;
