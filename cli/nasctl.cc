@@ -21,6 +21,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "absl/strings/str_format.h"
 #include "coordinator/search_client.h"
 
@@ -60,6 +61,21 @@ int Fail(const absl::Status& s) {
   return 1;
 }
 
+// Where a job stands in the queue, when it waits.
+std::string Waiting(const nas::JobStatus& s) {
+  std::string out;
+  if (s.queue_position() > 0) absl::StrAppend(&out, " | queue #", s.queue_position());
+  if (s.estimated_start_unix_ms() > 0) {
+    absl::StrAppend(&out, " | starts ~",
+                    absl::FormatTime("%Y-%m-%d %H:%M UTC",
+                                     absl::FromUnixMillis(s.estimated_start_unix_ms()),
+                                     absl::UTCTimeZone()));
+  }
+  if (s.preemptions() > 0) absl::StrAppend(&out, " | preempted ", s.preemptions(), "x");
+  if (!s.wait_reason().empty()) absl::StrAppend(&out, " | ", s.wait_reason());
+  return out;
+}
+
 std::string Line(const nas::JobStatus& s) {
   return absl::StrFormat(
       "%-8s %-9s %-7s round %d (written %d) steps %d/%d arch %d loss %.3f "
@@ -67,7 +83,8 @@ std::string Line(const nas::JobStatus& s) {
       s.job_id(), s.state(), s.phase(), s.round(), s.committed_round(), s.weight_steps(),
       s.total_weight_steps(), s.arch_steps(), s.train_loss(), 100 * s.val_accuracy(),
       s.expected_latency_ms(), s.target_latency_ms(), s.degraded() ? " DEGRADED" : "",
-      s.message().empty() ? "" : absl::StrCat(" - ", s.message()));
+      s.message().empty() ? "" : absl::StrCat(" - ", s.message())) +
+         Waiting(s);
 }
 
 absl::StatusOr<nas::JobSpec> SpecFromFlags() {
@@ -113,7 +130,8 @@ absl::StatusOr<nas::JobSpec> SpecFromFlags() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "nasctl [--coordinator=host:port] <submit|list|status J|watch J|cancel J|delete J|result J> [flags]");
+      "nasctl [--coordinator=host:port] <submit|list|queue|status J|watch J|cancel J|delete J|"
+      "result J> [flags]");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) {
     std::fprintf(stderr, "%s\n", absl::ProgramUsageMessage().data());
@@ -149,6 +167,26 @@ int main(int argc, char** argv) {
     auto jobs = c.List(absl::GetFlag(FLAGS_tenant));
     if (!jobs.ok()) return Fail(jobs.status());
     for (const nas::JobStatus& s : *jobs) std::printf("%s\n", Line(s).c_str());
+    return 0;
+  }
+  if (cmd == "queue") {
+    auto q = c.Queue(absl::GetFlag(FLAGS_tenant));
+    if (!q.ok()) return Fail(q.status());
+    std::printf("policy %s, %d live worker(s)\n", q->policy().c_str(), q->live_workers());
+    auto limit = [](double v) { return v > 0 ? absl::StrCat(v) : std::string("-"); };
+    for (const nas::TenantQueue& t : q->tenants()) {
+      std::printf(
+          "\ntenant %s: weight %g, usage %.1f worker-s (share %.1f%%, fair share %.1f%%), "
+          "workers %d/%s, jobs running %d/%s queued %d, window %.2f/%s worker-h\n",
+          t.tenant().c_str(), t.weight(), t.usage_worker_seconds(), 100 * t.share(),
+          100 * t.fair_share(), t.workers_held(), limit(t.max_workers()).c_str(), t.running_jobs(),
+          limit(t.max_running_jobs()).c_str(), t.queued_jobs(), t.window_worker_hours(),
+          limit(t.worker_hours_per_window()).c_str());
+      for (const nas::JobStatus& s : t.jobs()) {
+        std::printf("  %-20s %-9s prio %d workers %d%s\n", s.job_id().c_str(), s.state().c_str(),
+                    s.priority(), s.workers_held(), Waiting(s).c_str());
+      }
+    }
     return 0;
   }
   if (job.empty()) {

@@ -27,6 +27,7 @@ constexpr const char* kKnownCfNames[] = {"default", "jobs",    "search_state", "
                                          "events",  "results", "meta"};
 
 constexpr char kIncarnationKey[] = "incarnation";
+constexpr char kTenantUsageKey[] = "tenant_usage";
 constexpr char kJobNumberKey[] = "job_number";
 // CommitRound's batch: room per record for its key, framing and small fields; the largest batch
 // kept for the next round (a larger one is freed once written).
@@ -576,6 +577,20 @@ absl::StatusOr<uint64_t> CheckpointStore::NextIncarnation() {
 
 absl::StatusOr<uint64_t> CheckpointStore::NextJobNumber(uint64_t at_least) {
   return NextCounter(kJobNumberKey, at_least);
+}
+
+absl::Status CheckpointStore::PutTenantUsage(const std::string& usage) {
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync;
+  return FromRocks(db_->Put(wo, cf(kMeta), kTenantUsageKey, usage), "write the tenants' usage");
+}
+
+absl::StatusOr<std::string> CheckpointStore::GetTenantUsage() const {
+  std::string usage;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(kMeta), kTenantUsageKey, &usage);
+  if (s.IsNotFound()) return absl::NotFoundError("the store holds no tenants' usage");
+  NAS_RETURN_IF_ERROR(FromRocks(s, "read the tenants' usage"));
+  return usage;
 }
 
 }  // namespace nas

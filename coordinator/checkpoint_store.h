@@ -16,6 +16,7 @@
 //   results       <job_id>                      the result
 //   meta          "incarnation"                 8-byte big-endian counter (NextIncarnation)
 //                 "job_number"                  8-byte big-endian counter (NextJobNumber)
+//                 "tenant_usage"                the tenants' usage (opaque; PutTenantUsage)
 //
 // Errors: every method returns InvalidArgument for a malformed job id (naming it), NotFound
 // naming the job (and tensor) for a missing entry, DataLoss for a stored value that does not
@@ -165,6 +166,11 @@ class CheckpointStore {
   // one); persisted in `meta` and synced before it returns, so no job number is ever handed out
   // twice, even when the jobs' records are lost.
   absl::StatusOr<uint64_t> NextJobNumber(uint64_t at_least);
+
+  // The tenants' usage (opaque bytes: the coordinator's TenantLedger), replaced whole; synced
+  // when options.sync. GetTenantUsage is NotFound when none was ever written.
+  absl::Status PutTenantUsage(const std::string& usage);
+  absl::StatusOr<std::string> GetTenantUsage() const;
 
   // What the store holds beyond the tensors' files: the memtables of the tensors' column family
   // (in memory) and the write-ahead log's files (on disk), in bytes; for the coordinator's gauges.

@@ -223,6 +223,25 @@ class SearchServiceImpl final : public SearchService::Service {
       return ToGrpcStatus(jobs_->Delete(req->job_id()));
     });
   }
+  grpc::Status GetQueue(grpc::ServerContext* ctx, const GetQueueRequest* req,
+                        GetQueueReply* reply) override {
+    return Handle("GetQueue", req, kMaxSmallRequestBytes, [&]() -> grpc::Status {
+      auto who = callers_->User(ctx);
+      if (!who.ok()) return ToGrpcStatus(who.status());
+      std::string tenant = req->tenant();
+      if (who->role != Role::kAdmin) {
+        // A user sees its own tenant's queue (another's is as empty as an unknown one).
+        if (!tenant.empty() && tenant != who->tenant) {
+          *reply = jobs_->Queue(who->tenant);
+          reply->clear_tenants();
+          return grpc::Status::OK;
+        }
+        tenant = who->tenant;
+      }
+      *reply = jobs_->Queue(tenant);
+      return grpc::Status::OK;
+    });
+  }
   grpc::Status GetResult(grpc::ServerContext* ctx, const GetJobRequest* req,
                          JobResult* reply) override {
     return Handle("GetResult", req, kMaxSmallRequestBytes, [&]() -> grpc::Status {
@@ -470,6 +489,7 @@ struct CoordinatorServer::Impl {
   std::unique_ptr<CoordinatorMetrics> metrics;
   std::unique_ptr<CheckpointStore> store;
   std::unique_ptr<LatencyProvider> latency;
+  std::unique_ptr<QuotaFile> quotas;  // before jobs, which asks it on every tick
   std::unique_ptr<JobManager> jobs;
   std::unique_ptr<TokenAuthenticator> auth;  // null: no authentication
   std::unique_ptr<Callers> callers;
@@ -512,6 +532,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
     impl->latency = std::make_unique<ServiceLatencyProvider>(std::move(c));
   }
   o.jobs.metrics = impl->metrics.get();
+  if (!o.quotas_file.empty()) {
+    NAS_ASSIGN_OR_RETURN(impl->quotas, QuotaFile::Open(o.quotas_file));
+    o.jobs.quotas = [q = impl->quotas.get()] { return q->Get(); };
+  }
   NAS_ASSIGN_OR_RETURN(impl->jobs,
                        JobManager::Create(impl->store.get(), impl->latency.get(), o.jobs));
   if (!o.tokens_file.empty()) {

@@ -31,6 +31,10 @@ struct CoordinatorServerOptions {
   // a job's tenant and owner are the caller's. Empty: no authentication (every caller is an
   // admin; for loopback and tests), said on stderr at start. Default "".
   std::string tokens_file;
+  // The queue's settings (quota_config.h: weights, quotas, half-life, window, aging; JSON, the
+  // Kubernetes ConfigMap), reloaded when it changes. Empty: every tenant weight 1, no limits.
+  // Default "".
+  std::string quotas_file;
   // PEM certificate chain and private key: TLS on both ports when both are given, plaintext
   // when neither (only one is an error). Default "".
   std::string tls_cert;

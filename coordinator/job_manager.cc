@@ -18,6 +18,7 @@
 #include "coordinator/metrics.h"
 #include "coordinator/param_store.h"
 #include "coordinator/scheduler.h"
+#include "coordinator/tenant_ledger.h"
 #include "core/architecture.h"
 #include "core/json_fields.h"
 #include "core/param_names.h"
@@ -118,6 +119,24 @@ struct JobManager::Job {
   mutable int awaiting_commits = 0;
   absl::Time retry_delete_at = absl::InfinitePast();
   int64_t weight_steps() const { return driver ? driver->weight_steps() : 0; }
+  // The queue.
+  int tenant_index = 0;      // in the ledger
+  std::string resume_state;  // QUEUED: the state it continues in once admitted
+  bool yielding = false;     // preempted: goes QUEUED at its round boundary
+  int queue_position = 0;    // QUEUED: 1 = its tenant's next to be admitted
+  int64_t estimated_start_ms = 0;
+  bool AtRoundBoundary() const {
+    if (stage == Stage::kArch || preparing) return false;
+    for (const Lease& l : tasks) {
+      if (l.slot.state != LeaseSlot::State::kQueued) return false;
+    }
+    return true;
+  }
+  int WorkersHeld() const {
+    int n = 0;
+    for (const Lease& l : tasks) n += l.slot.state == LeaseSlot::State::kLeased ? 1 : 0;
+    return n;
+  }
 };
 
 struct JobManager::Ticker {
@@ -144,7 +163,9 @@ JobManager::JobManager(CheckpointStore* store, LatencyProvider* latency, JobMana
     : store_(store),
       latency_(latency),
       options_(std::move(options)),
-      scheduler_(std::make_unique<PriorityScheduler>()) {}
+      scheduler_(options_.scheduler == "priority"
+                     ? std::unique_ptr<Scheduler>(std::make_unique<PriorityScheduler>())
+                     : std::unique_ptr<Scheduler>(std::make_unique<FairShareScheduler>())) {}
 
 absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(CheckpointStore* store,
                                                                LatencyProvider* latency,
@@ -162,10 +183,30 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(CheckpointStore* 
     lo.clock = o.clock;
     absl::MutexLock lock(&m->mu_);
     m->leases_ = std::make_unique<LeaseTable>(std::move(lo), m->incarnation_);
+    QuotaConfig defaults;
+    m->ledger_ = std::make_unique<TenantLedger>(defaults.half_life, defaults.window);
+    m->RefreshQuotas();
+  }
+  {
+    // The usage as last written; a store from before the queue has none.
+    absl::StatusOr<std::string> usage = store->GetTenantUsage();
+    absl::MutexLock lock(&m->mu_);
+    if (usage.ok()) {
+      absl::Status s = m->ledger_->Restore(*usage, "stored tenants' usage");
+      if (!s.ok()) {
+        // Usage only steers the fair share: start from zero rather than refuse to start.
+        Log(absl::StrCat("the stored tenants' usage is unreadable (", s.message(),
+                         "); the fair share starts from zero usage"));
+      }
+      m->usage_version_ = m->ledger_->version();
+    } else if (usage.status().code() != absl::StatusCode::kNotFound) {
+      return usage.status();
+    }
   }
   NAS_RETURN_IF_ERROR(m->Recover());
   {
     absl::MutexLock lock(&m->mu_);
+    m->RunAdmission();
     int active = 0;
     for (const auto& [id, j] : m->jobs_) active += Terminal(j->rec.state()) ? 0 : 1;
     Log(absl::StrCat("incarnation ", m->incarnation_, ": recovered ", m->jobs_.size(), " job(s), ",
@@ -261,10 +302,15 @@ absl::Status JobManager::PersistRecord(Job& job) {
 void JobManager::Fail(Job& job, const std::string& message) {
   job.rec.set_state("FAILED");
   job.rec.set_message(message);
-  job.rec.set_finished_unix_ms(UnixMs(options_.clock()));
-  for (Lease& l : job.tasks) leases_->Release(l.task.lease_id());
+  const absl::Time now = options_.clock();
+  job.rec.set_finished_unix_ms(UnixMs(now));
+  for (Lease& l : job.tasks) {
+    Charge(job, l.slot, now);
+    leases_->Release(l.task.lease_id());
+  }
   job.tasks.clear();
   job.stage = Job::Stage::kNone;
+  job.yielding = false;
   absl::Status s = PersistRecord(job);
   // The in-memory state is authoritative until the next restart, which fails the job again.
   if (!s.ok()) Log(absl::StrCat("job ", job.rec.job_id(), ": cannot store FAILED: ", s.message()));
@@ -301,6 +347,7 @@ absl::Status JobManager::Recover() {
       continue;
     }
     j.persisted_record = bytes;
+    j.tenant_index = ledger_->Index(j.rec.spec().tenant());
     absl::Status s = RecoverJob(j);
     if (!s.ok()) {
       std::string why = absl::StrCat("recovery: ", s.message());
@@ -317,11 +364,24 @@ absl::Status JobManager::Recover() {
 }
 
 absl::Status JobManager::RecoverJob(Job& j) {
+  if (j.rec.state() != "QUEUED") return RecoverAdmitted(j);
+  // A waiting job: restored as far as it got (nothing, or its last committed round, its next
+  // round planned), then waits again.
+  j.rec.set_state(j.rec.latency_table_json().empty() ? "PREPARING" : "RUNNING");
+  NAS_RETURN_IF_ERROR(RecoverAdmitted(j));
+  if (!Terminal(j.rec.state())) {
+    j.resume_state = j.rec.state();
+    j.rec.set_state("QUEUED");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status JobManager::RecoverAdmitted(Job& j) {
   const std::string& id = j.rec.job_id();
   const std::string state = j.rec.state();
   if (Terminal(state) && state != "DONE") return absl::OkStatus();
   NAS_ASSIGN_OR_RETURN(j.space, JobSearchSpace(j.rec.spec()));
-  if (state == "QUEUED" || state == "PREPARING" || j.rec.latency_table_json().empty()) {
+  if (state == "PREPARING" || j.rec.latency_table_json().empty()) {
     j.rec.set_state("PREPARING");
     return absl::OkStatus();
   }
@@ -375,13 +435,18 @@ absl::StatusOr<std::string> JobManager::Submit(const JobSpec& raw) {
   std::string id = absl::StrFormat("j%06d-%s", next_job_, RandomSuffix(10));
   job->rec.set_job_id(id);
   *job->rec.mutable_spec() = spec;
-  job->rec.set_state("PREPARING");
+  job->rec.set_state("QUEUED");
+  job->resume_state = "PREPARING";
   job->rec.set_submitted_unix_ms(UnixMs(options_.clock()));
+  job->rec.set_queued_since_unix_ms(job->rec.submitted_unix_ms());
+  job->tenant_index = ledger_->Index(spec.tenant());
   job->rec.set_space_json(space.ToJson());
   job->space = std::move(space);
   Job& j = *job;
   NAS_RETURN_IF_ERROR(store_->PutJob(id, j.rec.SerializeAsString()));
+  j.persisted_record = j.rec.SerializeAsString();
   jobs_[id] = std::move(job);
+  RunAdmission();
   UpdateGauges();
   changed_.SignalAll();
   return id;
@@ -415,6 +480,18 @@ JobStatus JobManager::StatusOf(const Job& j) const {
   int total = j.rec.spec().train_epochs() < 0 ? 0 : (j.rec.spec().no_baseline() ? 1 : 2);
   s.set_final_total(total);
   s.set_final_done(j.rec.final_reports_size());
+  s.set_preemptions(j.rec.preemptions());
+  s.set_workers_held(j.WorkersHeld());
+  if (j.rec.state() == "QUEUED") {
+    s.set_queue_position(j.queue_position);
+    s.set_wait_reason(j.rec.wait_reason());
+    s.set_estimated_start_unix_ms(j.estimated_start_ms);
+  } else if (j.yielding) {
+    s.set_wait_reason(j.rec.wait_reason());
+  } else if (!Terminal(j.rec.state()) && s.workers_held() == 0 && !j.tasks.empty() &&
+             j.tasks.front().slot.state == LeaseSlot::State::kQueued) {
+    s.set_wait_reason("share: every worker it may use is busy; its tasks wait for the next free one");
+  }
   return s;
 }
 
@@ -446,7 +523,9 @@ absl::StatusOr<JobStatus> JobManager::WaitForChange(const std::string& job_id,
     if (now.state() != last.state() || now.round() != last.round() ||
         now.committed_round() != last.committed_round() ||
         now.weight_steps() != last.weight_steps() || now.degraded() != last.degraded() ||
-        now.final_done() != last.final_done() || now.message() != last.message()) {
+        now.final_done() != last.final_done() || now.message() != last.message() ||
+        now.queue_position() != last.queue_position() ||
+        now.wait_reason() != last.wait_reason() || now.preemptions() != last.preemptions()) {
       return now;
     }
     if (stopping_) return absl::UnavailableError("the coordinator is shutting down");
@@ -462,12 +541,18 @@ absl::Status JobManager::Cancel(const std::string& job_id) {
     return absl::FailedPreconditionError(
         absl::StrCat("job ", job_id, " already ended (", j->rec.state(), ")"));
   }
-  for (Lease& l : j->tasks) leases_->Release(l.task.lease_id());
+  const absl::Time now = options_.clock();
+  for (Lease& l : j->tasks) {
+    Charge(*j, l.slot, now);
+    leases_->Release(l.task.lease_id());
+  }
   j->tasks.clear();
   j->stage = Job::Stage::kNone;
+  j->yielding = false;
   j->rec.set_state("CANCELLED");
-  j->rec.set_finished_unix_ms(UnixMs(options_.clock()));
+  j->rec.set_finished_unix_ms(UnixMs(now));
   NAS_RETURN_IF_ERROR(PersistRecord(*j));
+  RunAdmission();
   UpdateGauges();
   return absl::OkStatus();
 }
@@ -786,38 +871,19 @@ absl::StatusOr<std::optional<Task>> JobManager::Acquire(const std::string& worke
   absl::Time deadline = absl::Now() + wait;
   while (true) {
     NAS_ASSIGN_OR_RETURN(const LeaseTable::Worker* worker, leases_->Touch(worker_id));
-    // The active jobs in job id (submission) order, each with its first queued task; the
-    // scratch vectors keep their capacity from call to call.
-    std::vector<SchedulingJob>& candidates = scratch_jobs_;
-    std::vector<Lease*>& first_queued = scratch_tasks_;
-    candidates.clear();
-    first_queued.clear();
-    for (auto& [id, jp] : jobs_) {
-      Job& j = *jp;
-      if (Terminal(j.rec.state())) continue;
-      Lease* first = nullptr;
-      for (Lease& l : j.tasks) {
-        if (l.slot.state == LeaseSlot::State::kQueued) {
-          first = &l;
-          break;
-        }
-      }
-      SchedulingJob& c = candidates.emplace_back();
-      c.job_id = id;
-      c.tenant = j.rec.spec().tenant();
-      c.priority = j.rec.spec().priority();
-      c.submitted_unix_ms = j.rec.submitted_unix_ms();
-      c.has_queued_task = first != nullptr;
-      c.pending_commits = commits_ != nullptr ? commits_->Pending(id) : 0;
-      first_queued.push_back(first);
-    }
+    const absl::Time now = options_.clock();
+    DescribeForScheduler(now, /*admitted_only=*/true);
     SchedulingInput in;
-    in.jobs = candidates;
+    in.jobs = scratch_jobs_;
+    in.tenants = scratch_tenants_;
     in.worker = {worker->id, worker->device};
+    in.now_unix_ms = UnixMs(now);
     SchedulingDecision decision = scheduler_->Next(in);
+    std::vector<Lease*>& first_queued = scratch_tasks_;
     if (decision.job >= 0 && first_queued[decision.job] != nullptr) {
       Lease& l = *first_queued[decision.job];
       l.task.set_lease_id(leases_->Grant(l.slot, l.task.job_id(), worker_id));
+      ledger_->Grant(scratch_job_ptrs_[decision.job]->tenant_index, l.slot.granted);
       l.task.set_deadline_unix_ms(UnixMs(l.slot.deadline));
       std::optional<Task> out(l.task);
       out->mutable_tensors()->Reserve(static_cast<int>(l.listed.size()));
@@ -969,6 +1035,7 @@ absl::Status JobManager::Complete(CompletedTask result) {
                      lease->slot.worker_id, ": ", result.outcome.error()));
     Fail(*j, absl::StrCat(kind, " task on worker ", lease->slot.worker_id,
                           " failed: ", result.outcome.error()));
+    RunAdmission();
     return absl::OkStatus();
   }
   absl::Status v = Validate(*j, *lease, result);
@@ -983,6 +1050,7 @@ absl::Status JobManager::Complete(CompletedTask result) {
     options_.metrics->TensorBytes("returned", bytes);
     options_.metrics->Task(kind, "ok");
   }
+  Charge(*j, lease->slot, options_.clock());
   leases_->Finish(lease->slot, lease_id);
   lease->result = std::move(result);
   bool all = std::all_of(j->tasks.begin(), j->tasks.end(),
@@ -991,6 +1059,11 @@ absl::Status JobManager::Complete(CompletedTask result) {
     absl::Status s = AdvanceStage(*j);
     if (!s.ok()) Fail(*j, std::string(s.message()));
     retired.swap(j->retired);
+    if (Terminal(j->rec.state())) {
+      RunAdmission();  // its running slot is free
+    } else {
+      MaybeYield(*j);
+    }
   }
   return absl::OkStatus();
 }
@@ -1231,6 +1304,242 @@ absl::Status JobManager::CommitRound(Job& j, std::vector<std::string> events) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The queue
+
+void JobManager::RefreshQuotas() {
+  std::shared_ptr<const QuotaConfig> c = options_.quotas ? options_.quotas() : nullptr;
+  if (c == nullptr) c = quota_config_ != nullptr ? quota_config_ : std::make_shared<QuotaConfig>();
+  if (c != quota_config_) {
+    quota_config_ = std::move(c);
+    ledger_->Configure(quota_config_->half_life, quota_config_->window);
+    tenant_quotas_.clear();
+  }
+  KnowTenants();
+}
+
+void JobManager::KnowTenants() {
+  for (int t = static_cast<int>(tenant_quotas_.size()); t < ledger_->size(); ++t) {
+    tenant_quotas_.push_back(quota_config_->For(ledger_->name(t)));
+  }
+}
+
+void JobManager::Charge(const Job& job, const LeaseSlot& slot, absl::Time now) {
+  if (slot.state == LeaseSlot::State::kLeased) ledger_->Release(job.tenant_index, slot.granted, now);
+}
+
+void JobManager::DescribeForScheduler(absl::Time now, bool admitted_only) {
+  KnowTenants();
+  std::vector<SchedulingJob>& jobs = scratch_jobs_;
+  std::vector<Lease*>& first_queued = scratch_tasks_;
+  std::vector<Job*>& ptrs = scratch_job_ptrs_;
+  jobs.clear();
+  first_queued.clear();
+  ptrs.clear();
+  for (auto& [id, jp] : jobs_) {
+    Job& j = *jp;
+    const std::string& state = j.rec.state();
+    if (Terminal(state)) continue;
+    const bool admitted = state != "QUEUED";
+    if (admitted_only && !admitted) continue;
+    Lease* first = nullptr;
+    for (Lease& l : j.tasks) {
+      if (l.slot.state == LeaseSlot::State::kQueued) {
+        first = &l;
+        break;
+      }
+    }
+    SchedulingJob& c = jobs.emplace_back();
+    c.job_id = id;
+    c.tenant = j.rec.spec().tenant();
+    c.tenant_index = j.tenant_index;
+    c.priority = j.rec.spec().priority();
+    c.submitted_unix_ms = j.rec.submitted_unix_ms();
+    c.queued_since_unix_ms = j.rec.queued_since_unix_ms();
+    c.admitted = admitted;
+    // A job that must yield gets tasks only to finish its round.
+    c.has_queued_task = first != nullptr && !(j.yielding && j.AtRoundBoundary());
+    c.pending_commits = commits_ != nullptr ? commits_->Pending(id) : 0;
+    first_queued.push_back(first);
+    ptrs.push_back(&j);
+  }
+  std::vector<SchedulingTenant>& tenants = scratch_tenants_;
+  tenants.resize(ledger_->size());
+  const absl::Time window_end = ledger_->WindowEnd(now);
+  for (int t = 0; t < ledger_->size(); ++t) {
+    SchedulingTenant& x = tenants[t];
+    const TenantQuotaSpec& q = tenant_quotas_[t];
+    x.name = ledger_->name(t);
+    x.weight = q.weight;
+    x.decayed_seconds = ledger_->ShareSeconds(t, now);
+    x.window_hours = ledger_->WindowSeconds(t, now) / 3600;
+    x.workers_held = ledger_->held(t);
+    x.max_running_jobs = q.max_running_jobs;
+    x.max_workers = q.max_workers;
+    x.worker_hours_per_window = q.worker_hours_per_window;
+    x.window_ends_unix_ms = UnixMs(window_end);
+  }
+}
+
+void JobManager::RunAdmission() {
+  const absl::Time now = options_.clock();
+  DescribeForScheduler(now, /*admitted_only=*/false);
+  SchedulingInput in;
+  in.jobs = scratch_jobs_;
+  in.tenants = scratch_tenants_;
+  in.now_unix_ms = UnixMs(now);
+  in.aging = quota_config_->aging;
+  std::vector<Admission> plan = scheduler_->Admit(in);
+  // The admitted jobs' estimated remaining seconds per tenant (progress rate so far), for the
+  // waiting jobs' estimated start.
+  std::map<int, std::vector<double>> remaining;
+  std::vector<std::string> yield_now;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    Job& j = *scratch_job_ptrs_[i];
+    const Admission& a = plan[i];
+    const bool queued = j.rec.state() == "QUEUED";
+    if (a.admit && queued) {
+      // Admitted: it continues in the state it waited in.
+      j.rec.set_state(j.resume_state.empty() ? "PREPARING" : j.resume_state);
+      j.resume_state.clear();
+      j.rec.clear_wait_reason();
+      j.queue_position = 0;
+      j.estimated_start_ms = 0;
+      j.next_try = absl::InfinitePast();
+      if (options_.metrics != nullptr) {
+        options_.metrics->QueueWait(
+            j.rec.spec().tenant(),
+            absl::ToDoubleSeconds(now - absl::FromUnixMillis(j.rec.queued_since_unix_ms())));
+      }
+      ++j.change;
+      changed_.SignalAll();
+    } else if (a.admit) {
+      if (j.yielding) {
+        j.yielding = false;  // its slot is its own again
+        j.rec.clear_wait_reason();
+        ++j.change;
+      }
+    } else if (queued) {
+      if (j.queue_position != a.position || j.rec.wait_reason() != a.reason) ++j.change;
+      j.queue_position = a.position;
+      j.rec.set_wait_reason(a.reason);
+    } else {
+      if (!j.yielding) {
+        j.yielding = true;
+        ++j.change;
+        Log(absl::StrCat("job ", j.rec.job_id(), ": ", a.reason));
+      }
+      j.queue_position = a.position;
+      j.rec.set_wait_reason(a.reason);
+      if (j.AtRoundBoundary()) yield_now.push_back(j.rec.job_id());
+    }
+    if (a.admit && j.driver && j.weight_steps() > 0 && j.rec.search_started_unix_ms() > 0) {
+      double elapsed = (UnixMs(now) - j.rec.search_started_unix_ms()) / 1000.0;
+      double rate = j.weight_steps() / std::max(1e-3, elapsed);
+      remaining[j.tenant_index].push_back(
+          (j.driver->total_weight_steps() - j.weight_steps()) / std::max(1e-9, rate));
+    }
+  }
+  for (auto& [t, r] : remaining) std::sort(r.begin(), r.end());
+  for (size_t i = 0; i < plan.size(); ++i) {
+    Job& j = *scratch_job_ptrs_[i];
+    if (j.rec.state() != "QUEUED") continue;
+    const SchedulingTenant& t = scratch_tenants_[j.tenant_index];
+    j.estimated_start_ms = 0;
+    if (t.over_budget()) {
+      j.estimated_start_ms = t.window_ends_unix_ms;
+    } else {
+      auto it = remaining.find(j.tenant_index);
+      if (it != remaining.end() && j.queue_position >= 1 &&
+          j.queue_position <= static_cast<int>(it->second.size())) {
+        j.estimated_start_ms =
+            UnixMs(now) + static_cast<int64_t>(it->second[j.queue_position - 1] * 1000);
+      }
+    }
+  }
+  for (const std::string& id : yield_now) {
+    Job* j = FindJob(id);  // found again: a yield's write may release the lock
+    if (j != nullptr) MaybeYield(*j);
+  }
+}
+
+bool JobManager::MaybeYield(Job& j) {
+  if (!j.yielding || Terminal(j.rec.state()) || j.rec.state() == "QUEUED" || !j.AtRoundBoundary()) {
+    return false;
+  }
+  const absl::Time now = options_.clock();
+  j.yielding = false;
+  j.resume_state = j.rec.state();
+  j.rec.set_state("QUEUED");
+  j.rec.set_preemptions(j.rec.preemptions() + 1);
+  j.rec.set_queued_since_unix_ms(UnixMs(now));
+  if (j.stage == Job::Stage::kNone) j.next_try = absl::InfinitePast();
+  Log(absl::StrCat("job ", j.rec.job_id(), ": yielded its workers at round ",
+                   j.driver ? j.driver->round() : 0, " and waits QUEUED (", j.rec.wait_reason(),
+                   ")"));
+  if (options_.metrics != nullptr) options_.metrics->Preempted(j.rec.spec().tenant());
+  absl::Status s = PersistRecord(j);
+  if (!s.ok()) {
+    Log(absl::StrCat("job ", j.rec.job_id(), ": cannot store QUEUED: ", s.message()));
+  }
+  UpdateGauges();
+  return true;
+}
+
+GetQueueReply JobManager::Queue(const std::string& tenant) const {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = options_.clock();
+  GetQueueReply reply;
+  reply.set_policy(std::string(scheduler_->name()));
+  reply.set_live_workers(leases_->live_workers());
+  // Per tenant index: its active jobs, running first then the queue in order.
+  std::map<int, std::vector<const Job*>> active;
+  for (const auto& [id, jp] : jobs_) {
+    if (!Terminal(jp->rec.state())) active[jp->tenant_index].push_back(jp.get());
+  }
+  double usage_sum = 0, weight_sum = 0;
+  for (const auto& [t, jobs] : active) {
+    usage_sum += ledger_->DecayedSeconds(t, now);
+    weight_sum += t < static_cast<int>(tenant_quotas_.size()) ? tenant_quotas_[t].weight : 1;
+  }
+  for (int t = 0; t < ledger_->size(); ++t) {
+    if (!tenant.empty() && ledger_->name(t) != tenant) continue;
+    auto it = active.find(t);
+    if (tenant.empty() && it == active.end()) continue;  // idle tenants only when asked by name
+    TenantQueue* q = reply.add_tenants();
+    const TenantQuotaSpec spec =
+        t < static_cast<int>(tenant_quotas_.size()) ? tenant_quotas_[t] : TenantQuotaSpec{};
+    q->set_tenant(ledger_->name(t));
+    q->set_weight(spec.weight);
+    double used = ledger_->DecayedSeconds(t, now);
+    q->set_usage_worker_seconds(used);
+    q->set_share(usage_sum > 0 && it != active.end() ? used / usage_sum : 0);
+    q->set_fair_share(it != active.end() && weight_sum > 0 ? spec.weight / weight_sum : 0);
+    q->set_workers_held(ledger_->held(t));
+    q->set_max_running_jobs(spec.max_running_jobs);
+    q->set_max_workers(spec.max_workers);
+    q->set_worker_hours_per_window(spec.worker_hours_per_window);
+    q->set_window_worker_hours(ledger_->WindowSeconds(t, now) / 3600);
+    q->set_window_ends_unix_ms(UnixMs(ledger_->WindowEnd(now)));
+    if (it == active.end()) continue;
+    std::vector<const Job*> jobs = it->second;
+    std::stable_sort(jobs.begin(), jobs.end(), [](const Job* a, const Job* b) {
+      bool qa = a->rec.state() == "QUEUED", qb = b->rec.state() == "QUEUED";
+      if (qa != qb) return qb;
+      return qa && a->queue_position < b->queue_position;
+    });
+    for (const Job* j : jobs) {
+      if (j->rec.state() == "QUEUED") {
+        q->set_queued_jobs(q->queued_jobs() + 1);
+      } else {
+        q->set_running_jobs(q->running_jobs() + 1);
+      }
+      *q->add_jobs() = StatusOf(*j);
+    }
+  }
+  return reply;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Deletion
 
 namespace {
@@ -1339,6 +1648,7 @@ void JobManager::CountSentBytes(int64_t bytes) {
 
 void JobManager::Tick() {
   std::vector<std::string> to_prepare;
+  std::string usage;
   {
     absl::MutexLock lock(&mu_);
     absl::Time now = options_.clock();
@@ -1346,7 +1656,9 @@ void JobManager::Tick() {
       Job& j = *jp;
       for (Lease& l : j.tasks) {
         std::string worker;
+        const absl::Time granted = l.slot.granted;
         if (leases_->ExpireIfDue(l.slot, l.task.lease_id(), now, &worker)) {
+          ledger_->Release(j.tenant_index, granted, now);
           Log(absl::StrCat("lease ", l.task.lease_id(), " (", TaskKind(l.task), " task",
                            ChainNote(l.task), ", of job ", id, ", worker ", worker,
                            ") expired; re-issuing the task"));
@@ -1366,7 +1678,26 @@ void JobManager::Tick() {
       Log(absl::StrCat("worker ", w.id, " (", w.name, ") silent since ",
                        absl::FormatTime(w.last_seen), ": forgotten"));
     }
+    RefreshQuotas();
+    RunAdmission();
+    for (auto& [id, jp] : jobs_) {
+      if (jp->rec.state() == "PREPARING" && !jp->preparing && jp->next_try <= now &&
+          std::find(to_prepare.begin(), to_prepare.end(), id) == to_prepare.end()) {
+        to_prepare.push_back(id);  // admitted just now
+      }
+    }
     UpdateGauges();
+    if (now - last_usage_write_ >= absl::Seconds(1) && ledger_->version() != usage_version_) {
+      last_usage_write_ = now;
+      usage_version_ = ledger_->version();
+      usage = ledger_->Serialize(now);
+    }
+  }
+  // The usage at most once a second when it changed, outside the job lock (a synced write).
+  if (!usage.empty()) {
+    absl::MutexLock lock(&usage_mu_);
+    absl::Status s = store_->PutTenantUsage(usage);
+    if (!s.ok()) Log(absl::StrCat("cannot store the tenants' usage: ", s.message()));
   }
   for (const std::string& id : to_prepare) Prepare(id);
   RunRetention();
@@ -1387,6 +1718,39 @@ void JobManager::UpdateGauges() {
   for (const auto& [tenant, n] : queued) options_.metrics->SetQueueDepth(tenant, n);
   options_.metrics->SetWorkers(leases_->live_workers(), leases_->dead_workers());
   options_.metrics->SetLatencyDegraded(degraded);
+  // Per tenant: every tenant seen since the start (an idle one reads 0 jobs, its usage decaying).
+  KnowTenants();
+  const absl::Time now = options_.clock();
+  std::vector<CoordinatorMetrics::TenantFigures> figures(ledger_->size());
+  double usage_sum = 0, weight_sum = 0;
+  for (const auto& [id, j] : jobs_) {
+    if (Terminal(j->rec.state())) continue;
+    CoordinatorMetrics::TenantFigures& f = figures[j->tenant_index];
+    (j->rec.state() == "QUEUED" ? f.queued_jobs : f.running_jobs) += 1;
+  }
+  for (int t = 0; t < ledger_->size(); ++t) {
+    CoordinatorMetrics::TenantFigures& f = figures[t];
+    const TenantQuotaSpec& q = tenant_quotas_[t];
+    f.tenant = ledger_->name(t);
+    f.usage_seconds = ledger_->DecayedSeconds(t, now);
+    f.window_hours = ledger_->WindowSeconds(t, now) / 3600;
+    f.workers_held = ledger_->held(t);
+    f.weight = q.weight;
+    f.max_running_jobs = q.max_running_jobs;
+    f.max_workers = q.max_workers;
+    f.worker_hours_per_window = q.worker_hours_per_window;
+    if (f.running_jobs + f.queued_jobs > 0) {
+      usage_sum += f.usage_seconds;
+      weight_sum += q.weight;
+    }
+  }
+  for (CoordinatorMetrics::TenantFigures& f : figures) {
+    if (f.running_jobs + f.queued_jobs > 0) {
+      f.share = usage_sum > 0 ? f.usage_seconds / usage_sum : 0;
+      f.fair_share = weight_sum > 0 ? f.weight / weight_sum : 0;
+    }
+    options_.metrics->SetTenant(f);
+  }
 }
 
 }  // namespace nas

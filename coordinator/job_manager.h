@@ -2,7 +2,7 @@
 // parameters (through core/search_driver.h), the parameter store, the round scheduler, leases,
 // fencing and checkpoints.
 //
-// A job goes QUEUED -> PREPARING (its latencies are fetched once from the latency service and
+// A job goes QUEUED (until the scheduler admits it under its tenant's quotas) -> PREPARING (its latencies are fetched once from the latency service and
 // kept in the job record; a failing service is retried with backoff and the job is marked
 // degraded) -> RUNNING (an init task builds the supernet on a worker and uploads every tensor;
 // then rounds: weight tasks from one parameter version, merged in task order - tensors returned
@@ -28,6 +28,12 @@
 //   NAS_ASSIGN_OR_RETURN(auto jobs, JobManager::Create(store.get(), &latency, {}));
 //   NAS_ASSIGN_OR_RETURN(std::string id, jobs->Submit(spec));
 //
+// The queue (scheduler.h): admission runs on every submission, every job's end and every tick;
+// a free worker gets the next task of the job the scheduler picks (fair share across tenants by
+// default). A job the scheduler preempts finishes its round and then goes back to QUEUED, its
+// next round planned and kept; admitted again it continues exactly where it stopped (the same
+// tasks, the same trajectory). The tenants' usage is kept in the store (once a second).
+//
 // Thread-safety: every public method may be called concurrently (one mutex inside; the latency
 // service is called without holding it).
 #pragma once
@@ -45,6 +51,8 @@
 #include "absl/time/time.h"
 #include "coordinator/checkpoint_store.h"
 #include "coordinator/commit_pipeline.h"
+#include "coordinator/lease_table.h"
+#include "coordinator/quota_config.h"
 #include "coordinator/scheduler.h"
 #include "core/latency_table.h"
 #include "core/search_driver.h"
@@ -64,6 +72,8 @@ class LatencyProvider {
 
 class CoordinatorMetrics;
 class LeaseTable;
+class TenantLedger;
+struct QuotaConfig;
 
 struct JobManagerOptions {
   // A lease lasts this long after it is granted or heartbeated. Default 60 s.
@@ -103,6 +113,13 @@ struct JobManagerOptions {
   // shares the cores with the worker, the background write costs the worker's step much of what
   // it saves the upload (bench/RESULTS.md); it pays where the coordinator has cores of its own.
   bool pipelined_commits = false;
+  // The queue policy: "fair-share" (quotas, weighted fair share on decayed usage, preemption)
+  // or "priority" (every job admitted, highest priority first; the policy before tenants).
+  // Default "fair-share".
+  std::string scheduler = "fair-share";
+  // The queue settings (quota_config.h), asked on every tick; null or returning null: the
+  // defaults (every tenant weight 1, no limits, half-life 24 h, window 168 h, aging 1 h).
+  std::function<std::shared_ptr<const QuotaConfig>()> quotas;
 };
 
 // A task result as the gateway assembled it from the CompleteTask stream.
@@ -154,6 +171,10 @@ class JobManager {
   // changes and the lease stays current.
   absl::Status Complete(CompletedTask result);
 
+  // The queue as `tenant` sees it (every tenant when empty): usage, shares, quotas and its
+  // active jobs in queue order.
+  GetQueueReply Queue(const std::string& tenant) const;
+
   // Tensor bytes the gateway sent to workers (the nas_tensor_bytes_total "fetched" metric).
   void CountSentBytes(int64_t bytes);
 
@@ -177,6 +198,9 @@ class JobManager {
   // and the others recover. An error only when the list of jobs itself cannot be read.
   absl::Status Recover();
   absl::Status RecoverJob(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A job recorded in an admitted state (PREPARING, RUNNING, FINAL, DONE): its last committed
+  // round restored and the next one planned.
+  absl::Status RecoverAdmitted(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Prepare(const std::string& job_id);
   Job* FindJob(const std::string& job_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The leased task of a current lease (and its job), or null: expired, re-issued, completed or
@@ -216,6 +240,24 @@ class JobManager {
   void Fail(Job& job, const std::string& message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // The queue.
+  // The active jobs (all, or only admitted ones) and the tenants as the scheduler sees them,
+  // into scratch_jobs_ / scratch_tenants_ (first_queued: each job's first queued task).
+  void DescribeForScheduler(absl::Time now, bool admitted_only)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs the scheduler's admission: admits waiting jobs, marks jobs that must yield (they go
+  // QUEUED at their round boundary), sets positions, reasons and estimated starts.
+  void RunAdmission() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A yielding job at its round boundary goes back to QUEUED (persisted); true when it did.
+  bool MaybeYield(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A lease of the job ended (result, expiry, cancellation): its time is charged to the tenant.
+  void Charge(const Job& job, const LeaseSlot& slot, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The settings now in force (refreshing the per-tenant cache when they changed).
+  void RefreshQuotas() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The quotas of tenants the ledger learnt since (tenant_quotas_ as long as the ledger).
+  void KnowTenants() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   CheckpointStore* store_;
   LatencyProvider* latency_;
   JobManagerOptions options_;
@@ -232,6 +274,15 @@ class JobManager {
   // Acquire's view of the active jobs for the scheduler, reused from call to call.
   std::vector<SchedulingJob> scratch_jobs_ ABSL_GUARDED_BY(mu_);
   std::vector<Lease*> scratch_tasks_ ABSL_GUARDED_BY(mu_);
+  std::vector<Job*> scratch_job_ptrs_ ABSL_GUARDED_BY(mu_);
+  std::vector<SchedulingTenant> scratch_tenants_ ABSL_GUARDED_BY(mu_);
+  // The tenants' usage, and each known tenant's quotas under the settings in force.
+  std::unique_ptr<TenantLedger> ledger_ ABSL_PT_GUARDED_BY(mu_);
+  std::shared_ptr<const QuotaConfig> quota_config_ ABSL_GUARDED_BY(mu_);
+  std::vector<TenantQuotaSpec> tenant_quotas_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_usage_write_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  uint64_t usage_version_ ABSL_GUARDED_BY(mu_) = 0;  // the ledger's version last written
+  absl::Mutex usage_mu_;  // orders the usage writes of concurrent Ticks
   uint64_t next_job_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   int recovery_failures_ = 0;  // jobs marked FAILED by Recover (for its log line)

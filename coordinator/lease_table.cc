@@ -84,7 +84,8 @@ std::string LeaseTable::Grant(LeaseSlot& slot, const std::string& job_id,
   std::string id = absl::StrCat("L", incarnation_, "-", ++next_lease_);
   slot.state = LeaseSlot::State::kLeased;
   slot.worker_id = worker_id;
-  slot.deadline = Now() + options_.lease;
+  slot.granted = Now();
+  slot.deadline = slot.granted + options_.lease;
   current_[id] = job_id;
   return id;
 }

@@ -42,6 +42,7 @@ namespace nas {
 struct LeaseSlot {
   enum class State { kQueued, kLeased, kDone } state = State::kQueued;
   std::string worker_id;  // while leased
+  absl::Time granted;     // while leased: when (the tenant's usage is charged from here)
   absl::Time deadline;    // while leased
 };
 

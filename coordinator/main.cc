@@ -20,6 +20,13 @@ ABSL_FLAG(int, worker_port, -1,
 ABSL_FLAG(std::string, tokens_file, "",
           "bearer tokens, one 'TOKEN USER TENANT [ROLE]' a line (roles user, admin, worker), "
           "reloaded when the file changes; empty: no authentication (loopback only)");
+ABSL_FLAG(std::string, quotas_file, "",
+          "the queue's settings (JSON: per-tenant weight, max_running_jobs, max_workers, "
+          "worker_hours_per_window; half_life_hours, window_hours, aging_hours), reloaded when "
+          "the file changes; empty: every tenant weight 1, no limits");
+ABSL_FLAG(std::string, scheduler, "fair-share",
+          "the queue policy: fair-share (quotas, weighted fair share, preemption) or priority "
+          "(every job admitted, highest priority first)");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: TLS on both gRPC ports (with --tls_key)");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
 ABSL_FLAG(std::string, latency_tls_ca, "",
@@ -64,6 +71,13 @@ int main(int argc, char** argv) {
   o.port = absl::GetFlag(FLAGS_port);
   o.worker_port = absl::GetFlag(FLAGS_worker_port);
   o.tokens_file = absl::GetFlag(FLAGS_tokens_file);
+  o.quotas_file = absl::GetFlag(FLAGS_quotas_file);
+  o.jobs.scheduler = absl::GetFlag(FLAGS_scheduler);
+  if (o.jobs.scheduler != "fair-share" && o.jobs.scheduler != "priority") {
+    std::cerr << "coordinator: --scheduler: '" << o.jobs.scheduler
+              << "' is not a policy (fair-share or priority)\n";
+    return 2;
+  }
   o.tls_cert = absl::GetFlag(FLAGS_tls_cert);
   o.tls_key = absl::GetFlag(FLAGS_tls_key);
   o.latency_tls_ca = absl::GetFlag(FLAGS_latency_tls_ca);

@@ -83,7 +83,46 @@ struct CoordinatorMetrics::Impl {
                       .Name("nas_checkpoint_wal_bytes")
                       .Help("Bytes of the checkpoint store's write-ahead log (disk)")
                       .Register(r)
-                      .Add({})) {}
+                      .Add({})),
+        tenant_usage(prometheus::BuildGauge()
+                         .Name("nas_tenant_usage_worker_seconds")
+                         .Help("Worker-seconds a tenant used, decayed with the half-life (what "
+                               "the fair share compares), leases held now included")
+                         .Register(r)),
+        tenant_share(prometheus::BuildGauge()
+                         .Name("nas_tenant_share")
+                         .Help("A tenant's fraction of the decayed usage of the tenants with "
+                               "active jobs")
+                         .Register(r)),
+        tenant_fair_share(prometheus::BuildGauge()
+                              .Name("nas_tenant_fair_share")
+                              .Help("A tenant's weight over the weights of the tenants with "
+                                    "active jobs: the share it is entitled to")
+                              .Register(r)),
+        tenant_workers(prometheus::BuildGauge()
+                           .Name("nas_tenant_workers_held")
+                           .Help("Workers holding a task of the tenant now")
+                           .Register(r)),
+        tenant_jobs(prometheus::BuildGauge()
+                        .Name("nas_tenant_jobs")
+                        .Help("A tenant's active jobs: running (admitted) or queued")
+                        .Register(r)),
+        tenant_window(prometheus::BuildGauge()
+                          .Name("nas_tenant_window_worker_hours")
+                          .Help("Worker-hours a tenant used in the current quota window")
+                          .Register(r)),
+        tenant_quota(prometheus::BuildGauge()
+                         .Name("nas_tenant_quota")
+                         .Help("A tenant's weight and quotas, by limit (0: no limit)")
+                         .Register(r)),
+        queue_wait(prometheus::BuildHistogram()
+                       .Name("nas_queue_wait_seconds")
+                       .Help("How long a job waited QUEUED before it was admitted, by tenant")
+                       .Register(r)),
+        preemptions(prometheus::BuildCounter()
+                        .Name("nas_preemptions_total")
+                        .Help("Jobs that yielded their workers at a round boundary, by tenant")
+                        .Register(r)) {}
 
   prometheus::Family<prometheus::Gauge>& jobs;
   prometheus::Family<prometheus::Gauge>& queue;
@@ -102,6 +141,15 @@ struct CoordinatorMetrics::Impl {
   prometheus::Gauge& degraded;
   prometheus::Gauge& memtable_bytes;
   prometheus::Gauge& wal_bytes;
+  prometheus::Family<prometheus::Gauge>& tenant_usage;
+  prometheus::Family<prometheus::Gauge>& tenant_share;
+  prometheus::Family<prometheus::Gauge>& tenant_fair_share;
+  prometheus::Family<prometheus::Gauge>& tenant_workers;
+  prometheus::Family<prometheus::Gauge>& tenant_jobs;
+  prometheus::Family<prometheus::Gauge>& tenant_window;
+  prometheus::Family<prometheus::Gauge>& tenant_quota;
+  prometheus::Family<prometheus::Histogram>& queue_wait;
+  prometheus::Family<prometheus::Counter>& preemptions;
 };
 
 CoordinatorMetrics::CoordinatorMetrics()
@@ -162,6 +210,35 @@ void CoordinatorMetrics::TensorBytes(const std::string& direction, double bytes)
 
 void CoordinatorMetrics::SetLatencyDegraded(bool degraded) {
   impl_->degraded.Set(degraded ? 1 : 0);
+}
+
+void CoordinatorMetrics::SetTenant(const TenantFigures& f) {
+  const std::map<std::string, std::string> t = {{"tenant", f.tenant}};
+  impl_->tenant_usage.Add(t).Set(f.usage_seconds);
+  impl_->tenant_share.Add(t).Set(f.share);
+  impl_->tenant_fair_share.Add(t).Set(f.fair_share);
+  impl_->tenant_workers.Add(t).Set(f.workers_held);
+  impl_->tenant_jobs.Add({{"tenant", f.tenant}, {"state", "running"}}).Set(f.running_jobs);
+  impl_->tenant_jobs.Add({{"tenant", f.tenant}, {"state", "queued"}}).Set(f.queued_jobs);
+  impl_->tenant_window.Add(t).Set(f.window_hours);
+  impl_->tenant_quota.Add({{"tenant", f.tenant}, {"limit", "weight"}}).Set(f.weight);
+  impl_->tenant_quota.Add({{"tenant", f.tenant}, {"limit", "max_running_jobs"}})
+      .Set(f.max_running_jobs);
+  impl_->tenant_quota.Add({{"tenant", f.tenant}, {"limit", "max_workers"}}).Set(f.max_workers);
+  impl_->tenant_quota.Add({{"tenant", f.tenant}, {"limit", "worker_hours_per_window"}})
+      .Set(f.worker_hours_per_window);
+}
+
+void CoordinatorMetrics::QueueWait(const std::string& tenant, double seconds) {
+  impl_->queue_wait
+      .Add({{"tenant", tenant}},
+           prometheus::Histogram::BucketBoundaries{1, 5, 15, 60, 300, 900, 3600, 4 * 3600,
+                                                   12 * 3600, 86400, 3 * 86400})
+      .Observe(seconds);
+}
+
+void CoordinatorMetrics::Preempted(const std::string& tenant) {
+  impl_->preemptions.Add({{"tenant", tenant}}).Increment();
 }
 
 void CoordinatorMetrics::SetCheckpointFootprint(double memtable_bytes, double wal_bytes) {

@@ -43,6 +43,20 @@ class CoordinatorMetrics {
   // direction: fetched (to workers), returned (from workers).
   void TensorBytes(const std::string& direction, double bytes);
   void SetLatencyDegraded(bool degraded);
+  // One tenant's place in the queue (nas_tenant_*): decayed usage (worker-seconds), its share of
+  // the active tenants' usage and its fair share (weight / their weights), workers held, jobs
+  // running and queued, worker-hours used in the window, and its quotas (0 = no limit).
+  struct TenantFigures {
+    std::string tenant;
+    double usage_seconds = 0, share = 0, fair_share = 0, window_hours = 0;
+    int workers_held = 0, running_jobs = 0, queued_jobs = 0;
+    double weight = 1, max_running_jobs = 0, max_workers = 0, worker_hours_per_window = 0;
+  };
+  void SetTenant(const TenantFigures& f);
+  // A job waited `seconds` QUEUED before it was admitted (nas_queue_wait_seconds).
+  void QueueWait(const std::string& tenant, double seconds);
+  // A job yielded its workers (nas_preemptions_total).
+  void Preempted(const std::string& tenant);
   // The checkpoint store's memtables of tensors (memory) and write-ahead log (disk), in bytes.
   void SetCheckpointFootprint(double memtable_bytes, double wal_bytes);
 

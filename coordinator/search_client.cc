@@ -123,6 +123,16 @@ absl::Status SearchClient::Cancel(const std::string& job_id) {
   return FromGrpcStatus(impl_->stub->CancelJob(&ctx, req, &reply));
 }
 
+absl::StatusOr<GetQueueReply> SearchClient::Queue(const std::string& tenant) {
+  grpc::ClientContext ctx;
+  impl_->Deadline(&ctx);
+  GetQueueRequest req;
+  req.set_tenant(tenant);
+  GetQueueReply reply;
+  NAS_RETURN_IF_ERROR(FromGrpcStatus(impl_->stub->GetQueue(&ctx, req, &reply)));
+  return reply;
+}
+
 absl::Status SearchClient::Delete(const std::string& job_id) {
   grpc::ClientContext ctx;
   impl_->Deadline(&ctx);

@@ -49,6 +49,8 @@ class SearchClient {
   absl::StatusOr<JobStatus> Get(const std::string& job_id);
   absl::StatusOr<std::vector<JobStatus>> List(const std::string& tenant);
   absl::Status Cancel(const std::string& job_id);
+  // The queue of `tenant` (empty: the caller's; an admin's: every tenant with active jobs).
+  absl::StatusOr<GetQueueReply> Queue(const std::string& tenant);
   // Deletes a job that ended, and everything the coordinator keeps of it.
   absl::Status Delete(const std::string& job_id);
   absl::StatusOr<JobResult> Result(const std::string& job_id);

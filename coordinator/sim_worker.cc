@@ -6,6 +6,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "core/network_config.h"
 #include "core/param_names.h"
 #include "core/search_space.h"
@@ -158,44 +159,24 @@ absl::StatusOr<std::vector<TensorBlob>> SimWorker::Fetch(const std::string& leas
   return out;
 }
 
-absl::StatusOr<std::pair<TaskOutcome, std::vector<TensorBlob>>> SimWorker::MakeResult() {
+absl::StatusOr<std::pair<TaskOutcome, std::vector<TensorBlob>>> SimulatedResult(
+    const Task& task, std::vector<TensorBlob> tensors, int floats, int64_t train_batches) {
   TaskOutcome o;
-  o.set_lease_id(task_.lease_id());
-  std::vector<TensorBlob> tensors;
-  int batch = std::max(1, task_.data().batch_size());
-  switch (task_.kind_case()) {
+  o.set_lease_id(task.lease_id());
+  int batch = std::max(1, task.data().batch_size());
+  switch (task.kind_case()) {
     case Task::kInit: {
-      NAS_ASSIGN_OR_RETURN(tensors, SyntheticSupernetTensors(task_.space_json(), floats_));
-      o.set_train_size(train_batches_ * batch);
-      o.set_valid_size(std::max<int64_t>(1, train_batches_ / 2) * batch);
+      NAS_ASSIGN_OR_RETURN(tensors, SyntheticSupernetTensors(task.space_json(), floats));
+      o.set_train_size(train_batches * batch);
+      o.set_valid_size(std::max<int64_t>(1, train_batches / 2) * batch);
       break;
     }
     case Task::kWeight:
     case Task::kArch: {
-      if (single_round_trip_) {
-        for (const TensorBlob& b : task_.inline_tensors()) cache_[b.name()] = b;
-      }
-      std::vector<std::string> names;
-      for (const TensorRef& r : task_.tensors()) {
-        auto it = cache_.find(r.name());
-        if (it == cache_.end() || it->second.version() != r.version()) names.push_back(r.name());
-      }
-      std::vector<TensorBlob> fetched;
-      if (!names.empty()) {
-        NAS_ASSIGN_OR_RETURN(fetched, Fetch(task_.lease_id(), names));
-      }
-      for (const TensorBlob& b : fetched) {
-        if (single_round_trip_) cache_[b.name()] = b;
-      }
-      for (const TensorRef& r : task_.tensors()) {
-        auto it = std::find_if(fetched.begin(), fetched.end(),
-                               [&](const TensorBlob& b) { return b.name() == r.name(); });
-        tensors.push_back(it != fetched.end() ? *it : cache_.at(r.name()));
-      }
       o.set_loss(1.0);
       o.set_accuracy(0.5);
-      if (task_.has_weight()) {
-        for (int i = 0; i < task_.weight().chain_size(); ++i) {  // a chain: one each further task
+      if (task.has_weight()) {
+        for (int i = 0; i < task.weight().chain_size(); ++i) {  // a chain: one each further task
           o.add_chain_losses(1.0);
           o.add_chain_accuracies(0.5);
         }
@@ -212,8 +193,8 @@ absl::StatusOr<std::pair<TaskOutcome, std::vector<TensorBlob>>> SimWorker::MakeR
           momentum.push_back(std::move(m));
         }
         for (TensorBlob& m : momentum) tensors.push_back(std::move(m));
-      } else if (!task_.arch().rl()) {
-        for (int e = 0; e < task_.arch().active_size(); ++e) {
+      } else if (!task.arch().rl()) {
+        for (int e = 0; e < task.arch().active_size(); ++e) {
           o.add_gate_grads(0.01);
           o.add_gate_grads(-0.01);
         }
@@ -221,10 +202,11 @@ absl::StatusOr<std::pair<TaskOutcome, std::vector<TensorBlob>>> SimWorker::MakeR
       break;
     }
     case Task::kFinal: {
-      o.set_report_json(absl::StrCat("{\"label\": \"", task_.final().label(),
+      tensors.clear();
+      o.set_report_json(absl::StrCat("{\"label\": \"", task.final().label(),
                                      "\", \"test_accuracy\": 0.5, \"measured_latency_ms\": 1.0}"));
       TensorBlob w;
-      w.set_name(task_.final().label() + ".pt");
+      w.set_name(task.final().label() + ".pt");
       w.set_dtype("bytes");
       w.add_shape(8);
       w.set_data(std::string(8, 'w'));
@@ -240,6 +222,34 @@ absl::StatusOr<std::pair<TaskOutcome, std::vector<TensorBlob>>> SimWorker::MakeR
     t.set_total_bytes(t.data().size());
   }
   return std::make_pair(std::move(o), std::move(tensors));
+}
+
+absl::StatusOr<std::pair<TaskOutcome, std::vector<TensorBlob>>> SimWorker::MakeResult() {
+  std::vector<TensorBlob> tensors;
+  if (task_.has_weight() || task_.has_arch()) {
+    if (single_round_trip_) {
+      for (const TensorBlob& b : task_.inline_tensors()) cache_[b.name()] = b;
+    }
+    std::vector<std::string> names;
+    for (const TensorRef& r : task_.tensors()) {
+      auto it = cache_.find(r.name());
+      if (it == cache_.end() || it->second.version() != r.version()) names.push_back(r.name());
+    }
+    std::vector<TensorBlob> fetched;
+    if (!names.empty()) {
+      NAS_ASSIGN_OR_RETURN(fetched, Fetch(task_.lease_id(), names));
+    }
+    for (const TensorBlob& b : fetched) {
+      if (single_round_trip_) cache_[b.name()] = b;
+    }
+    for (const TensorRef& r : task_.tensors()) {
+      auto it = std::find_if(fetched.begin(), fetched.end(),
+                             [&](const TensorBlob& b) { return b.name() == r.name(); });
+      tensors.push_back(it != fetched.end() ? *it : cache_.at(r.name()));
+    }
+  }
+  if (compute_time_ > absl::ZeroDuration()) absl::SleepFor(compute_time_);
+  return SimulatedResult(task_, std::move(tensors), floats_, train_batches_);
 }
 
 absl::Status SimWorker::Complete(const TaskOutcome& outcome, const std::vector<TensorBlob>& tensors,

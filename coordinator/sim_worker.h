@@ -31,6 +31,14 @@ namespace nas {
 absl::StatusOr<std::vector<TensorBlob>> SyntheticSupernetTensors(const std::string& space_json,
                                                                  int floats);
 
+// What a simulated worker returns for `task` (its lease id set), given the task's tensors as
+// fetched (weight and arch tasks; ignored otherwise): the tensors back as they came (plus
+// momentum for a weight task), gate gradients of +-0.01 for an arch task, a synthetic supernet
+// for init, a report and a few bytes for a final task. Deterministic: the same task gives the
+// same result. Used by SimWorker and by tests that drive a JobManager without gRPC.
+absl::StatusOr<std::pair<TaskOutcome, std::vector<TensorBlob>>> SimulatedResult(
+    const Task& task, std::vector<TensorBlob> tensors, int floats = 4, int64_t train_batches = 4);
+
 class SimWorker {
  public:
   explicit SimWorker(std::shared_ptr<grpc::Channel> channel, int floats = 4);
@@ -43,6 +51,9 @@ class SimWorker {
   // One round trip per task: tensors inline with the task (what it lacks from its cache) and
   // the next task acquired with each completion. Default false (Acquire, Fetch, Complete).
   void set_single_round_trip(bool on) { single_round_trip_ = on; }
+  // How long each task "computes" (a sleep before its result is sent), so that load tests see
+  // tasks that hold a worker for a while. Default 0.
+  void set_compute_time(absl::Duration d) { compute_time_ = d; }
   // Tasks taken per AcquireTask and completed per CompleteTask stream. Default 1.
   void set_batch(int n) { batch_ = n < 1 ? 1 : n; }
   // Result chunks packed several to a message (CompleteTaskRequest.tensors, as the real worker
@@ -86,6 +97,7 @@ class SimWorker {
   int64_t train_batches_ = 4;
   bool single_round_trip_ = false;
   int batch_ = 1;
+  absl::Duration compute_time_ = absl::ZeroDuration();
   bool pack_chunks_ = true;
   std::vector<Task> queue_;                  // tasks acquired and not yet run
   std::map<std::string, TensorBlob> cache_;  // single_round_trip_: tensors by name
