@@ -280,6 +280,8 @@ absl::StatusOr<std::string> RunLocalService(const LaunchOptions& o) {
             {FindBinary(o.bin_dir, "worker", "nas_worker"), absl::StrCat("--coordinator=", ctarget),
              absl::StrCat("--threads=", threads), absl::StrCat("--name=local-", i),
              absl::StrCat("--token_file=", worker_token_file),
+             // This machine is the table's device: the final latency is measured here.
+             absl::StrCat("--latency_device=", o.spec.device()),
              // The local user's own data_dir is a root of their workers.
              absl::StrCat("--data_roots=/usr/share/datasets",
                           o.spec.data_dir().empty() ? "" : "," + o.spec.data_dir()),

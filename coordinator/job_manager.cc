@@ -836,8 +836,22 @@ void JobManager::PlanFinalStage(Job& j) {
 absl::StatusOr<RegisterWorkerReply> JobManager::RegisterWorker(const RegisterWorkerRequest& r) {
   NAS_RETURN_IF_ERROR(ValidateName("name", r.name(), JobSpecLimits::kMaxDeviceBytes, ":+"));
   NAS_RETURN_IF_ERROR(ValidateName("device", r.device(), JobSpecLimits::kMaxDeviceBytes, ":+"));
+  constexpr int kMaxLatencyDevices = 16;
+  if (r.latency_devices_size() > kMaxLatencyDevices) {
+    return absl::InvalidArgumentError(absl::StrCat("latency_devices: ", r.latency_devices_size(),
+                                                   " devices, more than the limit of ",
+                                                   kMaxLatencyDevices));
+  }
+  for (const std::string& d : r.latency_devices()) {
+    if (d.empty()) return absl::InvalidArgumentError("latency_devices: an empty device name");
+    NAS_RETURN_IF_ERROR(
+        ValidateName("latency_devices", d, JobSpecLimits::kMaxDeviceBytes, ":+"));
+  }
   absl::MutexLock lock(&mu_);
-  NAS_ASSIGN_OR_RETURN(RegisterWorkerReply reply, leases_->Register(r.name(), r.device()));
+  NAS_ASSIGN_OR_RETURN(
+      RegisterWorkerReply reply,
+      leases_->Register(r.name(), r.device(),
+                        {r.latency_devices().begin(), r.latency_devices().end()}));
   UpdateGauges();
   return reply;
 }
@@ -876,7 +890,7 @@ absl::StatusOr<std::optional<Task>> JobManager::Acquire(const std::string& worke
     SchedulingInput in;
     in.jobs = scratch_jobs_;
     in.tenants = scratch_tenants_;
-    in.worker = {worker->id, worker->device};
+    in.worker = {worker->id, worker->latency_devices};
     in.now_unix_ms = UnixMs(now);
     SchedulingDecision decision = scheduler_->Next(in);
     std::vector<Lease*>& first_queued = scratch_tasks_;
@@ -1049,6 +1063,26 @@ absl::Status JobManager::Complete(CompletedTask result) {
     for (const TensorBlob& b : result.tensors) bytes += static_cast<double>(b.data().size());
     options_.metrics->TensorBytes("returned", bytes);
     options_.metrics->Task(kind, "ok");
+  }
+  if (lease->task.has_final()) {
+    // Where the latency was measured: on a worker of the job's device, or (none registered)
+    // on another machine, which the report must say.
+    auto report = ParseJson(result.outcome.report_json(), "outcome.report_json");
+    const LeaseTable::Worker* w = leases_->FindWorker(lease->slot.worker_id);
+    if (report.ok() && w != nullptr) {
+      const std::string& device = j->rec.spec().device();
+      (*report)["measured_on"] = {{"worker", w->name},
+                                  {"worker_id", w->id},
+                                  {"latency_devices", w->latency_devices},
+                                  {"is_job_device", w->Measures(device)}};
+      if (!w->Measures(device)) {
+        Log(absl::StrCat("job ", j->rec.job_id(), ": no worker measures as '", device,
+                         "'; the ", lease->task.final().label(),
+                         " network's latency was measured on worker ", w->name,
+                         " and its report says so"));
+      }
+      result.outcome.set_report_json(report->dump());
+    }
   }
   Charge(*j, lease->slot, options_.clock());
   leases_->Finish(lease->slot, lease_id);
@@ -1359,6 +1393,11 @@ void JobManager::DescribeForScheduler(absl::Time now, bool admitted_only) {
     // A job that must yield gets tasks only to finish its round.
     c.has_queued_task = first != nullptr && !(j.yielding && j.AtRoundBoundary());
     c.pending_commits = commits_ != nullptr ? commits_->Pending(id) : 0;
+    c.device = j.rec.spec().device();
+    // A final task measures the derived network's latency: on a worker of the job's device
+    // whenever one is registered (the report says where it was measured).
+    c.needs_device = first != nullptr && first->task.has_final() &&
+                     leases_->LiveMeasuring(c.device) > 0;
     first_queued.push_back(first);
     ptrs.push_back(&j);
   }

@@ -10,7 +10,8 @@ LeaseTable::LeaseTable(Options options, uint64_t incarnation)
     : options_(std::move(options)), incarnation_(incarnation) {}
 
 absl::StatusOr<RegisterWorkerReply> LeaseTable::Register(const std::string& name,
-                                                         const std::string& device) {
+                                                         const std::string& device,
+                                                         std::vector<std::string> latency_devices) {
   if (static_cast<int>(workers_.size()) >= options_.max_workers) {
     return absl::ResourceExhaustedError(absl::StrCat("workers: ", workers_.size(),
                                                      " registered, the limit (max_workers) is ",
@@ -20,6 +21,7 @@ absl::StatusOr<RegisterWorkerReply> LeaseTable::Register(const std::string& name
   w->id = absl::StrCat("w", incarnation_, "-", ++next_worker_);
   w->name = name;
   w->device = device;
+  w->latency_devices = std::move(latency_devices);
   w->last_seen = Now();
   RegisterWorkerReply reply;
   reply.set_worker_id(w->id);
@@ -77,11 +79,24 @@ int LeaseTable::live_workers() const {
   return n;
 }
 
+int LeaseTable::LiveMeasuring(absl::string_view device) const {
+  int n = 0;
+  for (const auto& [id, w] : workers_) n += !w->dead && w->Measures(device) ? 1 : 0;
+  return n;
+}
+
 int LeaseTable::dead_workers() const { return workers() - live_workers(); }
 
 std::string LeaseTable::Grant(LeaseSlot& slot, const std::string& job_id,
                               const std::string& worker_id) {
-  std::string id = absl::StrCat("L", incarnation_, "-", ++next_lease_);
+  // The number never repeats (the incarnation is the store's counter); the suffix makes a
+  // current id impossible to guess from another one, so a result can only come from the
+  // worker that was handed the task.
+  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  char suffix[kLeaseSuffixChars];
+  for (char& c : suffix) c = kAlphabet[absl::Uniform<size_t>(gen_, 0, sizeof(kAlphabet) - 1)];
+  std::string id = absl::StrCat("L", incarnation_, "-", ++next_lease_, "-",
+                                absl::string_view(suffix, kLeaseSuffixChars));
   slot.state = LeaseSlot::State::kLeased;
   slot.worker_id = worker_id;
   slot.granted = Now();

@@ -2,8 +2,9 @@
 // and which lease ids are current (fencing). Time is the injected clock's, so tests advance it.
 //
 // A task carries a LeaseSlot (queued, leased, done). Grant leases it to a worker under a new
-// lease id (`L<incarnation>-<n>`: ids never repeat, not even across restarts, since the
-// incarnation is a counter in the store) until now + `lease`; Extend (a heartbeat) moves the
+// lease id (`L<incarnation>-<n>-<8 random characters>`: ids never repeat, not even across
+// restarts, since the incarnation is a counter in the store, and cannot be guessed from
+// another id, so that only the worker handed a task can report its result) until now + `lease`; Extend (a heartbeat) moves the
 // deadline; ExpireIfDue re-queues it once the deadline passed. A lease id is current from
 // Grant until Finish, Release or expiry: any result, fetch or heartbeat for another id is
 // refused by the caller (JobOf is null), so nothing is applied twice. Workers register
@@ -30,6 +31,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/random/random.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/clock.h"
@@ -65,6 +67,13 @@ class LeaseTable {
 
   struct Worker {
     std::string id, name, device;
+    std::vector<std::string> latency_devices;  // the latency-table devices it measures as
+    bool Measures(absl::string_view d) const {
+      for (const std::string& x : latency_devices) {
+        if (x == d) return true;
+      }
+      return false;
+    }
     absl::Time last_seen;
     bool dead = false;
   };
@@ -77,7 +86,10 @@ class LeaseTable {
   // Workers.
   // A new worker id, seen now; ResourceExhausted at `max_workers`. The name and device are
   // checked by the caller.
-  absl::StatusOr<RegisterWorkerReply> Register(const std::string& name, const std::string& device);
+  absl::StatusOr<RegisterWorkerReply> Register(const std::string& name, const std::string& device,
+                                               std::vector<std::string> latency_devices = {});
+  // Live workers that measure as `device`.
+  int LiveMeasuring(absl::string_view device) const;
   // The worker was seen now (it asks for work), and its record; NotFound naming it when unknown.
   absl::StatusOr<const Worker*> Touch(const std::string& worker_id);
   // The worker was seen now and is alive (a heartbeat); NotFound naming it when unknown.
@@ -128,6 +140,8 @@ class LeaseTable {
   Options options_;
   uint64_t incarnation_;
   uint64_t next_lease_ = 0;
+  static constexpr int kLeaseSuffixChars = 8;
+  absl::BitGen gen_;  // seeded by the operating system (Randen)
   uint64_t next_worker_ = 0;
   std::map<std::string, std::unique_ptr<Worker>> workers_;
   // Current lease id -> its job id: exactly the slots in state kLeased.

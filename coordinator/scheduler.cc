@@ -19,7 +19,7 @@ SchedulingDecision PriorityScheduler::Next(const SchedulingInput& in) const {
     const SchedulingJob& j = in.jobs[i];
     if (!j.admitted || !j.has_queued_task) continue;
     if (j.pending_commits >= options_.max_pending_commits) continue;  // ahead of its checkpoint
-    if (j.needs_device && j.device != in.worker.device) continue;
+    if (j.needs_device && !in.worker.Measures(j.device)) continue;
     if (d.job < 0 || j.priority > in.jobs[d.job].priority) d.job = i;
   }
   return d;
@@ -32,7 +32,7 @@ SchedulingDecision FairShareScheduler::Next(const SchedulingInput& in) const {
     const SchedulingJob& j = in.jobs[i];
     if (!j.admitted || !j.has_queued_task) continue;
     if (j.pending_commits >= options_.max_pending_commits) continue;
-    if (j.needs_device && j.device != in.worker.device) continue;
+    if (j.needs_device && !in.worker.Measures(j.device)) continue;
     double share = 0;
     if (j.tenant_index >= 0 && j.tenant_index < static_cast<int>(in.tenants.size())) {
       const SchedulingTenant& t = in.tenants[j.tenant_index];

@@ -21,7 +21,7 @@
 //   in.tenants = tenants;  // indexed by SchedulingJob::tenant_index
 //   in.now_unix_ms = ...;
 //   std::vector<Admission> plan = scheduler.Admit(in);  // one per job
-//   in.worker = {worker_id, device};
+//   in.worker = {worker_id, latency_devices};
 //   int next = scheduler.Next(in).job;                   // -1: the worker waits
 //
 // Thread-safety: both methods are const and keep no state, so one Scheduler may serve
@@ -52,8 +52,8 @@ struct SchedulingJob {
   int64_t queued_since_unix_ms = 0;
   bool has_queued_task = false;  // a task waits for a worker
   int pending_commits = 0;       // rounds applied but not yet written (pipelined commits)
-  // Its first queued task measures latency, so it must run on a worker of `device` (the
-  // job's latency-table device).
+  // Its first queued task measures latency, and a worker of `device` (the job's latency-table
+  // device) is registered: the task must run on one.
   bool needs_device = false;
   absl::string_view device;
 };
@@ -80,7 +80,14 @@ struct SchedulingTenant {
 // The worker asking for a task.
 struct FreeWorker {
   absl::string_view worker_id;
-  absl::string_view device;  // the latency-table device it measures as ("" for none)
+  // The latency-table devices it measures as (RegisterWorkerRequest.latency_devices).
+  absl::Span<const std::string> latency_devices;
+  bool Measures(absl::string_view device) const {
+    for (const std::string& d : latency_devices) {
+      if (d == device) return true;
+    }
+    return false;
+  }
 };
 
 struct SchedulingInput {

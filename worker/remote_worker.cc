@@ -283,6 +283,7 @@ struct RemoteWorker::Impl {
       request.set_name(o.name);
       request.set_device(o.device);
       request.set_threads(threads);
+      for (const std::string& d : o.latency_devices) request.add_latency_devices(d);
       RegisterWorkerReply reply;
       grpc::ClientContext context;
       Prepare(&context, o.rpc_timeout);

@@ -43,6 +43,9 @@ struct RemoteWorkerOptions {
   std::string name;
   // "cpu" or "cuda" (accepted only where LibTorch sees a GPU). Default "cpu".
   std::string device = "cpu";
+  // The latency-table devices this worker measures as (RegisterWorkerRequest.latency_devices):
+  // jobs of these devices have their final latency measured here. Default none.
+  std::vector<std::string> latency_devices;
   // Intra-op threads (ConfigureCpuRuntime); 0: all cores. Default 0.
   int threads = 0;
   // When set, one JSON line per task is appended: {"job","lease","kind","fetched_bytes",

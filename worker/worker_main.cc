@@ -28,6 +28,9 @@
 ABSL_FLAG(std::string, coordinator, "", "coordinator WorkerGateway address, host:port (required)");
 ABSL_FLAG(std::string, name, "", "worker name reported to the coordinator; default hostname-pid");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda (cuda only where LibTorch sees a GPU)");
+ABSL_FLAG(std::vector<std::string>, latency_device, {},
+          "comma-separated latency-table devices this worker measures as (a job's device, e.g. "
+          "local-cpu): the final latency measurement of their jobs runs here");
 ABSL_FLAG(int, threads, 0, "intra-op threads; 0 uses all cores");
 ABSL_FLAG(std::string, stats_file, "", "append one JSON line per task to this file");
 ABSL_FLAG(int64_t, max_tasks, 0, "exit after this many tasks; 0 runs until SIGTERM");
@@ -69,6 +72,7 @@ int main(int argc, char** argv) {
   o.coordinator = absl::GetFlag(FLAGS_coordinator);
   o.name = absl::GetFlag(FLAGS_name);
   o.device = absl::GetFlag(FLAGS_device);
+  o.latency_devices = absl::GetFlag(FLAGS_latency_device);
   o.threads = absl::GetFlag(FLAGS_threads);
   o.stats_file = absl::GetFlag(FLAGS_stats_file);
   o.max_tasks = absl::GetFlag(FLAGS_max_tasks);

@@ -75,28 +75,35 @@ TEST_F(LeaseTableTest, OnlyTheCurrentLeaseIdIsKnown) {
   std::string w = Register(t, "box");
   std::vector<FakeTask> tasks(2);
   Lease(t, tasks[0], "j000001", w);
-  EXPECT_EQ(tasks[0].task.lease_id(), "L3-1");
+  const std::string first = tasks[0].task.lease_id();
+  // L<incarnation>-<n>-<8 random characters>.
+  ASSERT_EQ(first.size(), std::string("L3-1-").size() + 8) << first;
+  EXPECT_EQ(first.substr(0, 5), "L3-1-");
   EXPECT_EQ(tasks[0].slot.state, LeaseSlot::State::kLeased);
   EXPECT_EQ(tasks[0].slot.worker_id, w);
   EXPECT_EQ(tasks[0].slot.deadline, now_ + absl::Seconds(60));
-  ASSERT_NE(t.JobOf("L3-1"), nullptr);
-  EXPECT_EQ(*t.JobOf("L3-1"), "j000001");
-  EXPECT_EQ(LeaseTable::FindLeased(tasks, "L3-1"), &tasks[0]);
-  EXPECT_EQ(t.JobOf("L3-2"), nullptr);  // never granted
-  EXPECT_EQ(t.JobOf("L2-1"), nullptr);  // an id of an earlier incarnation
-  EXPECT_EQ(LeaseTable::FindLeased(tasks, "L3-2"), nullptr);
+  ASSERT_NE(t.JobOf(first), nullptr);
+  EXPECT_EQ(*t.JobOf(first), "j000001");
+  EXPECT_EQ(LeaseTable::FindLeased(tasks, first), &tasks[0]);
+  EXPECT_EQ(t.JobOf("L3-1"), nullptr);           // the number alone is no id
+  EXPECT_EQ(t.JobOf("L3-1-aaaaaaaa"), nullptr);  // nor is a guessed suffix
+  EXPECT_EQ(t.JobOf("L3-2"), nullptr);           // never granted
+  EXPECT_EQ(t.JobOf("L2-1"), nullptr);           // an earlier incarnation's
+  EXPECT_EQ(LeaseTable::FindLeased(tasks, "L3-1-aaaaaaaa"), nullptr);
 
   // Done: the id is no longer current, and a second result for it finds nothing.
-  t.Finish(tasks[0].slot, "L3-1");
+  t.Finish(tasks[0].slot, first);
   EXPECT_EQ(tasks[0].slot.state, LeaseSlot::State::kDone);
-  EXPECT_EQ(t.JobOf("L3-1"), nullptr);
-  EXPECT_EQ(LeaseTable::FindLeased(tasks, "L3-1"), nullptr);
+  EXPECT_EQ(t.JobOf(first), nullptr);
+  EXPECT_EQ(LeaseTable::FindLeased(tasks, first), nullptr);
 
   // Released (the job failed or was cancelled).
   Lease(t, tasks[1], "j000001", w);
-  EXPECT_EQ(tasks[1].task.lease_id(), "L3-2");
-  t.Release("L3-2");
-  EXPECT_EQ(t.JobOf("L3-2"), nullptr);
+  const std::string second = tasks[1].task.lease_id();
+  EXPECT_EQ(second.substr(0, 5), "L3-2-");
+  EXPECT_NE(second.substr(5), first.substr(5));
+  t.Release(second);
+  EXPECT_EQ(t.JobOf(second), nullptr);
   EXPECT_EQ(t.current_leases(), 0u);
 }
 

@@ -100,10 +100,11 @@ class QueueTest : public ::testing::Test {
       (void)jobs_->WaitForChange(id, *now, absl::Milliseconds(100));
     }
   }
-  std::string Register(const std::string& name) {
+  std::string Register(const std::string& name, const std::string& latency_device = "") {
     RegisterWorkerRequest r;
     r.set_name(name);
-    r.set_device("test-cpu");
+    r.set_device("cpu");
+    if (!latency_device.empty()) r.add_latency_devices(latency_device);
     auto reply = jobs_->RegisterWorker(r);
     EXPECT_TRUE(reply.ok()) << reply.status();
     return reply.ok() ? reply->worker_id() : "";
@@ -322,6 +323,47 @@ TEST_F(QueueTest, ATenantOverItsWorkerHourBudgetYieldsAndWaitsForTheWindow) {
   Advance(absl::Hours(1));
   jobs_->Tick();
   EXPECT_NE(State(id), "QUEUED");
+}
+
+TEST_F(QueueTest, TheFinalLatencyIsMeasuredOnAWorkerOfTheJobsDevice) {
+  JobSpec spec = Spec("lab", 0);
+  spec.set_train_epochs(1);
+  spec.set_no_baseline(true);
+  std::string id = Submit(spec);
+  AwaitPrepared(id);
+  std::string any = Register("elsewhere");
+  std::string dev = Register("on-device", "test-cpu");
+  // The search runs on the first worker; the final task waits for the device's.
+  std::optional<Task> t;
+  for (int i = 0; i < 1000; ++i) {
+    t = Take(any);
+    if (!t.has_value()) break;
+    Finish(*t);
+  }
+  ASSERT_FALSE(t.has_value());
+  EXPECT_EQ(State(id), "FINAL");
+  std::optional<Task> final_task = Take(dev);
+  ASSERT_TRUE(final_task.has_value());
+  ASSERT_TRUE(final_task->has_final());
+  Finish(*final_task);
+  ASSERT_EQ(State(id), "DONE");
+  auto r = jobs_->Result(id);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_NE(r->report_json().find("\"is_job_device\": true"), std::string::npos);
+  EXPECT_NE(r->report_json().find("\"worker\": \"on-device\""), std::string::npos);
+}
+
+TEST_F(QueueTest, WithoutAWorkerOfItsDeviceTheReportSaysWhereItWasMeasured) {
+  JobSpec spec = Spec("lab", 0);
+  spec.set_train_epochs(1);
+  spec.set_no_baseline(true);
+  std::string id = Submit(spec);
+  AwaitPrepared(id);
+  std::string w = Register("elsewhere", "some-other-device");
+  RunUntilDone(w, id);
+  auto r = jobs_->Result(id);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_NE(r->report_json().find("\"is_job_device\": false"), std::string::npos);
 }
 
 TEST_F(QueueTest, TheUsageSurvivesARestart) {

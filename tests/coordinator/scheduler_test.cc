@@ -26,7 +26,8 @@ SchedulingJob Job(const char* id, int priority, bool queued = true, int pending 
 int Next(const Scheduler& s, const std::vector<SchedulingJob>& jobs) {
   SchedulingInput in;
   in.jobs = jobs;
-  in.worker = {"w1-1", "local-cpu"};
+  static const std::vector<std::string> kDevices = {"local-cpu"};
+  in.worker = {"w1-1", kDevices};
   return s.Next(in).job;
 }
 
@@ -69,7 +70,7 @@ TEST(PrioritySchedulerTest, TenantsUsageAndQuotasDoNotChangeTheChoice) {
   SchedulingInput in;
   in.jobs = jobs;
   in.tenants = tenants;
-  in.worker = {"w1-1", "cuda"};
+  in.worker = {"w1-1", {}};
   EXPECT_EQ(s.Next(in).job, 0);
   for (const Admission& a : s.Admit(in)) EXPECT_TRUE(a.admit);
 }
@@ -99,11 +100,13 @@ struct Fixture {
     jobs.push_back(j);
     return jobs.back();
   }
-  SchedulingInput In(const char* device = "local-cpu") const {
+  std::vector<std::string> devices;
+  SchedulingInput In(const char* device = "local-cpu") {
+    devices = {device};
     SchedulingInput in;
     in.jobs = jobs;
     in.tenants = tenants;
-    in.worker = {"w1-1", device};
+    in.worker = {"w1-1", devices};
     in.now_unix_ms = now_ms;
     in.aging = absl::Hours(1);
     return in;

@@ -67,7 +67,7 @@ check "vision's first job runs" wait_for 60 past_round "$V1" 3
 V2=$(as tok-alice-0123456789 submit --spec="$WORK/spec.json" --priority=5)
 check "a higher-priority job preempts it at a round boundary" \
   wait_for 30 is_state "$V1" QUEUED
-says_why() { line "$V1" | grep -q 'preempted 1x.*preempted: tenant vision'; }
+says_why() { line "$V1" | grep -q 'preempted 1x.*tenant vision runs at most 1 job'; }
 check "the preempted job says why and how often" says_why
 V3=$(as tok-alice-0123456789 submit --spec="$WORK/spec.json")
 S1=$(as tok-bob-0123456789ab submit --spec="$WORK/spec.json")

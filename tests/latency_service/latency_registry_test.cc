@@ -356,6 +356,9 @@ TEST(LatencyRegistryTest, EveryBatchSeesOneVersionWhileUploadsRun) {
     });
   }
   for (int v = 2; v <= 30; ++v) ASSERT_TRUE(r->PutTable(table_at(v), PutMode::kReplace).ok());
+  // On a loaded machine the readers may not have been scheduled yet: let each read at least
+  // once (the last version then) before they stop.
+  while (batches.load() < 2) std::this_thread::yield();
   done = true;
   for (std::thread& t : readers) t.join();
   EXPECT_EQ(mixed.load(), 0);
