@@ -222,17 +222,29 @@ absl::StatusOr<std::string> RunLocalService(const LaunchOptions& o) {
   if (ec) return absl::PermissionDeniedError(absl::StrCat(o.out_dir, ": ", ec.message()));
   std::string logs = o.out_dir + "/logs";
 
-  // Latency service with this machine's table.
+  // Latency service with this machine's table, which only its own random writer token may
+  // replace (for latency_ctl put against it: --token_file=<out>/logs/latency-writer-token).
+  NAS_ASSIGN_OR_RETURN(std::string writer_token, RandomToken());
+  const std::string writer_tokens_file = logs + "/latency-tokens";
+  NAS_RETURN_IF_ERROR(
+      WritePrivateFile(writer_tokens_file,
+                       absl::StrCat("# the local latency service's writer (nas search --workers)\n",
+                                    writer_token, " local default writer\n")));
+  NAS_RETURN_IF_ERROR(WritePrivateFile(logs + "/latency-writer-token", writer_token + "\n"));
   NAS_ASSIGN_OR_RETURN(auto latency,
                        Child::Start({FindBinary(o.bin_dir, "latency_service", "latency_server"),
                                      "--port=0", "--metrics_port=-1", "--address=127.0.0.1",
+                                     absl::StrCat("--writer_tokens_file=", writer_tokens_file),
                                      absl::StrCat("--table_dir=", o.out_dir, "/latency-tables")},
                                     logs + "/latency_server.log"));
   NAS_ASSIGN_OR_RETURN(int lport,
                        latency->WaitForPort(R"(listening on [0-9.]+:([0-9]+))", absl::Seconds(60)));
   std::string ltarget = absl::StrCat("127.0.0.1:", lport);
   {
-    NAS_ASSIGN_OR_RETURN(std::unique_ptr<LatencyClient> lc, LatencyClient::Connect(ltarget));
+    LatencyClientOptions writer;
+    writer.token = writer_token;
+    NAS_ASSIGN_OR_RETURN(std::unique_ptr<LatencyClient> lc,
+                         LatencyClient::Connect(ltarget, writer));
     std::ifstream f(o.table_path);
     std::stringstream ss;
     ss << f.rdbuf();

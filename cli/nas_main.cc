@@ -87,6 +87,9 @@ ABSL_FLAG(std::string, latency_service, "",
           "search, latency-check: latency service host:port (search: instead of a local table; "
           "--device names the table)");
 ABSL_FLAG(std::string, upload, "", "profile: also upload the table to this latency service");
+ABSL_FLAG(std::string, latency_token_file, "",
+          "profile --upload: file holding a writer token of the latency service (default: "
+          "$NAS_LATENCY_TOKEN, else the file $NAS_LATENCY_TOKEN_FILE names, else none)");
 ABSL_FLAG(int, workers, 0,
           "search: run through the distributed service - a local latency service, coordinator "
           "and this many worker processes (0: the single-process search; -1: one per two "
@@ -344,7 +347,11 @@ int Profile() {
   }
   const std::string upload = absl::GetFlag(FLAGS_upload);
   if (!upload.empty()) {
-    auto client = nas::LatencyClient::Connect(upload);
+    auto token = nas::LatencyWriterToken(absl::GetFlag(FLAGS_latency_token_file));
+    if (!token.ok()) return Fail(token.status());
+    nas::LatencyClientOptions client_options;
+    client_options.token = *token;
+    auto client = nas::LatencyClient::Connect(upload, client_options);
     if (!client.ok()) return Fail(client.status());
     auto put = (*client)->PutTableJson(table->ToJson(), /*merge=*/false);
     if (!put.ok()) return Fail(put.status());

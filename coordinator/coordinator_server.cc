@@ -104,13 +104,15 @@ class Callers {
   explicit Callers(TokenAuthenticator* auth) : auth_(auth) {}
   bool enabled() const { return auth_ != nullptr; }
 
-  // A user or an admin; a worker's credential is PERMISSION_DENIED here.
+  // A user or an admin; a worker's (or a latency table writer's) credential is
+  // PERMISSION_DENIED here.
   absl::StatusOr<Identity> User(const grpc::ServerContext* ctx) const {
     if (auth_ == nullptr) return Identity{"", "", Role::kAdmin};
     NAS_ASSIGN_OR_RETURN(Identity who, auth_->Authenticate(Header(ctx)));
-    if (who.role == Role::kWorker) {
+    if (who.role == Role::kWorker || who.role == Role::kWriter) {
       return absl::PermissionDeniedError(
-          "authorization: this token is a worker's credential; the user service takes user tokens");
+          absl::StrCat("authorization: this token is a ", RoleName(who.role),
+                       "'s credential; the user service takes user tokens"));
     }
     return who;
   }

@@ -27,10 +27,9 @@ std::array<unsigned char, 32> Digest(absl::string_view token) {
   return d;
 }
 
-absl::Status Unauthenticated(absl::string_view why) {
+absl::Status Unauthenticated(absl::string_view why, absl::string_view hint) {
   return absl::UnauthenticatedError(absl::StrCat(
-      "authorization: ", why,
-      " (send the metadata 'authorization: Bearer TOKEN'; NAS_TOKEN or --token_file for nasctl)"));
+      "authorization: ", why, " (send the metadata 'authorization: Bearer TOKEN'; ", hint, ")"));
 }
 
 }  // namespace
@@ -43,6 +42,8 @@ const char* RoleName(Role role) {
       return "admin";
     case Role::kWorker:
       return "worker";
+    case Role::kWriter:
+      return "writer";
   }
   return "?";
 }
@@ -84,8 +85,11 @@ absl::StatusOr<TokenTable> TokenTable::Parse(absl::string_view text, const std::
         e.identity.role = Role::kAdmin;
       } else if (f[3] == "worker") {
         e.identity.role = Role::kWorker;
+      } else if (f[3] == "writer") {
+        e.identity.role = Role::kWriter;
       } else {
-        return bad(absl::StrCat("role '", f[3].substr(0, 32), "' is not user, admin or worker"));
+        return bad(
+            absl::StrCat("role '", f[3].substr(0, 32), "' is not user, admin, worker or writer"));
       }
     }
     e.digest = Digest(f[0]);
@@ -146,21 +150,21 @@ absl::StatusOr<Identity> TokenAuthenticator::Authenticate(absl::string_view head
       next_check_ = now + options_.reload_interval;
       absl::Status s = ReloadLocked();
       if (!s.ok()) {
-        std::fprintf(stderr, "coordinator: keeping the tokens loaded before: %s\n",
-                     std::string(s.message()).c_str());
+        std::fprintf(stderr, "%s: keeping the tokens loaded before: %s\n",
+                     options_.server_name.c_str(), std::string(s.message()).c_str());
       }
     }
     table = table_;
   }
-  if (header.empty()) return Unauthenticated("no token");
+  if (header.empty()) return Unauthenticated("no token", options_.client_hint);
   constexpr absl::string_view kScheme = "bearer ";
   if (header.size() <= kScheme.size() ||
       !absl::EqualsIgnoreCase(header.substr(0, kScheme.size()), kScheme)) {
-    return Unauthenticated("not a bearer token");
+    return Unauthenticated("not a bearer token", options_.client_hint);
   }
   absl::string_view token = absl::StripAsciiWhitespace(header.substr(kScheme.size()));
   const Identity* who = table->Find(token);
-  if (who == nullptr) return Unauthenticated("unknown token");
+  if (who == nullptr) return Unauthenticated("unknown token", options_.client_hint);
   return *who;
 }
 

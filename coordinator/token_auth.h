@@ -5,6 +5,8 @@
 //   3b1f0c9e6a7d4e21b5a8 alice vision          (role "user" when absent)
 //   9c2d7e4f1a0b3c5d6e7f ops   lab    admin     (sees and cancels every tenant's jobs)
 //   5e6f7a8b9c0d1e2f3a4b w-1   lab    worker    (a worker's credential: the worker gateway only)
+//   7a8b9c0d1e2f3a4b5c6d prof  lab    writer    (uploads latency tables: PutTable of a
+//                                                latency_server --writer_tokens_file only)
 //
 // Tokens are at least 16 printable characters without spaces; users and tenants follow the job
 // spec's name rules (job_spec.h). A token is compared in constant time: each presented token and
@@ -40,9 +42,9 @@
 
 namespace nas {
 
-enum class Role { kUser, kAdmin, kWorker };
+enum class Role { kUser, kAdmin, kWorker, kWriter };
 
-// "user", "admin", "worker".
+// "user", "admin", "worker", "writer".
 const char* RoleName(Role role);
 
 struct Identity {
@@ -84,6 +86,12 @@ struct TokenAuthenticatorOptions {
   absl::Duration reload_interval = absl::Seconds(1);
   // The clock (tests inject one). Default absl::Now.
   std::function<absl::Time()> clock = [] { return absl::Now(); };
+  // Who says "keeping the tokens loaded before" on stderr when a reload fails. Default
+  // "coordinator".
+  std::string server_name = "coordinator";
+  // How a refused caller sends a token, ending an UNAUTHENTICATED message. Default
+  // "NAS_TOKEN or --token_file for nasctl".
+  std::string client_hint = "NAS_TOKEN or --token_file for nasctl";
 };
 
 class TokenAuthenticator {

@@ -5,8 +5,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "core/json_fields.h"
 #include "latency_service/grpc_status.h"
 #include "core/status_macros.h"
 #include "latency_service/grpc_tls.h"
@@ -20,11 +23,26 @@ struct LatencyClient::Impl {
   LatencyClientOptions options;
   std::unique_ptr<LatencyService::Stub> stub;
 
+  // The call's deadline and, when there is one, its credential.
   void SetDeadline(grpc::ClientContext* context) const {
     context->set_deadline(std::chrono::system_clock::now() +
                           absl::ToChronoMilliseconds(options.timeout));
+    if (!options.token.empty()) context->AddMetadata("authorization", "Bearer " + options.token);
   }
 };
+
+absl::StatusOr<std::string> LatencyWriterToken(const std::string& token_file) {
+  std::string path = token_file;
+  if (path.empty()) {
+    if (const char* t = std::getenv("NAS_LATENCY_TOKEN"); t != nullptr && *t != '\0') {
+      return std::string(absl::StripAsciiWhitespace(t));
+    }
+    if (const char* f = std::getenv("NAS_LATENCY_TOKEN_FILE"); f != nullptr) path = f;
+  }
+  if (path.empty()) return std::string();
+  NAS_ASSIGN_OR_RETURN(std::string text, ReadFile(path, 64 << 10));
+  return std::string(absl::StripAsciiWhitespace(text.substr(0, text.find('\n'))));
+}
 
 LatencyClient::LatencyClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 LatencyClient::~LatencyClient() = default;

@@ -27,7 +27,15 @@ struct LatencyClientOptions {
   int max_message_bytes = 64 << 20;
   // PEM certificates to trust for a TLS connection; empty: plaintext. Default "".
   std::string tls_ca;
+  // A writer's bearer token, sent as 'authorization: Bearer TOKEN' with every call; the service
+  // checks it on PutTable only (latency_server.h). Empty: none. Default "".
+  std::string token;
 };
+
+// The writer token for latency_ctl and `nas profile --upload`: the file `token_file` when given,
+// else the environment's NAS_LATENCY_TOKEN, else the file NAS_LATENCY_TOKEN_FILE names, else ""
+// (no token). The file's first line, whitespace stripped; errors name the file.
+absl::StatusOr<std::string> LatencyWriterToken(const std::string& token_file);
 
 class LatencyClient {
  public:

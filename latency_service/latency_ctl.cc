@@ -1,11 +1,13 @@
 // latency_ctl: a command-line client of the latency service.
 //
 //   latency_ctl --server localhost:50052 list
-//   latency_ctl --server localhost:50052 put TABLE.json [--merge] [--if_version V]
+//   latency_ctl --server localhost:50052 put TABLE.json [--merge] [--if_version V] \
+//       [--token_file F]
 //   latency_ctl --server localhost:50052 get DEVICE > table.json
 //   latency_ctl --server localhost:50052 query DEVICE KEY [KEY...]
 // `put` takes our JSON format (what `nas profile --table_out` writes) or a ProxylessNAS YAML
-// (then --device names it).
+// (then --device names it). A service started with --writer_tokens_file takes `put` only with a
+// writer token: --token_file, else $NAS_LATENCY_TOKEN, else the file $NAS_LATENCY_TOKEN_FILE.
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -21,6 +23,9 @@ ABSL_FLAG(std::string, tls_ca, "", "PEM certificates to trust when the service s
 ABSL_FLAG(bool, merge, false, "put: merge into the stored table (pool repeated keys)");
 ABSL_FLAG(uint64_t, if_version, 0, "put: apply only if the stored version is this (0: always)");
 ABSL_FLAG(std::string, device, "", "put: device name for a YAML table");
+ABSL_FLAG(std::string, token_file, "",
+          "put: file holding a writer token of the service (default: $NAS_LATENCY_TOKEN, else the "
+          "file $NAS_LATENCY_TOKEN_FILE names, else none)");
 
 namespace {
 
@@ -52,8 +57,8 @@ void Print(const nas::DeviceSummary& d) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "latency_ctl [--server host:port] list | put TABLE [--merge] [--if_version V] | "
-      "get DEVICE | query DEVICE KEY...");
+      "latency_ctl [--server host:port] list | put TABLE [--merge] [--if_version V] "
+      "[--token_file F] | get DEVICE | query DEVICE KEY...");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) {
     std::fprintf(stderr, "%s\n", absl::ProgramUsageMessage());
@@ -62,6 +67,11 @@ int main(int argc, char** argv) {
   const std::string cmd = args[1];
   nas::LatencyClientOptions client_options;
   client_options.tls_ca = absl::GetFlag(FLAGS_tls_ca);
+  if (cmd == "put") {
+    absl::StatusOr<std::string> token = nas::LatencyWriterToken(absl::GetFlag(FLAGS_token_file));
+    if (!token.ok()) return Fail(token.status());
+    client_options.token = *token;
+  }
   auto client = nas::LatencyClient::Connect(absl::GetFlag(FLAGS_server), client_options);
   if (!client.ok()) return Fail(client.status());
   if (cmd == "list") {

@@ -65,7 +65,24 @@ class ArenaAllocator final : public grpc::MessageAllocator<LatencyQueryRequest, 
 
 }  // namespace
 
-LatencyGrpcService::LatencyGrpcService(LatencyRegistry* registry) : registry_(registry) {
+absl::Status WriterCheck(TokenAuthenticator* writers, const grpc::ServerContextBase& context) {
+  if (writers == nullptr) return absl::OkStatus();
+  absl::string_view header;
+  const auto& metadata = context.client_metadata();
+  if (auto it = metadata.find("authorization"); it != metadata.end()) {
+    header = absl::string_view(it->second.data(), it->second.size());
+  }
+  NAS_ASSIGN_OR_RETURN(Identity who, writers->Authenticate(header));
+  if (who.role != Role::kWriter) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "authorization: the token of user '", who.user, "' has role ", RoleName(who.role),
+        "; PutTable takes a token of role writer (latency_server --writer_tokens_file)"));
+  }
+  return absl::OkStatus();
+}
+
+LatencyGrpcService::LatencyGrpcService(LatencyRegistry* registry, TokenAuthenticator* writers)
+    : registry_(registry), writers_(writers) {
   static ArenaAllocator* const allocator = new ArenaAllocator();  // stateless, never freed
   SetMessageAllocatorFor_Query(allocator);
 }
@@ -121,6 +138,7 @@ grpc::ServerUnaryReactor* LatencyGrpcService::PutTable(grpc::CallbackServerConte
                                                        const PutTableRequest* request,
                                                        PutTableReply* reply) {
   return Finish(context, Guarded("PutTable", [&]() -> absl::Status {
+                  NAS_RETURN_IF_ERROR(WriterCheck(writers_, *context));
                   const std::string& content = request->table().content();
                   if (content.size() > kMaxLatencyTableBytes) {
                     return absl::ResourceExhaustedError(absl::StrCat(

@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <cstdio>
 #include <exception>
 
 #include "absl/strings/str_cat.h"
@@ -17,6 +18,7 @@ namespace nas {
 struct LatencyServer::Impl {
   std::unique_ptr<LatencyMetrics> metrics;
   std::unique_ptr<LatencyRegistry> registry;
+  std::unique_ptr<TokenAuthenticator> writers;  // nullptr: PutTable open to every caller
   std::unique_ptr<LatencyGrpcService> service;
   std::unique_ptr<grpc::Server> server;
   std::unique_ptr<prometheus::Exposer> exposer;
@@ -43,7 +45,14 @@ absl::StatusOr<std::unique_ptr<LatencyServer>> LatencyServer::Start(Options opti
   impl->metrics = std::make_unique<LatencyMetrics>();
   options.registry.metrics = impl->metrics.get();
   NAS_ASSIGN_OR_RETURN(impl->registry, LatencyRegistry::Open(options.registry));
-  impl->service = std::make_unique<LatencyGrpcService>(impl->registry.get());
+  if (!options.writer_tokens_file.empty()) {
+    TokenAuthenticatorOptions ao;
+    ao.path = options.writer_tokens_file;
+    ao.server_name = "latency_server";
+    ao.client_hint = "a writer token: latency_ctl --token_file or NAS_LATENCY_TOKEN";
+    NAS_ASSIGN_OR_RETURN(impl->writers, TokenAuthenticator::Open(std::move(ao)));
+  }
+  impl->service = std::make_unique<LatencyGrpcService>(impl->registry.get(), impl->writers.get());
 
   grpc::ServerBuilder builder;
   const std::string address = absl::StrCat(options.address, ":", options.port);
@@ -68,6 +77,11 @@ absl::StatusOr<std::unique_ptr<LatencyServer>> LatencyServer::Start(Options opti
     impl->exposer->RegisterCollectable(impl->metrics->registry());
     std::vector<int> ports = impl->exposer->GetListeningPorts();
     impl->metrics_port = ports.empty() ? -1 : ports[0];
+  }
+  if (impl->writers == nullptr) {
+    std::fprintf(stderr,
+                 "latency_server: no --writer_tokens_file: any caller may replace any device's "
+                 "table (PutTable); give one before exposing the port beyond this machine\n");
   }
   return std::unique_ptr<LatencyServer>(new LatencyServer(std::move(impl)));
 }

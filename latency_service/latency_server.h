@@ -1,6 +1,13 @@
 // The latency server: a LatencyRegistry served over gRPC (proto/nas/latency.proto) with a
 // Prometheus pull exposer for its metrics (metrics.h). No gRPC types in this header.
 //
+// Who may write: with `writer_tokens_file`, PutTable (the one RPC that changes a table) takes
+// only a call whose `authorization: Bearer TOKEN` metadata is a token of role `writer` in that
+// file (coordinator/token_auth.h's format, reloaded when it changes): none or an unknown token is
+// UNAUTHENTICATED, another role's token PERMISSION_DENIED. Query, ListDevices and GetTable stay
+// open to every caller (workers, coordinators, `nas`). Without the file any caller may replace
+// any table, which Start says on stderr.
+//
 //   LatencyServer::Options o;
 //   o.address = "127.0.0.1";  o.port = 0;  o.metrics_port = 0;   // 0: pick free ports
 //   o.registry.table_dir = "/var/lib/nas-latency";
@@ -34,6 +41,9 @@ struct LatencyServerOptions {
   // when neither (only one is an error). Default "".
   std::string tls_cert;
   std::string tls_key;
+  // Tokens file ("TOKEN USER TENANT [ROLE]" a line, coordinator/token_auth.h) whose `writer`
+  // tokens may PutTable; "" lets every caller PutTable. Default "".
+  std::string writer_tokens_file;
   // Tables, predictors, cache (latency_registry.h); its `metrics` is set by the server.
   // Default LatencyRegistryOptions{}.
   LatencyRegistryOptions registry;
@@ -43,8 +53,9 @@ class LatencyServer {
  public:
   using Options = LatencyServerOptions;
 
-  // Opens the registry, then starts the gRPC server and the exposer. Errors: the registry's
-  // (naming the file), or Unavailable naming the address that could not be bound.
+  // Opens the registry and the writer tokens file, then starts the gRPC server and the exposer.
+  // Errors: the registry's or the tokens file's (naming the file), or Unavailable naming the
+  // address that could not be bound.
   static absl::StatusOr<std::unique_ptr<LatencyServer>> Start(Options options);
 
   int port() const;

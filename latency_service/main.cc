@@ -1,6 +1,7 @@
 // latency_server: serves per-layer latency tables over gRPC (see latency_server.h).
 //
-//   latency_server --port 50052 --table_dir /var/lib/nas-latency --metrics_port 9102
+//   latency_server --port 50052 --table_dir /var/lib/nas-latency --metrics_port 9102 \
+//       --writer_tokens_file /etc/nas/latency-writers/tokens
 // Prints "latency_server: listening on ADDRESS:PORT" once ready; stops on SIGINT or SIGTERM.
 #include <signal.h>
 
@@ -21,6 +22,10 @@ ABSL_FLAG(std::string, address, "0.0.0.0", "address to listen on (gRPC and metri
 ABSL_FLAG(int, port, 50052, "gRPC port; 0 picks a free one");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: TLS on the gRPC port (with --tls_key)");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, writer_tokens_file, "",
+          "bearer tokens, one 'TOKEN USER TENANT [ROLE]' a line, reloaded when the file changes: "
+          "PutTable takes only role 'writer' (Query, ListDevices, GetTable stay open); empty: "
+          "any caller may replace tables");
 ABSL_FLAG(std::string, table_dir, "",
           "directory of persisted tables (created if missing); empty keeps uploads in memory");
 ABSL_FLAG(int, metrics_port, 9102, "Prometheus /metrics port; 0 picks one, -1 disables");
@@ -36,6 +41,7 @@ int main(int argc, char** argv) {
   o.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   o.tls_cert = absl::GetFlag(FLAGS_tls_cert);
   o.tls_key = absl::GetFlag(FLAGS_tls_key);
+  o.writer_tokens_file = absl::GetFlag(FLAGS_writer_tokens_file);
   o.registry.table_dir = absl::GetFlag(FLAGS_table_dir);
   for (absl::string_view item :
        absl::StrSplit(absl::GetFlag(FLAGS_builtin_tables), ',', absl::SkipEmpty())) {

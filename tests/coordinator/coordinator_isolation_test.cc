@@ -23,6 +23,7 @@ constexpr char kAlice[] = "alice-token-0123456789";
 constexpr char kBob[] = "bob-token-0123456789ab";
 constexpr char kAdmin[] = "admin-token-0123456789";
 constexpr char kWorker[] = "worker-token-012345678";
+constexpr char kWriter[] = "writer-token-012345678";
 
 class IsolationTest : public CoordinatorServerTest {
  protected:
@@ -31,7 +32,8 @@ class IsolationTest : public CoordinatorServerTest {
     std::ofstream(tokens_file_) << kAlice << " alice vision\n"
                                 << kBob << " bob speech\n"
                                 << kAdmin << " ops lab admin\n"
-                                << kWorker << " w-1 lab worker\n";
+                                << kWorker << " w-1 lab worker\n"
+                                << kWriter << " profiler lab writer\n";
     worker_port_ = 0;
     token_ = kAlice;
     CoordinatorServerTest::SetUp();
@@ -74,6 +76,9 @@ TEST_F(IsolationTest, EveryUserCallNeedsAToken) {
   // A worker's credential is not a user's.
   EXPECT_TRUE(
       IsError(As(kWorker)->Get(*job).status(), absl::StatusCode::kPermissionDenied, {"worker"}));
+  // Nor is a latency table writer's (latency_server --writer_tokens_file).
+  EXPECT_TRUE(
+      IsError(As(kWriter)->List("").status(), absl::StatusCode::kPermissionDenied, {"writer"}));
   EXPECT_EQ(alice->Get(*job)->state() != "CANCELLED", true);
 }
 

@@ -31,6 +31,10 @@ TEST(TokenTableTest, ParsesUsersTenantsAndRoles) {
   EXPECT_EQ(a->role, Role::kUser);
   EXPECT_EQ(t->Find("admin-token-0123456789")->role, Role::kAdmin);
   EXPECT_EQ(t->Find("worker-token-012345678")->role, Role::kWorker);
+  auto w = TokenTable::Parse("writer-token-012345678 profiler lab writer\n", "tokens");
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(w->Find("writer-token-012345678")->role, Role::kWriter);
+  EXPECT_STREQ(RoleName(Role::kWriter), "writer");
   EXPECT_EQ(t->Find("alice-token-012345678"), nullptr);  // a prefix
   EXPECT_EQ(t->Find("alice-token-01234567890"), nullptr);
   EXPECT_EQ(t->Find(""), nullptr);

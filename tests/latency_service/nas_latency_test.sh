@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # End to end with real processes: `nas profile --upload` puts this machine's table into a real
-# latency_server, `nas latency-check` calibrates the service's predictions against networks
-# measured here, and `nas search --latency-service` searches with the service's latencies.
+# latency_server (run with --writer_tokens_file: the upload sends a writer token, and uploads
+# without one or with a user's are refused), `nas latency-check` calibrates the service's
+# predictions against networks measured here, and `nas search --latency-service` searches with
+# the service's latencies.
 # Usage: nas_latency_test.sh path/to/nas path/to/latency_server path/to/latency_ctl
 set -uo pipefail
 NAS=${1:?usage: nas_latency_test.sh nas latency_server latency_ctl}
@@ -34,17 +36,24 @@ expect_error() {  # expect_error NAME PATTERN COMMAND...
   fi
 }
 
+WRITER=writer-token-0123456789
+USER_TOKEN=user-token-0123456789ab
+printf '# TOKEN USER TENANT [ROLE]\n%s profiler lab writer\n%s alice lab\n' "$WRITER" "$USER_TOKEN" \
+  >"$WORK/writers"
+echo "$WRITER" >"$WORK/writer-token"
+echo "$USER_TOKEN" >"$WORK/user-token"
 "$SERVER" --address 127.0.0.1 --port 0 --metrics_port -1 --table_dir "$WORK/tables" \
-  >"$WORK/server.log" 2>&1 &
+  --writer_tokens_file "$WORK/writers" >"$WORK/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 100); do grep -q "listening on" "$WORK/server.log" && break; sleep 0.1; done
 PORT=$(sed -nE 's/.*listening on [^:]+:([0-9]+).*/\1/p' "$WORK/server.log")
 check "server started" test -n "$PORT"
 TARGET="127.0.0.1:$PORT"
 
-"$NAS" profile --space fashion-mnist --device x86-test --threads 1 --profile_repeats 5 \
-  --calibration_max_error 1e9 --table_out "$WORK/x86-test.json" --upload "$TARGET" >"$WORK/profile.log" 2>&1
-check "profile --upload exits 0" test $? -eq 0
+NAS_LATENCY_TOKEN=$WRITER "$NAS" profile --space fashion-mnist --device x86-test --threads 1 \
+  --profile_repeats 5 --calibration_max_error 1e9 --table_out "$WORK/x86-test.json" \
+  --upload "$TARGET" >"$WORK/profile.log" 2>&1
+check "profile --upload with NAS_LATENCY_TOKEN exits 0" test $? -eq 0
 check "profile reports the upload" grep -q "uploaded to $TARGET" "$WORK/profile.log"
 check "profile fits a network calibration" grep -q "^calibration: network = layer sum" "$WORK/profile.log"
 check "the table holds the calibration" grep -q '"calibration"' "$WORK/x86-test.json"
@@ -53,6 +62,18 @@ check "the service lists the uploaded device" grep -q "^x86-test " "$WORK/list.l
 check "the service reports the calibration" grep -q "calibration: network = layer sum" "$WORK/list.log"
 check "the upload is persisted" test -s "$WORK/tables/x86-test.table.json"
 check "the persisted table keeps the calibration" grep -q '"calibration"' "$WORK/tables/x86-test.table.json"
+expect_error "put without a token" "UNAUTHENTICATED" \
+  env -u NAS_LATENCY_TOKEN -u NAS_LATENCY_TOKEN_FILE "$CTL" --server "$TARGET" put "$WORK/x86-test.json"
+expect_error "put with a user's token" "PERMISSION_DENIED" \
+  "$CTL" --server "$TARGET" --token_file "$WORK/user-token" put "$WORK/x86-test.json"
+expect_error "profile --upload with a user's token" "has role user; PutTable takes a token of role writer" \
+  "$NAS" profile --space fashion-mnist --device x86-test --threads 1 --profile_repeats 3 \
+  --calibration_networks 0 --table_out "$WORK/x86-again.json" --upload "$TARGET" \
+  --latency_token_file "$WORK/user-token"
+check "refused uploads changed nothing" grep -q "^x86-test  *v1 " <("$CTL" --server "$TARGET" list)
+check "put with the writer's --token_file" \
+  "$CTL" --server "$TARGET" --token_file "$WORK/writer-token" put --merge "$WORK/x86-test.json"
+check "the accepted put is version 2" grep -q "^x86-test  *v2 " <("$CTL" --server "$TARGET" list)
 
 "$NAS" latency-check --latency-service "$TARGET" --device x86-test --samples 3 \
   --profile_repeats 5 >"$WORK/check.log" 2>&1
