@@ -1524,40 +1524,71 @@ bool JobManager::MaybeYield(Job& j) {
   return true;
 }
 
+std::vector<CoordinatorMetrics::TenantFigures> JobManager::TenantFiguresNow(absl::Time now) const {
+  std::vector<CoordinatorMetrics::TenantFigures> figures(ledger_->size());
+  for (const auto& [id, j] : jobs_) {
+    if (Terminal(j->rec.state())) continue;
+    CoordinatorMetrics::TenantFigures& f = figures[j->tenant_index];
+    (j->rec.state() == "QUEUED" ? f.queued_jobs : f.running_jobs) += 1;
+  }
+  double usage_sum = 0, weight_sum = 0;
+  for (int t = 0; t < ledger_->size(); ++t) {
+    CoordinatorMetrics::TenantFigures& f = figures[t];
+    const TenantQuotaSpec q =
+        t < static_cast<int>(tenant_quotas_.size()) ? tenant_quotas_[t] : TenantQuotaSpec{};
+    f.tenant = ledger_->name(t);
+    f.usage_seconds = ledger_->DecayedSeconds(t, now);
+    f.window_hours = ledger_->WindowSeconds(t, now) / 3600;
+    f.workers_held = ledger_->held(t);
+    f.weight = q.weight;
+    f.max_running_jobs = q.max_running_jobs;
+    f.max_workers = q.max_workers;
+    f.worker_hours_per_window = q.worker_hours_per_window;
+    if (f.running_jobs + f.queued_jobs > 0) {
+      usage_sum += f.usage_seconds;
+      weight_sum += q.weight;
+    }
+  }
+  // Shares among the tenants with active jobs (an idle tenant's are 0).
+  for (CoordinatorMetrics::TenantFigures& f : figures) {
+    if (f.running_jobs + f.queued_jobs > 0) {
+      f.share = usage_sum > 0 ? f.usage_seconds / usage_sum : 0;
+      f.fair_share = weight_sum > 0 ? f.weight / weight_sum : 0;
+    }
+  }
+  return figures;
+}
+
 GetQueueReply JobManager::Queue(const std::string& tenant) const {
   absl::MutexLock lock(&mu_);
   const absl::Time now = options_.clock();
   GetQueueReply reply;
   reply.set_policy(std::string(scheduler_->name()));
   reply.set_live_workers(leases_->live_workers());
+  const std::vector<CoordinatorMetrics::TenantFigures> figures = TenantFiguresNow(now);
   // Per tenant index: its active jobs, running first then the queue in order.
   std::map<int, std::vector<const Job*>> active;
   for (const auto& [id, jp] : jobs_) {
     if (!Terminal(jp->rec.state())) active[jp->tenant_index].push_back(jp.get());
   }
-  double usage_sum = 0, weight_sum = 0;
-  for (const auto& [t, jobs] : active) {
-    usage_sum += ledger_->DecayedSeconds(t, now);
-    weight_sum += t < static_cast<int>(tenant_quotas_.size()) ? tenant_quotas_[t].weight : 1;
-  }
   for (int t = 0; t < ledger_->size(); ++t) {
-    if (!tenant.empty() && ledger_->name(t) != tenant) continue;
+    const CoordinatorMetrics::TenantFigures& f = figures[t];
+    if (!tenant.empty() && f.tenant != tenant) continue;
     auto it = active.find(t);
     if (tenant.empty() && it == active.end()) continue;  // idle tenants only when asked by name
     TenantQueue* q = reply.add_tenants();
-    const TenantQuotaSpec spec =
-        t < static_cast<int>(tenant_quotas_.size()) ? tenant_quotas_[t] : TenantQuotaSpec{};
-    q->set_tenant(ledger_->name(t));
-    q->set_weight(spec.weight);
-    double used = ledger_->DecayedSeconds(t, now);
-    q->set_usage_worker_seconds(used);
-    q->set_share(usage_sum > 0 && it != active.end() ? used / usage_sum : 0);
-    q->set_fair_share(it != active.end() && weight_sum > 0 ? spec.weight / weight_sum : 0);
-    q->set_workers_held(ledger_->held(t));
-    q->set_max_running_jobs(spec.max_running_jobs);
-    q->set_max_workers(spec.max_workers);
-    q->set_worker_hours_per_window(spec.worker_hours_per_window);
-    q->set_window_worker_hours(ledger_->WindowSeconds(t, now) / 3600);
+    q->set_tenant(f.tenant);
+    q->set_weight(f.weight);
+    q->set_usage_worker_seconds(f.usage_seconds);
+    q->set_share(f.share);
+    q->set_fair_share(f.fair_share);
+    q->set_workers_held(f.workers_held);
+    q->set_running_jobs(f.running_jobs);
+    q->set_queued_jobs(f.queued_jobs);
+    q->set_max_running_jobs(static_cast<int>(f.max_running_jobs));
+    q->set_max_workers(static_cast<int>(f.max_workers));
+    q->set_worker_hours_per_window(f.worker_hours_per_window);
+    q->set_window_worker_hours(f.window_hours);
     q->set_window_ends_unix_ms(UnixMs(ledger_->WindowEnd(now)));
     if (it == active.end()) continue;
     std::vector<const Job*> jobs = it->second;
@@ -1566,14 +1597,7 @@ GetQueueReply JobManager::Queue(const std::string& tenant) const {
       if (qa != qb) return qb;
       return qa && a->queue_position < b->queue_position;
     });
-    for (const Job* j : jobs) {
-      if (j->rec.state() == "QUEUED") {
-        q->set_queued_jobs(q->queued_jobs() + 1);
-      } else {
-        q->set_running_jobs(q->running_jobs() + 1);
-      }
-      *q->add_jobs() = StatusOf(*j);
-    }
+    for (const Job* j : jobs) *q->add_jobs() = StatusOf(*j);
   }
   return reply;
 }
@@ -1759,35 +1783,7 @@ void JobManager::UpdateGauges() {
   options_.metrics->SetLatencyDegraded(degraded);
   // Per tenant: every tenant seen since the start (an idle one reads 0 jobs, its usage decaying).
   KnowTenants();
-  const absl::Time now = options_.clock();
-  std::vector<CoordinatorMetrics::TenantFigures> figures(ledger_->size());
-  double usage_sum = 0, weight_sum = 0;
-  for (const auto& [id, j] : jobs_) {
-    if (Terminal(j->rec.state())) continue;
-    CoordinatorMetrics::TenantFigures& f = figures[j->tenant_index];
-    (j->rec.state() == "QUEUED" ? f.queued_jobs : f.running_jobs) += 1;
-  }
-  for (int t = 0; t < ledger_->size(); ++t) {
-    CoordinatorMetrics::TenantFigures& f = figures[t];
-    const TenantQuotaSpec& q = tenant_quotas_[t];
-    f.tenant = ledger_->name(t);
-    f.usage_seconds = ledger_->DecayedSeconds(t, now);
-    f.window_hours = ledger_->WindowSeconds(t, now) / 3600;
-    f.workers_held = ledger_->held(t);
-    f.weight = q.weight;
-    f.max_running_jobs = q.max_running_jobs;
-    f.max_workers = q.max_workers;
-    f.worker_hours_per_window = q.worker_hours_per_window;
-    if (f.running_jobs + f.queued_jobs > 0) {
-      usage_sum += f.usage_seconds;
-      weight_sum += q.weight;
-    }
-  }
-  for (CoordinatorMetrics::TenantFigures& f : figures) {
-    if (f.running_jobs + f.queued_jobs > 0) {
-      f.share = usage_sum > 0 ? f.usage_seconds / usage_sum : 0;
-      f.fair_share = weight_sum > 0 ? f.weight / weight_sum : 0;
-    }
+  for (const CoordinatorMetrics::TenantFigures& f : TenantFiguresNow(options_.clock())) {
     options_.metrics->SetTenant(f);
   }
 }

@@ -52,6 +52,7 @@
 #include "coordinator/checkpoint_store.h"
 #include "coordinator/commit_pipeline.h"
 #include "coordinator/lease_table.h"
+#include "coordinator/metrics.h"
 #include "coordinator/quota_config.h"
 #include "coordinator/scheduler.h"
 #include "core/latency_table.h"
@@ -70,7 +71,6 @@ class LatencyProvider {
                                              const std::vector<std::string>& keys) = 0;
 };
 
-class CoordinatorMetrics;
 class LeaseTable;
 class TenantLedger;
 struct QuotaConfig;
@@ -255,6 +255,10 @@ class JobManager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The settings now in force (refreshing the per-tenant cache when they changed).
   void RefreshQuotas() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Every known tenant's figures now (usage, shares among the tenants with active jobs, jobs,
+  // quotas): the metrics and GetQueue.
+  std::vector<CoordinatorMetrics::TenantFigures> TenantFiguresNow(absl::Time now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The quotas of tenants the ledger learnt since (tenant_quotas_ as long as the ledger).
   void KnowTenants() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -18,15 +18,6 @@
 namespace nas {
 namespace {
 
-// A table for every layer key asked, on any device.
-class SyntheticLatency : public LatencyProvider {
- public:
-  absl::StatusOr<LatencyTable> Fetch(const std::string& device,
-                                     const std::vector<std::string>& keys) override {
-    return SyntheticLatencyTable(device, keys);
-  }
-};
-
 class JobManagerTest : public ::testing::Test {
  protected:
   void SetUp() override {

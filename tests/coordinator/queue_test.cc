@@ -17,14 +17,6 @@
 namespace nas {
 namespace {
 
-class SyntheticLatency : public LatencyProvider {
- public:
-  absl::StatusOr<LatencyTable> Fetch(const std::string& device,
-                                     const std::vector<std::string>& keys) override {
-    return SyntheticLatencyTable(device, keys);
-  }
-};
-
 class QueueTest : public ::testing::Test {
  protected:
   void SetUp() override {

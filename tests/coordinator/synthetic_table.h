@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "coordinator/job_manager.h"
 #include "core/latency_table.h"
 #include "gtest/gtest.h"
 
@@ -42,5 +43,14 @@ inline std::filesystem::path FreshTestDir(const std::string& prefix) {
   std::filesystem::create_directories(dir);
   return dir;
 }
+
+// A latency provider with a synthetic table for every layer key asked, on any device.
+class SyntheticLatency : public LatencyProvider {
+ public:
+  absl::StatusOr<LatencyTable> Fetch(const std::string& device,
+                                     const std::vector<std::string>& keys) override {
+    return SyntheticLatencyTable(device, keys);
+  }
+};
 
 }  // namespace nas
