@@ -51,6 +51,7 @@
 #include "absl/time/time.h"
 #include "coordinator/checkpoint_store.h"
 #include "coordinator/commit_pipeline.h"
+#include "coordinator/handlers.h"
 #include "coordinator/lease_table.h"
 #include "coordinator/metrics.h"
 #include "coordinator/quota_config.h"
@@ -122,13 +123,9 @@ struct JobManagerOptions {
   std::function<std::shared_ptr<const QuotaConfig>()> quotas;
 };
 
-// A task result as the gateway assembled it from the CompleteTask stream.
-struct CompletedTask {
-  TaskOutcome outcome;
-  std::vector<TensorBlob> tensors;  // whole tensors (chunks joined)
-};
-
-class JobManager {
+// The JobManager is the WorkerHandler (handlers.h) behind the worker gateway; the users'
+// operations reach it through TenantScope (tenant_scope.h).
+class JobManager final : public WorkerHandler {
  public:
   static absl::StatusOr<std::unique_ptr<JobManager>> Create(CheckpointStore* store,
                                                             LatencyProvider* latency,
@@ -156,27 +153,28 @@ class JobManager {
                                           absl::Duration timeout) const;
 
   // Workers.
-  absl::StatusOr<RegisterWorkerReply> RegisterWorker(const RegisterWorkerRequest& request);
+  absl::StatusOr<RegisterWorkerReply> RegisterWorker(const RegisterWorkerRequest& request) override;
   // NotFound for an unknown worker (it should register again).
-  absl::StatusOr<HeartbeatReply> Heartbeat(const HeartbeatRequest& request);
+  absl::StatusOr<HeartbeatReply> Heartbeat(const HeartbeatRequest& request) override;
   // The next task (highest priority job first), waiting up to `wait`; nullopt when none;
   // Unavailable once Stop() was called. InvalidArgument for a name or device over
   // JobSpecLimits' name limits or outside their alphabet.
-  absl::StatusOr<std::optional<Task>> Acquire(const std::string& worker_id, absl::Duration wait);
+  absl::StatusOr<std::optional<Task>> Acquire(const std::string& worker_id,
+                                              absl::Duration wait) override;
   // The named tensors of a current lease (each must be among the task's tensors).
   absl::StatusOr<std::vector<std::shared_ptr<const TensorBlob>>> Fetch(
-      const std::string& lease_id, const std::vector<std::string>& names);
+      const std::string& lease_id, const std::vector<std::string>& names) override;
   // FailedPrecondition: the lease is not current (expired, re-issued, from before a restart).
   // InvalidArgument: malformed result (names, shapes, dtypes, sizes, gate gradients); nothing
   // changes and the lease stays current.
-  absl::Status Complete(CompletedTask result);
+  absl::Status Complete(CompletedTask result) override;
 
   // The queue as `tenant` sees it (every tenant when empty): usage, shares, quotas and its
   // active jobs in queue order.
   GetQueueReply Queue(const std::string& tenant) const;
 
   // Tensor bytes the gateway sent to workers (the nas_tensor_bytes_total "fetched" metric).
-  void CountSentBytes(int64_t bytes);
+  void CountSentBytes(int64_t bytes) override;
 
   // Starts the shutdown: every waiting and later WaitForChange and Acquire returns Unavailable
   // ("shutting down"), so that open streams and long polls end before the server stops. The
