@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
@@ -12,6 +13,7 @@
 #include "core/search_space.h"
 #include "core/status_macros.h"
 #include "latency_service/grpc_status.h"
+#include "proto/tensor_codec.h"
 
 namespace nas {
 
@@ -145,17 +147,27 @@ absl::StatusOr<std::vector<TensorBlob>> SimWorker::Fetch(const std::string& leas
   req.set_lease_id(lease_id);
   for (const std::string& n : names) req.add_names(n);
   auto reader = stub_->FetchTensors(&ctx, req);
+  ChunkAssemblerOptions limits;
+  limits.max_tensors = static_cast<int64_t>(names.size());
+  ChunkAssembler in(limits);
   std::vector<TensorBlob> out;
+  absl::Status bad;
   TensorBlob c;
   while (reader->Read(&c)) {
     bytes_fetched_ += static_cast<int64_t>(c.data().size());
-    if (!out.empty() && out.back().name() == c.name()) {
-      out.back().mutable_data()->append(c.data());
-    } else {
-      out.push_back(c);
+    absl::StatusOr<std::optional<TensorBlob>> whole = in.Add(std::move(c));
+    c.Clear();
+    if (!whole.ok()) {
+      bad = whole.status();
+      ctx.TryCancel();
+      break;
     }
+    if (whole->has_value()) out.push_back(**std::move(whole));
   }
-  NAS_RETURN_IF_ERROR(FromGrpcStatus(reader->Finish()));
+  absl::Status s = FromGrpcStatus(reader->Finish());
+  NAS_RETURN_IF_ERROR(bad);
+  NAS_RETURN_IF_ERROR(s);
+  NAS_RETURN_IF_ERROR(in.Finish());
   return out;
 }
 
@@ -285,30 +297,21 @@ absl::Status SimWorker::CompleteMany(
     CompleteTaskRequest first;
     *first.mutable_outcome() = std::move(outcome);
     ok = ok && writer->Write(first);
+    auto add = [&](TensorBlob&& c) {
+      size_t n = c.data().size();
+      if (!pack_chunks_ || packed + n > chunk) flush();
+      *pack.mutable_tensors()->add_blobs() = std::move(c);
+      packed += n;
+      return ok;
+    };
     for (TensorBlob& t : tensors) {
-      size_t total = t.data().size();
-      if (total <= chunk) {  // one chunk: the tensor itself
-        if (!pack_chunks_ || packed + total > chunk) flush();
+      if (t.data().size() <= chunk) {  // one chunk: the tensor itself, uncopied
         t.set_offset(0);
-        t.set_total_bytes(total);
-        *pack.mutable_tensors()->add_blobs() = std::move(t);
-        packed += total;
-        continue;
+        t.set_total_bytes(t.data().size());
+        add(std::move(t));
+      } else {
+        SplitIntoChunks(t, chunk, add);
       }
-      size_t off = 0;
-      do {
-        size_t n = std::min(chunk, total - off);
-        if (!pack_chunks_ || packed + n > chunk) flush();
-        TensorBlob* c = pack.mutable_tensors()->add_blobs();
-        c->set_name(t.name());
-        *c->mutable_shape() = t.shape();
-        c->set_dtype(t.dtype());
-        c->set_offset(off);
-        c->set_total_bytes(total);
-        c->mutable_data()->assign(t.data(), off, n);
-        packed += n;
-        off += n;
-      } while (off < total && ok);
     }
     flush();
   }

@@ -71,11 +71,14 @@ class SimWorker {
 
   // Pieces, for tests that misbehave on purpose.
   absl::StatusOr<bool> Acquire(absl::Duration wait);
+  // The named tensors, whole, reassembled by the codec (proto/tensor_codec.h): InvalidArgument
+  // naming the tensor for a malformed stream.
   absl::StatusOr<std::vector<TensorBlob>> Fetch(const std::string& lease_id,
                                                 const std::vector<std::string>& names);
   // The well-formed result of the last task.
   absl::StatusOr<std::pair<TaskOutcome, std::vector<TensorBlob>>> MakeResult();
-  // Sends outcome then tensors, each split into chunks of `chunk` bytes.
+  // Sends outcome then tensors, each split into chunks of `chunk` bytes (SplitIntoChunks; a
+  // tensor of at most `chunk` bytes goes whole, as it is).
   absl::Status Complete(const TaskOutcome& outcome, const std::vector<TensorBlob>& tensors,
                         size_t chunk = 1 << 20, CompleteTaskReply* reply = nullptr);
   // Several results in one stream (each outcome followed by its tensors). Taken by value: a

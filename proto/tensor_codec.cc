@@ -98,8 +98,12 @@ absl::Status CheckTensorBlob(const TensorBlob& b, const std::string& where,
 
 bool SplitIntoChunks(const TensorBlob& t, size_t chunk_bytes,
                      const std::function<bool(TensorBlob&&)>& emit) {
+  return SplitIntoChunks(t, t.data(), chunk_bytes, emit);
+}
+
+bool SplitIntoChunks(const TensorBlob& t, absl::string_view data, size_t chunk_bytes,
+                     const std::function<bool(TensorBlob&&)>& emit) {
   if (chunk_bytes == 0) chunk_bytes = kDefaultChunkBytes;
-  const std::string& data = t.data();
   size_t total = data.size();
   size_t off = 0;
   do {
@@ -111,7 +115,7 @@ bool SplitIntoChunks(const TensorBlob& t, size_t chunk_bytes,
     c.set_version(t.version());
     c.set_offset(off);
     c.set_total_bytes(total);
-    c.mutable_data()->assign(data, off, n);
+    c.mutable_data()->assign(data.data() + off, n);
     if (!emit(std::move(c))) return false;
     off += n;
   } while (off < total);

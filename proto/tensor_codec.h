@@ -70,6 +70,11 @@ absl::Status CheckTensorBlob(const TensorBlob& b, const std::string& where,
 // (the remaining chunks are not made), true when every chunk was emitted. Checks nothing.
 bool SplitIntoChunks(const TensorBlob& t, size_t chunk_bytes,
                      const std::function<bool(TensorBlob&&)>& emit);
+// The same chunks for a tensor whose bytes lie elsewhere (e.g. a LibTorch tensor's memory,
+// copied from there straight into the chunks): name, shape, dtype and version from `header`
+// (its data is not looked at), the bytes from `data`.
+bool SplitIntoChunks(const TensorBlob& header, absl::string_view data, size_t chunk_bytes,
+                     const std::function<bool(TensorBlob&&)>& emit);
 
 struct ChunkAssemblerOptions {
   // Bounds on each tensor; the first chunk's shape and dtype must give its total_bytes. The

@@ -40,6 +40,7 @@
 #include "worker/ops.h"
 #include "worker/profiler.h"
 #include "worker/runtime.h"
+#include "worker/task_tensors.h"
 #include "worker/tasks.h"
 #include "worker/tensor_blob.h"
 #include "worker/torch_status.h"
@@ -163,7 +164,7 @@ struct JobData {
 struct TaskResult {
   TaskOutcome outcome;
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
-  std::vector<WireTensor> raw;  // opaque blobs (a final task's weights)
+  std::vector<TensorBlob> raw;  // opaque blobs (a final task's weights)
 };
 
 // Accounting of one task (stats line and outcome).
@@ -451,7 +452,7 @@ struct RemoteWorker::Impl {
       Prepare(&context, o.stream_timeout);
       std::unique_ptr<grpc::ClientReader<TensorBlob>> reader =
           stub->FetchTensors(&context, request);
-      BlobAssembler in;
+      TaskTensorAssembler in(static_cast<int64_t>(refs.size()));
       absl::Status bad;
       TensorBlob blob;
       while (reader->Read(&blob)) {
@@ -469,7 +470,7 @@ struct RemoteWorker::Impl {
       if (s.ok()) {
         NoteCall(true, "FetchTensors", s);
         int64_t bytes = in.bytes();
-        absl::StatusOr<std::map<std::string, WireTensor>> got = std::move(in).Finish();
+        absl::StatusOr<std::map<std::string, TensorBlob>> got = std::move(in).Finish();
         if (!got.ok()) {
           return absl::InvalidArgumentError(absl::StrCat("FetchTensors: ", got.status().message()));
         }
@@ -480,7 +481,7 @@ struct RemoteWorker::Impl {
                 absl::StrCat("FetchTensors: the coordinator did not send ", r->name()));
           }
           NAS_ASSIGN_OR_RETURN(torch::Tensor t, FromWire(it->second));
-          it->second.data.clear();
+          std::string().swap(*it->second.mutable_data());
           cache[r->name()] = CachedTensor{r->version(), std::move(t), cache_clock};
         }
         if (got->size() != refs.size()) {
@@ -831,7 +832,7 @@ struct RemoteWorker::Impl {
     CompleteTaskRequest first;
     *first.mutable_outcome() = r.outcome;
     bool ok = writer->Write(first);
-    // Chunks go packed, up to kMaxChunkBytes of data a message (a path's ~200 tensors are
+    // Chunks go packed, up to kDefaultChunkBytes of data a message (a path's ~200 tensors are
     // mostly small, and each message costs more than its bytes).
     CompleteTaskRequest pack;
     size_t packed = 0;
@@ -843,7 +844,7 @@ struct RemoteWorker::Impl {
       return sent;
     };
     auto add = [&](TensorBlob&& b) {
-      if (packed + b.data().size() > kMaxChunkBytes && !flush()) return false;
+      if (packed + b.data().size() > kDefaultChunkBytes && !flush()) return false;
       packed += b.data().size();
       pack.mutable_tensors()->add_blobs()->Swap(&b);
       return true;
@@ -851,16 +852,16 @@ struct RemoteWorker::Impl {
     for (const auto& [name, tensor] : r.tensors) {
       if (!ok) break;
       // Straight from the tensor's memory into the messages.
-      absl::StatusOr<bool> sent = ForEachChunk(name, tensor, kMaxChunkBytes, add);
+      absl::StatusOr<bool> sent = ForEachChunk(name, tensor, kDefaultChunkBytes, add);
       if (!sent.ok()) {  // checked before sending; a cancelled stream is never applied
         context.TryCancel();
         break;
       }
       ok = *sent;
     }
-    for (const WireTensor& w : r.raw) {
+    for (const TensorBlob& w : r.raw) {
       if (!ok) break;
-      ok = ForEachChunk(w, kMaxChunkBytes, add);
+      ok = SplitIntoChunks(w, kDefaultChunkBytes, add);
     }
     ok = ok && flush();
     if (ok) writer->WritesDone();
@@ -963,7 +964,7 @@ struct RemoteWorker::Impl {
   // Moves the tensors a task carries inline into the cache, at the versions it lists.
   absl::Status AbsorbInline(Task& t, TaskStats* stats) {
     if (t.inline_tensors_size() == 0) return absl::OkStatus();
-    BlobAssembler in;
+    TaskTensorAssembler in(t.tensors_size());
     for (TensorBlob& b : *t.mutable_inline_tensors()) {
       if (absl::Status s = in.Add(std::move(b)); !s.ok()) {
         return absl::InvalidArgumentError(absl::StrCat("inline_tensors: ", s.message()));
@@ -971,7 +972,7 @@ struct RemoteWorker::Impl {
     }
     t.clear_inline_tensors();
     int64_t bytes = in.bytes();
-    absl::StatusOr<std::map<std::string, WireTensor>> got = std::move(in).Finish();
+    absl::StatusOr<std::map<std::string, TensorBlob>> got = std::move(in).Finish();
     if (!got.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("inline_tensors: ", got.status().message()));
     }

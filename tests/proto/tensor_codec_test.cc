@@ -106,6 +106,25 @@ TEST(TensorCodecTest, SplitIntoChunksCoversTheDataInOrder) {
   EXPECT_EQ(calls, 2);
 }
 
+// Bytes held elsewhere (a LibTorch tensor's memory) give the chunks of the whole blob.
+TEST(TensorCodecTest, SplitIntoChunksOfAViewEqualsThoseOfTheBlob) {
+  TensorBlob t = Blob("w", {10, 10}, "float32", 400);
+  TensorBlob header = t;
+  header.clear_data();
+  for (size_t chunk : {size_t{0}, size_t{7}, size_t{128}, size_t{400}}) {
+    std::vector<TensorBlob> expected = Split(t, chunk);
+    std::vector<TensorBlob> got;
+    EXPECT_TRUE(SplitIntoChunks(header, t.data(), chunk, [&](TensorBlob&& c) {
+      got.push_back(std::move(c));
+      return true;
+    }));
+    ASSERT_EQ(got.size(), expected.size()) << chunk;
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i].SerializeAsString(), expected[i].SerializeAsString()) << chunk << " " << i;
+    }
+  }
+}
+
 TEST(TensorCodecTest, AssemblerRoundTripsChunkedAndUnchunkedTensors) {
   std::vector<TensorBlob> sent = {Blob("a", {10, 10}, "float32", 400), Blob("b", {3}, "int64", 24),
                                   Blob("c", {0}, "float32", 0), Blob("d", {1000}, "bytes", 1000)};
