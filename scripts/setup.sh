@@ -12,6 +12,7 @@ PACKAGES=(
   libopenblas0-pthread
   dataset-fashion-mnist
   prometheus curl python3 openssl
+  python3-grpcio python3-protobuf
   clang libclang-rt-14-dev
 )
 
