@@ -29,6 +29,16 @@ struct SearchClientOptions {
   std::string token;
   // PEM certificates to trust for a TLS connection; empty: plaintext. Default "".
   std::string tls_ca;
+  // gRPC keepalive: while the connection is idle or a stream waits (a watch), a ping every
+  // keepalive_time; a connection whose ping is not answered within keepalive_timeout is dropped
+  // (the open stream ends UNAVAILABLE), so a dead coordinator or network is noticed. Zero: no
+  // pings. Default 0 (none).
+  absl::Duration keepalive_time = absl::ZeroDuration();
+  // See keepalive_time. Default 10 s.
+  absl::Duration keepalive_timeout = absl::Seconds(10);
+  // Longest wait between the channel's attempts to reconnect after the coordinator went away;
+  // zero: gRPC's own (up to 120 s). Default 0.
+  absl::Duration max_reconnect_backoff = absl::ZeroDuration();
 };
 
 // The caller's token for nasctl and nas: the file `token_file` when given, else the environment's

@@ -18,7 +18,9 @@ for round in 1 2 3; do
   start_coordinator
   start_worker "w$round"
   JOB=$("$NASCTL" --coordinator="127.0.0.1:$CP" submit --device=local-cpu)
-  "$NASCTL" --coordinator="127.0.0.1:$CP" watch "$JOB" >"$WORK/watch-$round.log" 2>&1 &
+  # --reconnect_for=0: the watch ends when the stream does (by default it would reconnect).
+  "$NASCTL" --coordinator="127.0.0.1:$CP" watch "$JOB" --reconnect_for=0 \
+    >"$WORK/watch-$round.log" 2>&1 &
   WATCH_PID=$!
   PIDS+=("$WATCH_PID")
   wait_for 30 grep -q "registered as" "$WORK/w$round.log"
