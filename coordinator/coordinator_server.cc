@@ -1,6 +1,8 @@
 #include "coordinator/coordinator_server.h"
 
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <prometheus/exposer.h>
 
 #include <algorithm>
@@ -124,6 +126,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
   impl->scope = std::make_unique<TenantScope>(impl->jobs.get(), impl->auth != nullptr);
   impl->search = std::make_unique<SearchServiceAdapter>(impl->scope.get(), impl->callers.get());
   impl->gateway = NewWorkerGatewayAdapter(impl->jobs.get(), impl->callers.get());
+  // Every server built from here has the standard health service (grpc.health.v1) and server
+  // reflection (what grpcurl and Kubernetes' gRPC probes use).
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   auto build =
       [&](int port, int* bound,
           std::vector<grpc::Service*> services) -> absl::StatusOr<std::unique_ptr<grpc::Server>> {
@@ -142,6 +148,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
     if (server == nullptr || *bound == 0) {
       return absl::UnavailableError(absl::StrCat("port: cannot listen on ", address));
     }
+    // NOT_SERVING until Start has finished (SetServing below).
+    server->GetHealthCheckService()->SetServingStatus(false);
     return server;
   };
   if (o.worker_port < 0) {
@@ -164,6 +172,20 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
     std::vector<int> ports = impl->exposer->GetListeningPorts();
     impl->metrics_port = ports.empty() ? -1 : ports[0];
   }
+  // Recovered, both ports and the exposer up: serving. Each service by name too ("" is the
+  // server as a whole, what a Kubernetes probe asks).
+  auto serving = [](grpc::Server* server, std::vector<std::string> services) {
+    grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+    for (const std::string& name : services) health->SetServingStatus(name, true);
+    health->SetServingStatus(true);
+  };
+  if (impl->worker_server == nullptr) {
+    serving(impl->server.get(), {SearchService::service_full_name(),
+                                 WorkerGateway::service_full_name()});
+  } else {
+    serving(impl->server.get(), {SearchService::service_full_name()});
+    serving(impl->worker_server.get(), {WorkerGateway::service_full_name()});
+  }
   return std::unique_ptr<CoordinatorServer>(new CoordinatorServer(std::move(impl)));
 }
 
@@ -175,10 +197,13 @@ JobManager& CoordinatorServer::jobs() { return *impl_->jobs; }
 void CoordinatorServer::Shutdown() {
   if (impl_->shut_down) return;
   impl_->shut_down = true;
-  // In order: open watch streams and long polls end with UNAVAILABLE (and new ones are refused
+  // In order: the health service says NOT_SERVING on both ports (for good: later updates are
+  // ignored), so that probes and health-checking balancers stop sending calls; open watch streams and long polls end with UNAVAILABLE (and new ones are refused
   // the same way); the server stops accepting and waits for the handlers in flight (cancelling
   // what is left after the grace period); only then are the domain objects destroyed, since
   // until Wait() returns a handler may still be using them.
+  impl_->server->GetHealthCheckService()->Shutdown();
+  if (impl_->worker_server != nullptr) impl_->worker_server->GetHealthCheckService()->Shutdown();
   impl_->jobs->Stop();
   const auto deadline =
       std::chrono::system_clock::now() + absl::ToChronoMilliseconds(impl_->shutdown_grace);

@@ -1,7 +1,9 @@
 // The coordinator process's server: the JobManager (job_manager.h) behind two gRPC services,
 // SearchService (users, proto/nas/search.proto) and WorkerGateway (workers,
 // proto/nas/worker.proto), on one port, with the RocksDB checkpoint store and a Prometheus
-// exposer. No gRPC types in this header.
+// exposer. Every port also serves the standard health service (grpc.health.v1: "" and each
+// service by name, SERVING once Start returns, NOT_SERVING from the first step of Shutdown) and
+// server reflection (grpcurl can list and describe the API). No gRPC types in this header.
 //
 //   CoordinatorServer::Options o;
 //   o.db_dir = "/var/lib/nas/db";  o.port = 0;  o.latency_service = "localhost:50052";
@@ -72,9 +74,10 @@ class CoordinatorServer {
   int worker_port() const;
   int metrics_port() const;
   JobManager& jobs();
-  // Ends open watch streams and long polls (UNAVAILABLE), stops the gRPC server (waiting up to
-  // shutdown_grace for handlers in flight), then destroys the job manager and the store.
-  // Idempotent; the destructor calls it.
+  // Drains: the health service says NOT_SERVING on both ports, then open watch streams and long
+  // polls end (UNAVAILABLE), the gRPC server stops (waiting up to shutdown_grace for handlers in
+  // flight), and the job manager and the store are destroyed. Idempotent; the destructor calls
+  // it (so does the coordinator binary on SIGTERM).
   void Shutdown();
   ~CoordinatorServer();
 

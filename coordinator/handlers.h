@@ -64,6 +64,10 @@ class WorkerHandler {
   virtual absl::StatusOr<std::vector<std::shared_ptr<const TensorBlob>>> Fetch(
       const std::string& lease_id, const std::vector<std::string>& names) = 0;
   virtual absl::Status Complete(CompletedTask result) = 0;
+  // The worker hands a current lease of its own back without a result (it is stopping): the
+  // task is queued again at once. FailedPrecondition when the lease is not current or not the
+  // worker's.
+  virtual absl::Status Release(const ReleaseTaskRequest& r) = 0;
   // Tensor bytes sent to workers (a metric).
   virtual void CountSentBytes(int64_t bytes) = 0;
 };

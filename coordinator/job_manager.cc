@@ -6,6 +6,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/container/inlined_vector.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/random/random.h"
@@ -1355,6 +1356,31 @@ void JobManager::KnowTenants() {
   for (int t = static_cast<int>(tenant_quotas_.size()); t < ledger_->size(); ++t) {
     tenant_quotas_.push_back(quota_config_->For(ledger_->name(t)));
   }
+}
+
+absl::Status JobManager::Release(const ReleaseTaskRequest& r) {
+  if (r.reason().size() > 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("reason: ", r.reason().size(), " bytes, at most 1024"));
+  }
+  absl::MutexLock lock(&mu_);
+  Job* j = nullptr;
+  Lease* l = CurrentLease(r.lease_id(), &j);
+  if (l == nullptr || l->slot.worker_id != r.worker_id()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("lease_id: '", r.lease_id(), "' is not a current lease of worker '",
+                     r.worker_id(), "' (expired, re-issued, completed or another worker's)"));
+  }
+  Charge(*j, l->slot, options_.clock());
+  leases_->Requeue(l->slot, r.lease_id());
+  Log(absl::StrCat("lease ", r.lease_id(), " (", TaskKind(l->task), " task", ChainNote(l->task),
+                   ", of job ", j->rec.job_id(), ") handed back by worker ", r.worker_id(),
+                   r.reason().empty() ? "" : absl::StrCat(" (", absl::CHexEscape(r.reason()), ")"),
+                   "; re-issuing the task now"));
+  l->task.clear_lease_id();
+  if (options_.metrics != nullptr) options_.metrics->Task(TaskKind(l->task), "released");
+  changed_.SignalAll();
+  return absl::OkStatus();
 }
 
 void JobManager::Charge(const Job& job, const LeaseSlot& slot, absl::Time now) {

@@ -168,6 +168,11 @@ class JobManager final : public WorkerHandler {
   // InvalidArgument: malformed result (names, shapes, dtypes, sizes, gate gradients); nothing
   // changes and the lease stays current.
   absl::Status Complete(CompletedTask result) override;
+  // A stopping worker hands its lease back: the task is queued again at once (another worker
+  // gets it now, not after the lease's deadline), the lease is no longer current (a late result
+  // for it is refused) and the tenant is charged for the time it was held. FailedPrecondition
+  // when the lease is not current or was granted to another worker; nothing changes then.
+  absl::Status Release(const ReleaseTaskRequest& request) override;
 
   // The queue as `tenant` sees it (every tenant when empty): usage, shares, quotas and its
   // active jobs in queue order.

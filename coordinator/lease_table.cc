@@ -105,6 +105,14 @@ std::string LeaseTable::Grant(LeaseSlot& slot, const std::string& job_id,
   return id;
 }
 
+bool LeaseTable::Requeue(LeaseSlot& slot, const std::string& lease_id) {
+  if (slot.state != LeaseSlot::State::kLeased) return false;
+  current_.erase(lease_id);
+  slot.state = LeaseSlot::State::kQueued;
+  slot.worker_id.clear();
+  return true;
+}
+
 bool LeaseTable::ExpireIfDue(LeaseSlot& slot, const std::string& lease_id, absl::Time now,
                              std::string* worker_id) {
   if (slot.state != LeaseSlot::State::kLeased || !(slot.deadline < now)) return false;

@@ -6,7 +6,7 @@
 // restarts, since the incarnation is a counter in the store, and cannot be guessed from
 // another id, so that only the worker handed a task can report its result) until now + `lease`; Extend (a heartbeat) moves the
 // deadline; ExpireIfDue re-queues it once the deadline passed. A lease id is current from
-// Grant until Finish, Release or expiry: any result, fetch or heartbeat for another id is
+// Grant until Finish, Release, Requeue (the worker handed it back) or expiry: any result, fetch or heartbeat for another id is
 // refused by the caller (JobOf is null), so nothing is applied twice. Workers register
 // (`w<incarnation>-<n>`), are dead after `worker_timeout` of silence and are forgotten after
 // `forget_worker_after` (they then register again).
@@ -130,6 +130,9 @@ class LeaseTable {
   }
   // The id is no longer current (its job failed or was cancelled; its tasks are dropped).
   void Release(const std::string& lease_id) { current_.erase(lease_id); }
+  // The worker handed the lease back (it is stopping): the leased slot is queued again at once
+  // (no worker), the id no longer current. False, nothing changed, when the slot is not leased.
+  bool Requeue(LeaseSlot& slot, const std::string& lease_id);
   // When the leased slot's deadline is before `now`: queued again (no worker; the one it had is
   // moved to `*worker_id` when given), the id no longer current, and true.
   bool ExpireIfDue(LeaseSlot& slot, const std::string& lease_id, absl::Time now,

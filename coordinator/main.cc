@@ -111,6 +111,9 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGINT, OnSignal);
   stop.WaitForNotification();
+  // The drain: health NOT_SERVING first, then streams, long polls and the server
+  // (CoordinatorServer::Shutdown).
+  std::cout << "coordinator: stopping (health NOT_SERVING, draining)" << std::endl;
   (*server)->Shutdown();
   return 0;
 }

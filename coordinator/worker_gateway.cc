@@ -144,6 +144,13 @@ class WorkerGatewayAdapter final : public WorkerGateway::Service {
       return ToGrpcStatus(Acquire(*next, reply->mutable_next()));
     });
   }
+  grpc::Status ReleaseTask(grpc::ServerContext* ctx, const ReleaseTaskRequest* req,
+                           ReleaseTaskReply*) override {
+    return Handle("ReleaseTask", req, kMaxSmallRequestBytes, [&]() -> grpc::Status {
+      if (absl::Status w = callers_->Worker(ctx); !w.ok()) return ToGrpcStatus(w);
+      return ToGrpcStatus(jobs_->Release(*req));
+    });
+  }
 
  private:
   // Up to max_tasks tasks (or idle), each with the tensors the worker lacks inline when they

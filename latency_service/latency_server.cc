@@ -1,6 +1,8 @@
 #include "latency_service/latency_server.h"
 
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 
 #include <chrono>
 #include <cstdio>
@@ -54,6 +56,9 @@ absl::StatusOr<std::unique_ptr<LatencyServer>> LatencyServer::Start(Options opti
   }
   impl->service = std::make_unique<LatencyGrpcService>(impl->registry.get(), impl->writers.get());
 
+  // The standard health service (grpc.health.v1) and server reflection on the port.
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   const std::string address = absl::StrCat(options.address, ":", options.port);
   NAS_ASSIGN_OR_RETURN(auto credentials, ServerCredentialsFor(options.tls_cert, options.tls_key));
@@ -65,6 +70,8 @@ absl::StatusOr<std::unique_ptr<LatencyServer>> LatencyServer::Start(Options opti
   if (impl->server == nullptr || impl->port == 0) {
     return absl::UnavailableError(absl::StrCat("address: cannot listen on ", address));
   }
+  grpc::HealthCheckServiceInterface* health = impl->server->GetHealthCheckService();
+  health->SetServingStatus(false);  // until the exposer is up too
   if (options.metrics_port >= 0) {
     const std::string metrics_address = absl::StrCat(options.address, ":", options.metrics_port);
     try {
@@ -83,6 +90,9 @@ absl::StatusOr<std::unique_ptr<LatencyServer>> LatencyServer::Start(Options opti
                  "latency_server: no --writer_tokens_file: any caller may replace any device's "
                  "table (PutTable); give one before exposing the port beyond this machine\n");
   }
+  // The registry was loaded before the server was built: serving from here.
+  health->SetServingStatus(LatencyService::service_full_name(), true);
+  health->SetServingStatus(true);
   return std::unique_ptr<LatencyServer>(new LatencyServer(std::move(impl)));
 }
 
@@ -93,7 +103,9 @@ LatencyRegistry& LatencyServer::registry() { return *impl_->registry; }
 void LatencyServer::Shutdown() {
   if (impl_->shut_down) return;
   impl_->shut_down = true;
-  // Calls in flight get a grace period, then are cancelled: the server stops within a bound.
+  // Health says NOT_SERVING first (for good). Calls in flight get a grace period, then are
+  // cancelled: the server stops within a bound.
+  impl_->server->GetHealthCheckService()->Shutdown();
   // The domain objects outlive the server (they are destroyed with Impl, after Wait()).
   impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   impl_->server->Wait();

@@ -1,5 +1,7 @@
 // The latency server: a LatencyRegistry served over gRPC (proto/nas/latency.proto) with a
-// Prometheus pull exposer for its metrics (metrics.h). No gRPC types in this header.
+// Prometheus pull exposer for its metrics (metrics.h), the standard health service
+// (grpc.health.v1: SERVING once Start returns, the tables loaded; NOT_SERVING from the first step
+// of Shutdown) and server reflection. No gRPC types in this header.
 //
 // Who may write: with `writer_tokens_file`, PutTable (the one RPC that changes a table) takes
 // only a call whose `authorization: Bearer TOKEN` metadata is a token of role `writer` in that
@@ -63,8 +65,8 @@ class LatencyServer {
   int metrics_port() const;
   LatencyRegistry& registry();
 
-  // Stops accepting calls and waits for running ones, up to 5 s (then cancels them).
-  // Idempotent.
+  // Health NOT_SERVING, then stops accepting calls and waits for running ones, up to 5 s (then
+  // cancels them). Idempotent.
   void Shutdown();
   ~LatencyServer();
 

@@ -218,6 +218,9 @@ struct RemoteWorker::Impl {
   bool abandoned ABSL_GUARDED_BY(mu) = false;
   bool sending ABSL_GUARDED_BY(mu) = false;  // the result is being uploaded
   std::string abandon_reason ABSL_GUARDED_BY(mu);
+  // The task was abandoned because the worker is stopping, its lease still current: it is
+  // handed back (ReleaseTask) so that the coordinator re-issues it at once.
+  bool hand_back ABSL_GUARDED_BY(mu) = false;
   bool stopping ABSL_GUARDED_BY(mu) = false;
   bool reachable ABSL_GUARDED_BY(mu) = true;  // for logging state changes only
   // Set by a re-registration (the coordinator may have restarted): the main thread drops its
@@ -256,11 +259,12 @@ struct RemoteWorker::Impl {
     absl::MutexLock l(&mu);
     return abandoned;
   }
-  void Abandon(const std::string& reason) {
+  void Abandon(const std::string& reason, bool stopping_worker = false) {
     absl::MutexLock l(&mu);
     if (abandoned) return;
     abandoned = true;
     abandon_reason = reason;
+    hand_back = stopping_worker;
     Log(absl::StrCat("abandoning the task of lease ", lease, ": ", reason));
   }
   void NoteCall(bool ok, const std::string& what, const grpc::Status& s) {
@@ -316,6 +320,23 @@ struct RemoteWorker::Impl {
     Log(absl::StrCat("the coordinator does not know worker ", stale,
                      " (restarted?); registering again"));
     return RegisterWithRetry();
+  }
+
+  // Hands a lease back (the worker is stopping and will not complete it), so that the
+  // coordinator re-issues its task now rather than when the lease expires. One try: if it fails
+  // the lease expires as it would have.
+  void ReleaseLease(const std::string& lease_id, const std::string& reason) {
+    ReleaseTaskRequest request;
+    request.set_worker_id(WorkerId());
+    request.set_lease_id(lease_id);
+    request.set_reason(reason);
+    ReleaseTaskReply reply;
+    grpc::ClientContext context;
+    Prepare(&context, std::min(o.rpc_timeout, absl::Seconds(5)));
+    grpc::Status s = stub->ReleaseTask(&context, request, &reply);
+    Log(s.ok() ? absl::StrCat("handed lease ", lease_id, " back: the coordinator re-issues it now")
+               : absl::StrCat("could not hand lease ", lease_id, " back (", GrpcText(s),
+                              "): it is re-issued when it expires"));
   }
 
   void HeartbeatLoop() {
@@ -442,7 +463,7 @@ struct RemoteWorker::Impl {
     while (true) {
       if (Abandoned()) return absl::AbortedError("abandoned");
       if (Stopping()) {
-        Abandon("stopping while waiting for the coordinator");
+        Abandon("stopping while waiting for the coordinator", /*stopping_worker=*/true);
         return absl::AbortedError("abandoned");
       }
       FetchTensorsRequest request;
@@ -762,7 +783,9 @@ struct RemoteWorker::Impl {
         drop = abandoned;
         stop = stopping;
       }
-      if (stop && !drop) Abandon("the worker is stopping (a final task is not finished)");
+      if (stop && !drop) {
+        Abandon("the worker is stopping (a final task is not finished)", /*stopping_worker=*/true);
+      }
       if (drop || stop) throw TaskAbandoned();
       if (p.epoch != logged_epoch && p.step > 0) {
         logged_epoch = p.epoch;
@@ -1030,6 +1053,7 @@ struct RemoteWorker::Impl {
       absl::MutexLock l(&mu);
       lease = t.lease_id();
       abandoned = false;
+      hand_back = false;
       abandon_reason.clear();
       if (drop_cache) {
         cache.clear();
@@ -1061,11 +1085,12 @@ struct RemoteWorker::Impl {
     }
 
     std::string outcome;
-    bool dropped;
+    bool dropped, release;
     std::string reason;
     {
       absl::MutexLock l(&mu);
       dropped = abandoned;
+      release = abandoned && hand_back;
       reason = abandon_reason;
       // From here the CompleteTask reply says whether the lease still held; a heartbeat that
       // races the upload (the coordinator may accept the result first) must not abandon it.
@@ -1074,6 +1099,10 @@ struct RemoteWorker::Impl {
     if (dropped) {
       outcome = absl::StrCat("abandoned: ", reason);
       Log(absl::StrCat(kind, " task of lease ", t.lease_id(), " abandoned; result not sent"));
+      if (release) {
+        ReleaseLease(t.lease_id(), reason);
+        outcome = absl::StrCat("handed back: ", reason);
+      }
     } else {
       if (!s.ok()) {
         Log(absl::StrCat(kind, " task of lease ", t.lease_id(), " failed: ", s.ToString()));
@@ -1122,6 +1151,7 @@ struct RemoteWorker::Impl {
       absl::MutexLock l(&mu);
       lease.clear();
       abandoned = false;
+      hand_back = false;
       sending = false;
       abandon_reason.clear();
     }
@@ -1140,8 +1170,9 @@ struct RemoteWorker::Impl {
         Task t = std::move(*next);
         next.reset();
         if (Stopping()) {
-          Log(absl::StrCat("stopping: dropping the task of lease ", t.lease_id(),
-                           " just acquired (it is re-issued when its lease expires)"));
+          Log(absl::StrCat("stopping: handing back the task of lease ", t.lease_id(),
+                           " just acquired"));
+          ReleaseLease(t.lease_id(), "the worker is stopping");
           break;
         }
         HandleTask(std::move(t), 0, &next);
@@ -1166,8 +1197,9 @@ struct RemoteWorker::Impl {
       }
       if (Stopping()) {
         if (s.ok() && reply.has_task() && !reply.idle()) {
-          Log(absl::StrCat("stopping: dropping the task of lease ", reply.task().lease_id(),
-                           " just acquired (it is re-issued when its lease expires)"));
+          Log(absl::StrCat("stopping: handing back the task of lease ", reply.task().lease_id(),
+                           " just acquired"));
+          ReleaseLease(reply.task().lease_id(), "the worker is stopping");
         }
         break;
       }

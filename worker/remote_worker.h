@@ -19,8 +19,11 @@
 //      A refusal (FAILED_PRECONDITION: stale lease; NOT_FOUND; INVALID_ARGUMENT) is logged and
 //      dropped, never retried. A failed task reports outcome.error and no tensors.
 // An unreachable coordinator is retried forever (100 ms backoff doubling to 2 s), logged once
-// per change of state. Stop() (SIGTERM/SIGINT in nas_worker) ends the loop: a weight, arch or
-// init task in progress finishes and reports; a final task is abandoned at its next batch.
+// per change of state. Stop() (SIGTERM/SIGINT in nas_worker) drains: no further task is
+// acquired; a weight, arch or init task in progress finishes and reports (they are short); a
+// final task is abandoned at its next batch, and a task just acquired or still waiting for its
+// tensors is dropped, and either is handed back (ReleaseTask) so that the coordinator re-issues
+// it at once instead of when its lease expires.
 //
 //   nas_worker --coordinator=coordinator:50051 --threads=2 --stats_file=/tmp/worker.jsonl
 //

@@ -3,6 +3,8 @@
 //
 //   nas_worker --coordinator=coordinator:50051 --threads=2 --stats_file=/tmp/worker.jsonl
 //
+// SIGTERM/SIGINT drains (remote_worker.h): no new task; a search step in progress finishes and
+// reports, a final task is handed back to the coordinator, which re-issues it at once.
 // Exit status: 0 after SIGTERM/SIGINT or --max_tasks tasks; 2 for bad flags (including
 // --device=cuda where LibTorch sees no GPU); 1 for other errors. An unreachable coordinator is
 // retried forever.

@@ -1,6 +1,6 @@
 // Workers and leases without a server, on a fake clock the tests advance: registration and its
 // limit, heartbeats, grants, fencing (only the current lease id is known), extension, expiry,
-// and dead and forgotten workers.
+// leases handed back, and dead and forgotten workers.
 #include "coordinator/lease_table.h"
 
 #include <set>
@@ -129,6 +129,24 @@ TEST_F(LeaseTableTest, LeasesExpireOnTheClockUnlessExtendedAndAreReissuedUnderAN
   EXPECT_EQ(t.JobOf(first), nullptr);  // the late worker's result is refused
   EXPECT_FALSE(t.ExpireIfDue(task.slot, first, now_ + absl::Hours(1)));  // queued: nothing
 
+  Lease(t, task, "j000001", w);
+  EXPECT_NE(task.task.lease_id(), first);
+  EXPECT_NE(t.JobOf(task.task.lease_id()), nullptr);
+}
+
+TEST_F(LeaseTableTest, AHandedBackLeaseIsQueuedAtOnceUnderNoWorker) {
+  LeaseTable t(Options(), 1);
+  std::string w = Register(t, "box");
+  FakeTask task;
+  Lease(t, task, "j000001", w);
+  const std::string first = task.task.lease_id();
+  now_ += absl::Seconds(1);  // long before the deadline
+  EXPECT_TRUE(t.Requeue(task.slot, first));
+  EXPECT_EQ(task.slot.state, LeaseSlot::State::kQueued);
+  EXPECT_TRUE(task.slot.worker_id.empty());
+  EXPECT_EQ(t.JobOf(first), nullptr);  // a later result for it is refused
+  EXPECT_EQ(t.current_leases(), 0u);
+  EXPECT_FALSE(t.Requeue(task.slot, first));  // queued: nothing
   Lease(t, task, "j000001", w);
   EXPECT_NE(task.task.lease_id(), first);
   EXPECT_NE(t.JobOf(task.task.lease_id()), nullptr);
