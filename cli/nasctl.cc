@@ -46,11 +46,10 @@ ABSL_FLAG(std::string, o, "", "short for --output");
 ABSL_FLAG(absl::Duration, reconnect_for, absl::Minutes(5),
           "watch: how long to keep reconnecting once the coordinator is unreachable before "
           "giving up with exit code 7 (0: do not reconnect)");
-ABSL_FLAG(absl::Duration, keepalive, absl::Minutes(5),
+ABSL_FLAG(absl::Duration, keepalive, absl::Seconds(30),
           "watch: gRPC keepalive ping interval on the watch connection, so that a coordinator "
-          "or network gone silent is noticed (0: none). gRPC servers by default accept a ping "
-          "every 5 minutes; more often, the coordinator answers GOAWAY too_many_pings and watch "
-          "reconnects");
+          "or network gone silent is noticed (0: none). The coordinator accepts a ping every "
+          "10 s at most, also between calls");
 ABSL_FLAG(bool, dry_run, false, "submit: print the JobSpec that would be sent, send nothing");
 ABSL_FLAG(std::string, out, "", "result: result directory (default results/<job>)");
 // One flag per JobSpec field (proto/nas/search.proto), named as the field; a flag given on the

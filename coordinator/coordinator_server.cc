@@ -137,6 +137,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
     const std::string address = absl::StrCat(o.address, ":", port);
     builder.AddListeningPort(address, credentials, bound);
     builder.SetMaxReceiveMessageSize(o.max_message_bytes);
+    // Clients may keep idle connections alive (nasctl watch, long polls) with pings as often as
+    // every 10 s, also between calls; gRPC's default answers pings more frequent than 5 min
+    // with GOAWAY "too_many_pings".
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
     builder.SetMaxSendMessageSize(64 << 20);  // results and inline tensors; receivers bound theirs
     // Keep polling threads alive between calls: the sync server otherwise creates and destroys a
     // thread per burst of calls, which dominated the coordinator's CPU per task.

@@ -262,6 +262,22 @@ PY
 }
 check "it followed the same job to DONE" same_job_to_the_end
 
+# Keepalive: a watch of a job that does not change (no worker) pings every 10 s for 35 s; the
+# coordinator permits it (before, gRPC's default answered GOAWAY too_many_pings and watch had to
+# reconnect).
+CP_IDLE=$(free_port)
+"$COORD" --address=127.0.0.1 --port="$CP_IDLE" --metrics_port=-1 --db="$WORK/db-idle" \
+  --latency_table="$WORK/table.json" >"$WORK/idle-coordinator.log" 2>&1 &
+PIDS+=("$!")
+wait_for 30 grep -q "listening on port $CP_IDLE" "$WORK/idle-coordinator.log"
+IDLE_JOB=$("$NASCTL" --coordinator="127.0.0.1:$CP_IDLE" submit --spec="$WORK/short.json")
+timeout 35 "$NASCTL" --coordinator="127.0.0.1:$CP_IDLE" watch "$IDLE_JOB" --keepalive=10s \
+  >"$WORK/idle-watch.out" 2>"$WORK/idle-watch.err"
+code=$?
+check "an idle watch with 10 s keepalive pings runs on (timeout's 124, got $code)" test "$code" -eq 124
+check "and is never told too_many_pings nor reconnects" \
+  sh -c "! grep -qiE 'too_many_pings|reconnect' '$WORK/idle-watch.err'"
+
 echo "nasctl_output_test: $pass passed, $fail failed"
 if [ "$fail" -gt 0 ]; then
   tail -n 20 "$COORD_LOG"
