@@ -79,6 +79,10 @@ absl::StatusOr<absl::Duration> Hours(const Json& obj, const std::string& what,
                                      const std::string& key, absl::Duration fallback) {
   NAS_ASSIGN_OR_RETURN(double h, Number(obj, what, "", key, absl::ToDoubleHours(fallback), 0,
                                         QuotaConfig::kMaxHours, /*lo_open=*/true));
+  if (h * 3600 < 1) {
+    return Bad(what, key, absl::StrCat("must be at least one second (", 1.0 / 3600,
+                                       " hours), got ", h));
+  }
   return absl::Seconds(h * 3600);
 }
 

@@ -115,6 +115,13 @@ absl::Status TenantLedger::Restore(const std::string& text, const std::string& w
   if (!tenants->is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": tenants: not an object"));
   }
+  // Bounds: a time within +-3,000 years of 1970, sums up to 1e15 worker-seconds (30 million
+  // worker-years), a window index that is a whole number a double holds exactly.
+  constexpr double kMaxSeconds = 1e11, kMaxSum = 1e15, kMaxIndex = 9e15;
+  if (std::fabs(as_of_s) > kMaxSeconds) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": as_of_unix_s: ", as_of_s,
+                                                   " is outside +-", kMaxSeconds));
+  }
   absl::Time as_of = absl::UnixEpoch() + absl::Seconds(as_of_s);
   ++version_;
   for (auto it = tenants->begin(); it != tenants->end(); ++it) {
@@ -122,8 +129,14 @@ absl::Status TenantLedger::Restore(const std::string& text, const std::string& w
     NAS_ASSIGN_OR_RETURN(double decayed, GetDouble(it.value(), path, "decayed_seconds"));
     NAS_ASSIGN_OR_RETURN(double window, GetDouble(it.value(), path, "window_seconds"));
     NAS_ASSIGN_OR_RETURN(double index, GetDouble(it.value(), path, "window_index"));
-    if (decayed < 0 || window < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(what, ": ", path, ": negative usage"));
+    if (decayed < 0 || window < 0 || decayed > kMaxSum || window > kMaxSum) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": ", path, ": usage must be in [0, ", kMaxSum, "] worker-seconds"));
+    }
+    if (std::fabs(index) > kMaxIndex || index != std::floor(index)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": ", path, ".window_index: ", index, " is not a whole number within +-",
+                       kMaxIndex));
     }
     Tenant& t = tenants_[Index(it.key())];
     t.decayed = decayed;

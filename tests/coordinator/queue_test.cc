@@ -345,6 +345,23 @@ TEST_F(QueueTest, TheFinalLatencyIsMeasuredOnAWorkerOfTheJobsDevice) {
   EXPECT_NE(r->report_json().find("\"worker\": \"on-device\""), std::string::npos);
 }
 
+TEST_F(QueueTest, AWorkersLatencyDevicesAreBoundedAndChecked) {
+  auto refused = [&](std::vector<std::string> devices, const std::string& expect) {
+    RegisterWorkerRequest r;
+    r.set_name("w");
+    r.set_device("cpu");
+    for (std::string& d : devices) r.add_latency_devices(std::move(d));
+    auto reply = jobs_->RegisterWorker(r);
+    EXPECT_EQ(reply.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(reply.status().message().find(expect), std::string::npos) << reply.status();
+  };
+  refused(std::vector<std::string>(17, "local-cpu"), "latency_devices: 17 devices");
+  refused({""}, "latency_devices: an empty device name");
+  refused({"pixel\n9"}, "latency_devices");
+  refused({std::string(129, 'a')}, "latency_devices");
+  EXPECT_FALSE(Register("ok", "pixel9:tflite+fp16").empty());
+}
+
 TEST_F(QueueTest, WithoutAWorkerOfItsDeviceTheReportSaysWhereItWasMeasured) {
   JobSpec spec = Spec("lab", 0);
   spec.set_train_epochs(1);

@@ -3,6 +3,7 @@
 // as they run, persistence), each on its own.
 #include <cmath>
 
+#include "absl/strings/str_cat.h"
 #include "coordinator/quota_config.h"
 #include "coordinator/tenant_ledger.h"
 #include "gtest/gtest.h"
@@ -49,6 +50,7 @@ TEST(QuotaConfigTest, RefusesWhatIsOutOfBoundsOrMisspeltNamingTheMember) {
       {R"({"tenants": {"a": {"max_worker": 2}}})", "tenants.a.max_worker: unknown member"},
       {R"({"tenant": {}})", "tenant: unknown member"},
       {R"({"half_life_hours": 0})", "half_life_hours: must be in (0,"},
+      {R"({"aging_hours": 1e-300})", "aging_hours: must be at least one second"},
       {R"({"window_hours": 1e999})", "quotas.json"},
       {R"({"tenants": {"a b": {}}})", "tenants.a b"},
       {R"({"tenants": []})", "tenants: expected an object"},
@@ -123,6 +125,21 @@ TEST(TenantLedgerTest, SurvivesSerializationAndKeepsDecayingThroughTheGap) {
   EXPECT_NEAR(back.WindowSeconds(back.Find("a"), At(200)), 100, 1e-9);
   EXPECT_FALSE(back.Restore("{\"as_of_unix_s\": 1, \"tenants\": {\"x\": {}}}", "usage").ok());
   EXPECT_FALSE(back.Restore("not json", "usage").ok());
+  // Out of bounds: a far time, a sum beyond 1e15, a window index that is no whole number or
+  // beyond what an int64 holds.
+  auto usage = [](const std::string& as_of, const std::string& decayed, const std::string& index) {
+    return absl::StrCat("{\"as_of_unix_s\": ", as_of, ", \"tenants\": {\"x\": {\"decayed_seconds\": ",
+                        decayed, ", \"window_seconds\": 0, \"window_index\": ", index, "}}}");
+  };
+  EXPECT_TRUE(back.Restore(usage("1", "1", "2"), "usage").ok());
+  EXPECT_NE(back.Restore(usage("1e300", "1", "2"), "usage").message().find("as_of_unix_s"),
+            std::string::npos);
+  EXPECT_NE(back.Restore(usage("1", "1e300", "2"), "usage").message().find("usage must be in"),
+            std::string::npos);
+  EXPECT_NE(back.Restore(usage("1", "1", "1e300"), "usage").message().find("window_index"),
+            std::string::npos);
+  EXPECT_NE(back.Restore(usage("1", "1", "2.5"), "usage").message().find("window_index"),
+            std::string::npos);
   EXPECT_FALSE(back.Restore(
                        "{\"as_of_unix_s\": 1, \"tenants\": {\"x\": {\"decayed_seconds\": -1, "
                        "\"window_seconds\": 0, \"window_index\": 0}}}",
