@@ -13,15 +13,8 @@ COORD=$BIN/coordinator/coordinator
 SIM=$BIN/coordinator/sim_workers
 source "$(dirname "$0")/lib.sh"
 
-"$NAS" profile --space fashion-mnist --device local-cpu --threads 1 --profile_repeats 3 \
-  --table_out "$WORK/table.json" >"$WORK/profile.log" 2>&1 || { cat "$WORK/profile.log"; exit 1; }
-cat >"$WORK/tokens" <<'EOF'
-tok-alice-0123456789 alice vision
-tok-bob-0123456789ab bob speech
-tok-root-0123456789a root lab admin
-tok-worker-012345678 sim lab worker
-EOF
-echo tok-worker-012345678 >"$WORK/worker-token"
+profile_table
+two_tenant_tokens
 cat >"$WORK/quotas.json" <<'EOF'
 {"tenants": {"vision": {"weight": 3}, "speech": {"weight": 1}}}
 EOF

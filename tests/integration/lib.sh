@@ -60,3 +60,17 @@ crash_coordinator() {  # crash_coordinator FLAGS...: kill -9 the coordinator, st
   wait "$COORD_PID" 2>/dev/null
   start_coordinator "$@"
 }
+profile_table() {  # a latency table of the fashion-mnist space on this machine: $WORK/table.json
+  "$NAS" profile --space fashion-mnist --device local-cpu --threads 1 --profile_repeats 3 \
+    --table_out "$WORK/table.json" >"$WORK/profile.log" 2>&1 || { cat "$WORK/profile.log"; exit 1; }
+}
+two_tenant_tokens() {  # $WORK/tokens: alice (vision), bob (speech), root (admin), a worker
+  # credential (also in $WORK/worker-token)
+  cat >"$WORK/tokens" <<'EOF'
+tok-alice-0123456789 alice vision
+tok-bob-0123456789ab bob speech
+tok-root-0123456789a root lab admin
+tok-worker-012345678 sim lab worker
+EOF
+  echo tok-worker-012345678 >"$WORK/worker-token"
+}

@@ -16,16 +16,9 @@ SIM=$BIN/coordinator/sim_workers
 source "$(dirname "$0")/lib.sh"
 
 # A latency table of the fashion-mnist space on this machine (the jobs' device).
-"$NAS" profile --space fashion-mnist --device local-cpu --threads 1 --profile_repeats 3 \
-  --table_out "$WORK/table.json" >"$WORK/profile.log" 2>&1 || { cat "$WORK/profile.log"; exit 1; }
+profile_table
 
-cat >"$WORK/tokens" <<'EOF'
-tok-alice-0123456789 alice vision
-tok-bob-0123456789ab bob speech
-tok-root-0123456789a root lab admin
-tok-worker-012345678 sim lab worker
-EOF
-echo tok-worker-012345678 >"$WORK/worker-token"
+two_tenant_tokens
 cat >"$WORK/quotas.json" <<'EOF'
 {"half_life_hours": 24, "tenants": {"vision": {"weight": 3, "max_running_jobs": 1},
                                     "speech": {"weight": 1}}}
