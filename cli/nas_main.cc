@@ -29,6 +29,7 @@
 #include "cli/latency_check.h"
 #include "cli/launcher.h"
 #include "coordinator/search_client.h"
+#include "core/report_html.h"
 #include "core/search_defaults.h"
 #include "core/search_space.h"
 #include "latency_service/latency_client.h"
@@ -114,6 +115,8 @@ ABSL_FLAG(int, chain_steps, 0,
           "search with --workers/--coordinator and one task per round: weight tasks a worker runs "
           "in a row as one task, each on its own path (one round trip and one checkpoint; the "
           "same trajectory), cut where an arch step is due (0: 8 with one task per round)");
+ABSL_FLAG(std::string, result_dir, "", "report: the result directory to write report.html into");
+ABSL_FLAG(std::string, title, "", "report: the page's title (default: the directory)");
 ABSL_FLAG(int, samples, 20, "latency-check: random architectures to predict and measure");
 ABSL_FLAG(int, probe_layers, 8,
           "latency-check: table layers re-timed before and after the networks (the machine's "
@@ -379,6 +382,17 @@ int LatencyCheck() {
   return 0;
 }
 
+int Report() {
+  std::string dir = absl::GetFlag(FLAGS_result_dir);
+  if (dir.empty()) return Fail(absl::InvalidArgumentError("--result_dir: required"));
+  absl::Status s = nas::WriteReportHtml(dir, absl::GetFlag(FLAGS_title).empty()
+                                                 ? dir
+                                                 : absl::GetFlag(FLAGS_title));
+  if (!s.ok()) return Fail(s);
+  std::printf("wrote %s/report.html\n", dir.c_str());
+  return 0;
+}
+
 int Spaces() {
   for (const std::string& name : nas::SearchSpace::PresetNames()) {
     auto s = nas::SearchSpace::Preset(name);
@@ -400,6 +414,7 @@ int main(int argc, char** argv) {
       "  eval     evaluate saved weights (--arch, --weights)\n"
       "  profile  time every layer of --space, calibrate on whole networks, write --table_out\n"
       "  spaces   list the preset search spaces\n"
+      "  report   (re)write --result_dir's report.html from its report.json and history\n"
       "  latency-check  predict (--latency_service, --device) and measure --samples networks");
   // --latency-service is --latency_service: dashes in a flag's name read as underscores.
   std::vector<std::string> normalized(argv, argv + argc);
@@ -422,6 +437,7 @@ int main(int argc, char** argv) {
   if (cmd == "eval") return Eval();
   if (cmd == "profile") return Profile();
   if (cmd == "spaces") return Spaces();
+  if (cmd == "report") return Report();
   if (cmd == "latency-check") return LatencyCheck();
   std::fprintf(stderr, "nas: unknown command \"%s\"\n%s\n", cmd.c_str(),
                absl::ProgramUsageMessage().data());

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/json_fields.h"
+#include "core/report_html.h"
 #include "core/status_macros.h"
 #include "latency_service/grpc_status.h"
 #include "latency_service/grpc_tls.h"
@@ -251,6 +252,7 @@ absl::StatusOr<std::string> WriteResultDirectory(SearchClient& client, const Job
     absl::StrAppend(&md, "\nderived: ", rep["derived"].value("architecture", ""), "\n");
   }
   NAS_RETURN_IF_ERROR(Write(out + "/report.md", md));
+  NAS_RETURN_IF_ERROR(WriteReportHtml(out, "job " + r.job_id()));
   return md;
 }
 

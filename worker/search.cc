@@ -14,6 +14,7 @@
 #include "core/architecture.h"
 #include "core/json_fields.h"
 #include "core/latency_table.h"
+#include "core/report_html.h"
 #include "core/search_driver.h"
 #include "core/search_space.h"
 #include "core/status_macros.h"
@@ -459,6 +460,7 @@ absl::StatusOr<SearchReport> RunSearch(const SearchOptions& o) {
                         FormatDuration(report.search_seconds),
                         FormatDuration(report.total_seconds));
   NAS_RETURN_IF_ERROR(WriteFile(o.out_dir + "/report.md", md));
+  NAS_RETURN_IF_ERROR(WriteReportHtml(o.out_dir, "local search"));
   bar.Log(md);
   return report;
 }
