@@ -2,6 +2,8 @@
 # Installs everything the project needs on Debian 12 (bookworm), from Debian's packages only.
 # Idempotent: skips apt-get when every package is already installed. clang and its runtime
 # libraries (libFuzzer and the sanitizers) are for scripts/sanitize.sh and scripts/fuzz.sh.
+# libturbojpeg0-dev and libpng-dev decode image folders (worker/image_codec); python3-torchvision
+# is the baseline of bench/loader_compare.py.
 set -euo pipefail
 
 PACKAGES=(
@@ -9,10 +11,12 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev librocksdb-dev libtorch-dev prometheus-cpp-dev libjemalloc-dev
   libgtest-dev libgmock-dev nlohmann-json3-dev zlib1g-dev
+  libturbojpeg0-dev libpng-dev
   libopenblas0-pthread
   dataset-fashion-mnist
   prometheus curl python3 openssl
   python3-grpcio python3-protobuf
+  python3-torchvision
   clang libclang-rt-14-dev
 )
 

@@ -1,0 +1,565 @@
+// Image folders on real files: Fashion-MNIST test images written out per class as JPEG and PNG
+// with libjpeg-turbo and libpng (grey and tinted colour, some resized), read back through the
+// scan, the split, the decoders, the transforms and the prefetching loader; and hostile files.
+#include "worker/image_folder.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <set>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "tests/test_util.h"
+#include "worker/dataset_format.h"
+
+namespace nas {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Fashion-MNIST's class names: sorted, they are not in label order, which the scan must follow.
+const char* const kClassNames[10] = {"T-shirt", "Trouser", "Pullover", "Dress", "Coat",
+                                     "Sandal",  "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+constexpr int kPerClass = 12;
+
+std::string Gunzip(const std::string& path) {
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (f == nullptr) return "";
+  std::string out;
+  char buf[1 << 16];
+  int n;
+  while ((n = gzread(f, buf, sizeof(buf))) > 0) out.append(buf, n);
+  gzclose(f);
+  return out;
+}
+
+void WriteFile(const fs::path& p, const std::string& bytes) {
+  fs::create_directories(p.parent_path());
+  std::ofstream out(p, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// Nearest-neighbour upscale of a grey image to w x h, tinted to colour when channels == 3.
+Image Variant(const Image& grey, int w, int h, int channels, int tint) {
+  Image out;
+  out.width = w;
+  out.height = h;
+  out.channels = channels;
+  out.pixels.resize(static_cast<size_t>(w) * h * channels);
+  for (int y = 0; y < h; ++y) {
+    for (int x = 0; x < w; ++x) {
+      uint8_t v = grey.pixels[(y * grey.height / h) * grey.width + x * grey.width / w];
+      for (int c = 0; c < channels; ++c) {
+        int t = channels == 1 ? v : (c == tint % 3 ? v : v * (2 + c) / 5);
+        out.pixels[(static_cast<size_t>(y) * w + x) * channels + c] = static_cast<uint8_t>(t);
+      }
+    }
+  }
+  return out;
+}
+
+double MeanAbsDiff(const Image& a, const Image& b) {
+  double s = 0;
+  for (size_t i = 0; i < a.pixels.size(); ++i) s += std::abs(a.pixels[i] - b.pixels[i]);
+  return s / a.pixels.size();
+}
+
+class ImageFolderTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    char tmpl[] = "/tmp/nas_image_folder_test_XXXXXX";
+    root_ = new std::string(mkdtemp(tmpl));
+    originals_ = new std::map<std::string, Image>();
+    const std::string dir = "/usr/share/datasets/fashion-mnist/";
+    std::string img = Gunzip(dir + "t10k-images-idx3-ubyte.gz");
+    std::string lab = Gunzip(dir + "t10k-labels-idx1-ubyte.gz");
+    auto layout = ParseIdx(img, lab, "images", "labels");
+    ASSERT_TRUE(layout.ok()) << layout.status() << " (Debian's dataset-fashion-mnist)";
+    int written[10] = {0};
+    const std::string folder = *root_ + "/fmnist";
+    for (int64_t i = 0; i < layout->count; ++i) {
+      int label = static_cast<uint8_t>(lab[kIdxLabelsHeaderBytes + i]);
+      int k = written[label];
+      if (k >= kPerClass) continue;
+      ++written[label];
+      Image g;
+      g.width = g.height = 28;
+      g.channels = 1;
+      const char* px = img.data() + kIdxImagesHeaderBytes + i * 28 * 28;
+      g.pixels.assign(px, px + 28 * 28);
+      std::string rel = std::string(kClassNames[label]) + "/";
+      std::string bytes;
+      Image kept;
+      switch (k % 4) {
+        case 0:  // grey PNG, as is
+          kept = g;
+          bytes = *EncodePng(kept);
+          rel += "g" + std::to_string(k) + ".png";
+          break;
+        case 1:  // colour PNG, resized; the name says JPEG (format by magic bytes)
+          kept = Variant(g, 56, 42, 3, k);
+          bytes = *EncodePng(kept);
+          rel += "c" + std::to_string(k) + ".jpg";
+          break;
+        case 2:  // grey JPEG, as is
+          kept = g;
+          bytes = *EncodeJpeg(kept, 95);
+          rel += "g" + std::to_string(k) + ".jpeg";
+          break;
+        default:  // colour JPEG, upscaled (scaled decoding applies)
+          kept = Variant(g, 120, 90, 3, k);
+          bytes = *EncodeJpeg(kept, 95);
+          rel += (k == 11 ? "nested/deeper/" : "") + std::string("c") + std::to_string(k) + ".JPEG";
+      }
+      WriteFile(folder + "/" + rel, bytes);
+      (*originals_)[rel] = kept;
+    }
+    WriteFile(folder + "/Bag/.DS_Store", "junk");
+    WriteFile(folder + "/README.txt", "not a class");
+  }
+  static void TearDownTestSuite() {
+    fs::remove_all(*root_);
+    delete root_;
+    delete originals_;
+  }
+  static std::string Folder() { return *root_ + "/fmnist"; }
+
+  static std::string* root_;
+  static std::map<std::string, Image>* originals_;
+};
+std::string* ImageFolderTest::root_ = nullptr;
+std::map<std::string, Image>* ImageFolderTest::originals_ = nullptr;
+
+TEST_F(ImageFolderTest, ScanSortsClassesLikeTorchvisionAndSkipsHidden) {
+  auto f = ScanImageFolder(Folder());
+  ASSERT_TRUE(f.ok()) << f.status();
+  std::vector<std::string> want(kClassNames, kClassNames + 10);
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(f->classes, want);
+  EXPECT_EQ(f->classes[0], "Ankle boot");
+  ASSERT_EQ(f->size(), 10 * kPerClass);
+  EXPECT_EQ(f->hidden_skipped, 1);
+  for (int64_t i = 0; i < f->size(); ++i) {
+    const std::string cls = f->files[i].substr(0, f->files[i].find('/'));
+    EXPECT_EQ(f->classes[f->labels[i]], cls) << f->files[i];
+    EXPECT_TRUE(originals_->count(f->files[i])) << f->files[i];
+    if (i > 0 && f->labels[i] == f->labels[i - 1]) EXPECT_LT(f->files[i - 1], f->files[i]);
+  }
+}
+
+TEST_F(ImageFolderTest, PngRoundTripsExactlyAndJpegWithinTolerance) {
+  ImageLimits limits;
+  int png = 0, jpeg = 0;
+  for (const auto& [rel, orig] : *originals_) {
+    const std::string path = Folder() + "/" + rel;
+    auto bytes = ReadImageFile(path, limits);
+    ASSERT_TRUE(bytes.ok()) << bytes.status();
+    auto info = ProbeImage(*bytes, path, limits);
+    ASSERT_TRUE(info.ok()) << info.status();
+    EXPECT_EQ(info->width, orig.width);
+    EXPECT_EQ(info->height, orig.height);
+    EXPECT_EQ(info->channels, orig.channels);
+    auto img = DecodeImage(*bytes, path, orig.channels, limits);
+    ASSERT_TRUE(img.ok()) << img.status();
+    ASSERT_EQ(img->pixels.size(), orig.pixels.size());
+    if (info->format == ImageFormat::kPng) {
+      ++png;
+      EXPECT_EQ(img->pixels, orig.pixels) << rel;
+    } else {
+      ++jpeg;
+      EXPECT_LT(MeanAbsDiff(*img, orig), 4.0) << rel;
+    }
+    // The other channel count: grey replicated to RGB, colour to luma.
+    const int other = orig.channels == 1 ? 3 : 1;
+    auto conv = DecodeImage(*bytes, path, other, limits);
+    ASSERT_TRUE(conv.ok()) << conv.status();
+    ASSERT_EQ(conv->pixels.size(), orig.pixels.size() / orig.channels * other);
+    if (orig.channels == 1 && info->format == ImageFormat::kPng) {
+      for (size_t p = 0; p < orig.pixels.size(); ++p) {
+        ASSERT_EQ(conv->pixels[3 * p], orig.pixels[p]);
+        ASSERT_EQ(conv->pixels[3 * p + 2], orig.pixels[p]);
+      }
+    }
+  }
+  EXPECT_EQ(png, 60);
+  EXPECT_EQ(jpeg, 60);
+}
+
+TEST_F(ImageFolderTest, ScaledJpegDecodingPicksTheSmallestScaleCoveringTheTarget) {
+  int w = 0, h = 0;
+  JpegScaledSize(400, 300, 96, 96, &w, &h);  // 3/8 gives 150x113, 1/4 gives 100x75 < 96
+  EXPECT_EQ(w, 150);
+  EXPECT_EQ(h, 113);
+  JpegScaledSize(400, 300, 100, 75, &w, &h);
+  EXPECT_EQ(w, 100);
+  EXPECT_EQ(h, 75);
+  JpegScaledSize(400, 300, 500, 10, &w, &h);  // never upscales
+  EXPECT_EQ(w, 400);
+  EXPECT_EQ(h, 300);
+
+  const std::string rel = "Coat/c3.JPEG";
+  const Image& orig = originals_->at(rel);  // 120 x 90
+  auto bytes = ReadImageFile(Folder() + "/" + rel, {});
+  ASSERT_TRUE(bytes.ok());
+  auto small = DecodeImage(*bytes, rel, 3, {}, 30, 20);
+  ASSERT_TRUE(small.ok()) << small.status();
+  EXPECT_EQ(small->width, 30);
+  EXPECT_EQ(small->height, 23);
+  // Close to a box-filtered downscale of the original.
+  double diff = 0;
+  for (int y = 0; y < 22; ++y) {
+    for (int x = 0; x < 30; ++x) {
+      for (int c = 0; c < 3; ++c) {
+        double s = 0;
+        for (int dy = 0; dy < 4; ++dy) {
+          for (int dx = 0; dx < 4; ++dx) {
+            s += orig.pixels[((y * 4 + dy) * 120 + x * 4 + dx) * 3 + c];
+          }
+        }
+        diff += std::abs(s / 16 - small->pixels[(y * 30 + x) * 3 + c]);
+      }
+    }
+  }
+  EXPECT_LT(diff / (22 * 30 * 3), 8.0);
+}
+
+TEST_F(ImageFolderTest, RandomResizedCropFollowsTorchvisionsRules) {
+  TransformOptions t = TrainTransform(96, 96, 3, {}, {});
+  int flips = 0, fallbacks = 0;
+  for (int64_t i = 0; i < 2000; ++i) {
+    CropPlan p = PlanCrop(400, 300, t, 7, 0, i);
+    ASSERT_GE(p.x0, 0);
+    ASSERT_GE(p.y0, 0);
+    ASSERT_LE(p.x1, 400);
+    ASSERT_LE(p.y1, 300);
+    const double w = p.x1 - p.x0, h = p.y1 - p.y0, area = w * h / (400.0 * 300.0);
+    EXPECT_EQ(w, std::floor(w));  // whole pixels, as torchvision's crop
+    if (area > 0.999) ++fallbacks;
+    EXPECT_GE(area, 0.08 * 0.97) << i;
+    EXPECT_GE(w / h, 0.75 * 0.97);
+    EXPECT_LE(w / h, 4.0 / 3.0 * 1.03);
+    flips += p.flip;
+    // Deterministic per (seed, epoch, index).
+    CropPlan q = PlanCrop(400, 300, t, 7, 0, i);
+    EXPECT_EQ(p.x0, q.x0);
+    EXPECT_EQ(p.flip, q.flip);
+  }
+  EXPECT_GT(flips, 800);
+  EXPECT_LT(flips, 1200);
+  // Another epoch, another crop.
+  EXPECT_NE(PlanCrop(400, 300, t, 7, 1, 5).x0 + PlanCrop(400, 300, t, 7, 1, 5).y1,
+            PlanCrop(400, 300, t, 7, 0, 5).x0 + PlanCrop(400, 300, t, 7, 0, 5).y1);
+  // A very wide image makes every try fail: the fallback is the centre crop at ratio 4/3.
+  CropPlan wide = PlanCrop(1000, 10, t, 7, 0, 0);
+  EXPECT_EQ(wide.y0, 0);
+  EXPECT_EQ(wide.y1, 10);
+  EXPECT_EQ(wide.x1 - wide.x0, 13);
+  EXPECT_EQ(wide.x0, (1000 - 13) / 2);
+}
+
+TEST_F(ImageFolderTest, EvalCropIsTheCentreOfTheResizedImage) {
+  TransformOptions t = EvalTransform(224, 224, 3, kImageNetMean, kImageNetStd);
+  CropPlan p = PlanCrop(256, 256, t, 0, 0, 0);  // Resize(256) is the identity
+  EXPECT_DOUBLE_EQ(p.x0, 16);
+  EXPECT_DOUBLE_EQ(p.x1, 240);
+  EXPECT_DOUBLE_EQ(p.y0, 16);
+  EXPECT_FALSE(p.flip);
+  p = PlanCrop(512, 1024, t, 0, 0, 0);  // Resize(256) -> 256 x 512, crop 224 in the middle
+  EXPECT_DOUBLE_EQ(p.x0, 32);
+  EXPECT_DOUBLE_EQ(p.x1, 480);
+  EXPECT_DOUBLE_EQ(p.y0, 144 * 2);
+  EXPECT_DOUBLE_EQ(p.y1, 368 * 2);
+}
+
+TEST_F(ImageFolderTest, SamplesHaveTheShapeAndNormalisation) {
+  auto f = ScanImageFolder(Folder());
+  ASSERT_TRUE(f.ok());
+  for (int channels : {1, 3}) {
+    TransformOptions t = TrainTransform(20, 24, channels, std::vector<float>(channels, 0.5f),
+                                        std::vector<float>(channels, 0.25f));
+    const size_t n = static_cast<size_t>(channels) * 20 * 24;
+    for (int64_t i = 0; i < f->size(); ++i) {
+      std::vector<float> x(n), x2(n);
+      std::vector<uint8_t> u(n);
+      ASSERT_TRUE(LoadSample(*f, i, 3, 11, t, {}, x.data(), nullptr).ok());
+      ASSERT_TRUE(LoadSample(*f, i, 3, 11, t, {}, x2.data(), nullptr).ok());
+      ASSERT_TRUE(LoadSample(*f, i, 3, 11, t, {}, nullptr, u.data()).ok());
+      EXPECT_EQ(x, x2);
+      for (size_t k = 0; k < n; ++k) {
+        ASSERT_NEAR(x[k], (u[k] / 255.0 - 0.5) / 0.25, 0.5 / 255 / 0.25 + 1e-4);
+      }
+    }
+  }
+  // An image resampled to its own size with the eval crop fraction 1 is itself.
+  TransformOptions id = EvalTransform(28, 28, 1, {}, {});
+  id.eval_crop_fraction = 1.0;
+  for (int64_t i = 0; i < f->size(); ++i) {
+    if (f->files[i].find("/g0.png") == std::string::npos) continue;
+    std::vector<uint8_t> u(28 * 28);
+    ASSERT_TRUE(LoadSample(*f, i, 0, 0, id, {}, nullptr, u.data()).ok());
+    EXPECT_EQ(u, originals_->at(f->files[i]).pixels);
+  }
+}
+
+TEST_F(ImageFolderTest, BalancedSplitTakesTheSameNumberFromEveryClass) {
+  auto f = ScanImageFolder(Folder());
+  ASSERT_TRUE(f.ok());
+  auto s = SplitImageFolder(*f, 23, 5);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->source, "balanced");
+  EXPECT_EQ(s->valid.size(), 23u);
+  EXPECT_EQ(s->train.size(), 10u * kPerClass - 23);
+  std::vector<int> per(10);
+  for (int64_t i : s->valid) ++per[f->labels[i]];
+  for (int c = 0; c < 10; ++c) EXPECT_EQ(per[c], c < 3 ? 3 : 2);
+  std::set<int64_t> all(s->train.begin(), s->train.end());
+  all.insert(s->valid.begin(), s->valid.end());
+  EXPECT_EQ(all.size(), 10u * kPerClass);
+  auto again = SplitImageFolder(*f, 23, 5);
+  EXPECT_EQ(again->valid, s->valid);
+  auto other = SplitImageFolder(*f, 23, 6);
+  EXPECT_NE(other->valid, s->valid);
+  EXPECT_TRUE(IsError(SplitImageFolder(*f, 10 * kPerClass, 5).status(),
+                      absl::StatusCode::kInvalidArgument, {"valid_size"}));
+}
+
+TEST_F(ImageFolderTest, SplitListsAreReadAndCheckedLineByLine) {
+  const std::string dir = *root_ + "/lists";
+  fs::create_directories(dir + "/a");
+  fs::create_directories(dir + "/b");
+  for (const char* p : {"a/1.png", "a/2.png", "a/3.png", "b/1.png", "b/2.png"}) {
+    fs::copy_file(Folder() + "/Bag/g0.png", dir + "/" + p);
+  }
+  auto f = ScanImageFolder(dir);
+  ASSERT_TRUE(f.ok()) << f.status();
+  WriteFile(dir + "/train.txt", "a/1.png\r\nb/2.png\n\na/3.png\n");
+  auto s = SplitImageFolder(*f, 1, 0);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->source, "lists");
+  EXPECT_EQ(s->train, (std::vector<int64_t>{0, 2, 4}));
+  EXPECT_EQ(s->valid, (std::vector<int64_t>{1, 3}));  // val.txt absent: the rest
+  WriteFile(dir + "/val.txt", "b/1.png\n");
+  s = SplitImageFolder(*f, 1, 0);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->valid, (std::vector<int64_t>{3}));
+  EXPECT_EQ(s->unlisted, 1);
+  const std::string val = dir + "/val.txt";
+  WriteFile(val, "b/1.png\nb/9.png\n");
+  EXPECT_TRUE(IsError(SplitImageFolder(*f, 1, 0).status(), absl::StatusCode::kInvalidArgument,
+                      {val + ":2", "b/9.png", "not a file"}));
+  WriteFile(val, "../lists/a/1.png\n");
+  EXPECT_TRUE(IsError(SplitImageFolder(*f, 1, 0).status(), absl::StatusCode::kInvalidArgument,
+                      {val + ":1", "leaves the folder"}));
+  WriteFile(val, "a/1.png\n");
+  EXPECT_TRUE(IsError(SplitImageFolder(*f, 1, 0).status(), absl::StatusCode::kInvalidArgument,
+                      {val + ":1", "listed twice"}));
+  WriteFile(val, "/etc/passwd\n");
+  EXPECT_TRUE(IsError(SplitImageFolder(*f, 1, 0).status(), absl::StatusCode::kInvalidArgument,
+                      {"absolute"}));
+  WriteFile(val, std::string(2000, 'x') + "\n");
+  EXPECT_TRUE(IsError(SplitImageFolder(*f, 1, 0).status(), absl::StatusCode::kInvalidArgument,
+                      {val + ":1", "limit of 1024"}));
+}
+
+TEST_F(ImageFolderTest, ScanBoundsNameTheLimit) {
+  ImageFolderLimits l;
+  l.max_files = 50;
+  EXPECT_TRUE(IsError(ScanImageFolder(Folder(), l).status(), absl::StatusCode::kInvalidArgument,
+                      {Folder(), "limit of 50 files"}));
+  l = {};
+  l.max_path_bytes = 12;
+  EXPECT_TRUE(IsError(ScanImageFolder(Folder(), l).status(), absl::StatusCode::kInvalidArgument,
+                      {"limit of 12"}));
+  l = {};
+  l.max_depth = 2;
+  EXPECT_TRUE(IsError(ScanImageFolder(Folder(), l).status(), absl::StatusCode::kInvalidArgument,
+                      {"nested", "limit of 2"}));
+  l = {};
+  l.max_classes = 3;
+  EXPECT_TRUE(IsError(ScanImageFolder(Folder(), l).status(), absl::StatusCode::kInvalidArgument,
+                      {"limit of 3 class folders"}));
+  EXPECT_TRUE(IsError(ScanImageFolder(*root_ + "/missing").status(), absl::StatusCode::kNotFound,
+                      {"missing", "not a folder"}));
+  fs::create_directories(*root_ + "/empty/a");
+  EXPECT_TRUE(IsError(ScanImageFolder(*root_ + "/empty").status(),
+                      absl::StatusCode::kInvalidArgument, {"no files"}));
+}
+
+// The hostile files, each with the words its error must carry.
+struct BadFile {
+  std::string name;
+  std::string bytes;
+  std::vector<std::string> words;
+};
+
+std::vector<BadFile> HostileFiles(const std::string& good_jpeg, const std::string& good_png) {
+  std::vector<BadFile> bad;
+  bad.push_back(
+      {"truncated.jpg", good_jpeg.substr(0, good_jpeg.size() * 6 / 10), {"truncated.jpg", "JPEG"}});
+  bad.push_back({"garbage.jpg", std::string(3000, '\x5a'), {"garbage.jpg", "not a JPEG or PNG"}});
+  bad.push_back({"empty.jpg", "", {"empty.jpg", "0 bytes"}});
+  std::string huge = good_jpeg;
+  for (size_t i = 0; i + 9 < huge.size(); ++i) {  // SOF0: FF C0 len(2) precision h(2) w(2)
+    if (static_cast<uint8_t>(huge[i]) == 0xFF && static_cast<uint8_t>(huge[i + 1]) == 0xC0) {
+      huge[i + 5] = huge[i + 7] = '\xEA';
+      huge[i + 6] = huge[i + 8] = '\x60';  // 60000 x 60000
+      break;
+    }
+  }
+  bad.push_back({"huge.jpg", huge, {"huge.jpg", "60000x60000", "limit of 89478485 pixels"}});
+  std::string crc = good_png;
+  size_t idat = crc.find("IDAT");
+  uint32_t len = (uint8_t(crc[idat - 4]) << 24) | (uint8_t(crc[idat - 3]) << 16) |
+                 (uint8_t(crc[idat - 2]) << 8) | uint8_t(crc[idat - 1]);
+  crc[idat + 4 + len] ^= 0x55;
+  bad.push_back({"badcrc.png", crc, {"badcrc.png", "CRC"}});
+  bad.push_back({"cut.png", good_png.substr(0, good_png.size() / 2), {"cut.png", "PNG"}});
+  return bad;
+}
+
+TEST_F(ImageFolderTest, HostileFilesAreNamedOrSkippedAndCounted) {
+  const std::string dir = *root_ + "/hostile";
+  const std::string jpeg = ReadTextFile(Folder() + "/Coat/c3.JPEG");
+  const std::string png = ReadTextFile(Folder() + "/Coat/g0.png");
+  std::vector<BadFile> bad = HostileFiles(jpeg, png);
+  for (const BadFile& b : bad) WriteFile(dir + "/bad/" + b.name, b.bytes);
+  WriteFile(dir + "/bad/good.jpg", jpeg);
+  WriteFile(dir + "/good/1.png", png);
+  const bool root = ::geteuid() == 0;
+  if (!root) {
+    WriteFile(dir + "/bad/noperm.png", png);
+    ::chmod((dir + "/bad/noperm.png").c_str(), 0);
+    bad.push_back({"noperm.png", "", {"noperm.png", "Permission denied"}});
+  }
+  auto f = ScanImageFolder(dir);
+  ASSERT_TRUE(f.ok()) << f.status();
+  ASSERT_EQ(f->size(), static_cast<int64_t>(bad.size()) + 2);
+  TransformOptions t = TrainTransform(32, 32, 3, kImageNetMean, kImageNetStd);
+  std::vector<float> x(3 * 32 * 32);
+  int failures = 0;
+  for (int64_t i = 0; i < f->size(); ++i) {
+    absl::Status s = LoadSample(*f, i, 0, 0, t, {}, x.data(), nullptr);
+    const std::string name = fs::path(f->files[i]).filename().string();
+    if (name == "good.jpg" || name == "1.png") {
+      EXPECT_TRUE(s.ok()) << s;
+      continue;
+    }
+    ++failures;
+    for (const BadFile& b : bad) {
+      if (b.name != name) continue;
+      EXPECT_FALSE(s.ok()) << name;
+      for (const std::string& w : b.words) {
+        EXPECT_NE(std::string(s.message()).find(w), std::string::npos) << s << " lacks " << w;
+      }
+    }
+  }
+  EXPECT_EQ(failures, static_cast<int>(bad.size()));
+
+  std::vector<int64_t> all(f->size());
+  std::iota(all.begin(), all.end(), 0);
+  // Without skip_bad_files: the batch is the first bad file's error.
+  LoaderOptions o;
+  o.transform = t;
+  {
+    ImageFolderLoader loader(*f, o, {BatchRequest{0, all}});
+    auto b = loader.Next();
+    EXPECT_FALSE(b.ok());
+    EXPECT_NE(std::string(b.status().message()).find(dir + "/bad/"), std::string::npos);
+  }
+  // With it: the good files are delivered, each bad one named in the batch and counted.
+  o.skip_bad_files = true;
+  ImageFolderLoader loader(*f, o, {BatchRequest{0, all}, BatchRequest{1, all}});
+  for (int e = 0; e < 2; ++e) {
+    auto b = loader.Next();
+    ASSERT_TRUE(b.ok()) << b.status();
+    EXPECT_EQ(b->n, 2);
+    EXPECT_EQ(b->f32.size(), 2u * 3 * 32 * 32);
+    EXPECT_EQ(b->skipped.size(), bad.size());
+  }
+  EXPECT_EQ(loader.bad_files(), 2 * static_cast<int64_t>(bad.size()));
+  EXPECT_TRUE(absl::IsOutOfRange(loader.Next().status()));
+  // A tighter pixel bound refuses an ordinary image, naming the limit.
+  ImageFolderLimits tight;
+  tight.image.max_pixels = 100;
+  absl::Status s = LoadSample(*f, 0, 0, 0, t, tight, x.data(), nullptr);
+  EXPECT_TRUE(IsError(s, absl::StatusCode::kInvalidArgument, {"limit of 100 pixels"})) << s;
+  tight = {};
+  tight.image.max_file_bytes = 10;
+  int64_t good = std::find(f->files.begin(), f->files.end(), "bad/good.jpg") - f->files.begin();
+  s = LoadSample(*f, good, 0, 0, t, tight, x.data(), nullptr);
+  EXPECT_TRUE(IsError(s, absl::StatusCode::kInvalidArgument, {"good.jpg", "limit of 10 bytes"}));
+}
+
+TEST_F(ImageFolderTest, LoaderDeliversInOrderTheSameBatchesForAnyThreadCount) {
+  auto f = ScanImageFolder(Folder());
+  ASSERT_TRUE(f.ok());
+  std::vector<int64_t> all(f->size());
+  std::iota(all.begin(), all.end(), 0);
+  std::vector<BatchRequest> req = EpochBatches(all, 16, 3, 0);
+  std::vector<BatchRequest> e1 = EpochBatches(all, 16, 3, 1);
+  req.insert(req.end(), e1.begin(), e1.end());
+  ASSERT_EQ(req.size(), 2u * (10 * kPerClass / 16));
+  EXPECT_NE(req[0].indices, e1[0].indices);  // a new order each epoch
+  std::vector<std::vector<float>> first;
+  for (auto [threads, depth] : {std::pair{1, 1}, {2, 4}, {4, 2}, {3, 16}}) {
+    LoaderOptions o;
+    o.threads = threads;
+    o.queue_depth = depth;
+    o.seed = 9;
+    o.transform = TrainTransform(40, 40, 3, kImageNetMean, kImageNetStd);
+    ImageFolderLoader loader(*f, o, req);
+    for (size_t b = 0; b < req.size(); ++b) {
+      auto batch = loader.Next();
+      ASSERT_TRUE(batch.ok()) << batch.status();
+      ASSERT_EQ(batch->indices, req[b].indices);
+      ASSERT_EQ(batch->n, 16);
+      for (int k = 0; k < 16; ++k) EXPECT_EQ(batch->labels[k], f->labels[req[b].indices[k]]);
+      if (first.size() <= b) {
+        first.push_back(batch->f32);
+      } else {
+        EXPECT_EQ(batch->f32, first[b]) << "batch " << b << " with " << threads << " threads";
+      }
+    }
+    EXPECT_TRUE(absl::IsOutOfRange(loader.Next().status()));
+    EXPECT_EQ(loader.bad_files(), 0);
+  }
+  // A loader dropped early stops its threads.
+  {
+    LoaderOptions o;
+    o.threads = 2;
+    ImageFolderLoader loader(*f, o, req);
+    ASSERT_TRUE(loader.Next().ok());
+  }
+}
+
+TEST_F(ImageFolderTest, InvalidLoaderOptionsAreAnErrorFromNext) {
+  auto f = ScanImageFolder(Folder());
+  ASSERT_TRUE(f.ok());
+  LoaderOptions o;
+  o.transform.channels = 2;
+  EXPECT_TRUE(IsError(ImageFolderLoader(*f, o, {}).Next().status(),
+                      absl::StatusCode::kInvalidArgument, {"channels"}));
+  o = {};
+  o.transform.mean = {0.5f};
+  EXPECT_TRUE(IsError(ImageFolderLoader(*f, o, {}).Next().status(),
+                      absl::StatusCode::kInvalidArgument, {"mean/std"}));
+  o = {};
+  o.queue_depth = 0;
+  EXPECT_TRUE(IsError(ImageFolderLoader(*f, o, {}).Next().status(),
+                      absl::StatusCode::kInvalidArgument, {"queue_depth"}));
+  o = {};
+  EXPECT_TRUE(IsError(ImageFolderLoader(*f, o, {BatchRequest{0, {0, 100000}}}).Next().status(),
+                      absl::StatusCode::kInvalidArgument, {"index 100000"}));
+}
+
+}  // namespace
+}  // namespace nas
