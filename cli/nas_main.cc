@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
@@ -82,7 +83,8 @@ ABSL_FLAG(int, threads, 0, "intra-op threads (0: all cores)");
 ABSL_FLAG(uint64_t, seed, 0, "random seed");
 ABSL_FLAG(bool, progress, true, "show a progress bar");
 ABSL_FLAG(std::string, arch, "", "train/eval: architecture JSON or reference network config");
-ABSL_FLAG(std::string, weights, "", "eval: weights file written by train or search");
+ABSL_FLAG(std::string, weights, "", "eval/export: weights file written by train or search");
+ABSL_FLAG(bool, fold_bn, false, "export: fold BatchNorm into the convolutions");
 ABSL_FLAG(std::string, table_out, "", "profile: where to write the table");
 ABSL_FLAG(std::string, latency_service, "",
           "search, latency-check: latency service host:port (search: instead of a local table; "
@@ -314,6 +316,25 @@ int Train() {
   return 0;
 }
 
+int Export() {
+  nas::ExportCommandOptions o;
+  o.space = absl::GetFlag(FLAGS_space);
+  // A --space other than the default overrides the result directory's search_space.json.
+  const absl::CommandLineFlag* space_flag = absl::FindCommandLineFlag("space");
+  o.space_given = space_flag != nullptr && space_flag->CurrentValue() != space_flag->DefaultValue();
+  o.architecture = absl::GetFlag(FLAGS_arch);
+  o.weights = absl::GetFlag(FLAGS_weights);
+  o.out = absl::GetFlag(FLAGS_out);
+  o.fold_bn = absl::GetFlag(FLAGS_fold_bn);
+  auto r = nas::RunExport(o);
+  if (!r.ok()) return Fail(r.status());
+  std::printf("wrote %s (%lld bytes): ONNX opset 13, space %s, %s, %lld parameters%s\n",
+              r->out.c_str(), static_cast<long long>(r->bytes), r->space.c_str(),
+              r->architecture.c_str(), static_cast<long long>(r->parameters),
+              o.fold_bn ? ", BatchNorm folded" : "");
+  return 0;
+}
+
 int Eval() {
   nas::EvalCommandOptions o;
   o.space = absl::GetFlag(FLAGS_space);
@@ -408,10 +429,11 @@ int Spaces() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "nas <search|train|eval|profile|spaces> [flags]\n"
+      "nas <search|train|eval|export|profile|spaces> [flags]\n"
       "  search   profile, search, derive, train and report (the embedded default)\n"
       "  train    train an architecture (--arch) from scratch\n"
       "  eval     evaluate saved weights (--arch, --weights)\n"
+      "  export   write --arch with --weights as an ONNX model to --out [--fold_bn]\n"
       "  profile  time every layer of --space, calibrate on whole networks, write --table_out\n"
       "  spaces   list the preset search spaces\n"
       "  report   (re)write --result_dir's report.html from its report.json and history\n"
@@ -435,6 +457,7 @@ int main(int argc, char** argv) {
   if (cmd == "search") return Search();
   if (cmd == "train") return Train();
   if (cmd == "eval") return Eval();
+  if (cmd == "export") return Export();
   if (cmd == "profile") return Profile();
   if (cmd == "spaces") return Spaces();
   if (cmd == "report") return Report();

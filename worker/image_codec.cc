@@ -415,7 +415,8 @@ void ResampleBox(const Image& src, double x0, double y0, double x1, double y1, i
   int row1 = row0;
   for (int y = 0; y < out_height; ++y) row1 = std::max(row1, ty.start[y] + ty.count[y]);
   // Horizontal pass over the rows the vertical pass reads.
-  std::vector<float> tmp(static_cast<size_t>(row1 - row0) * out_width * c);
+  thread_local std::vector<float> tmp;
+  tmp.resize(static_cast<size_t>(row1 - row0) * out_width * c);
   for (int y = row0; y < row1; ++y) {
     const uint8_t* in = src.pixels.data() + static_cast<size_t>(y) * src.width * c;
     float* o = tmp.data() + static_cast<size_t>(y - row0) * out_width * c;

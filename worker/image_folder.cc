@@ -440,8 +440,17 @@ ImageFolderLoader::~ImageFolderLoader() {
   {
     absl::MutexLock l(&mu_);
     stop_ = true;
+    can_start_.SignalAll();
   }
   for (auto& t : threads_) t.join();
+}
+
+void ImageFolderLoader::Recycle(ImageBatch&& batch) {
+  absl::MutexLock l(&mu_);
+  const size_t keep = static_cast<size_t>(options_.queue_depth) + 1;
+  if (batch.f32.capacity() > 0 && free_f32_.size() < keep)
+    free_f32_.push_back(std::move(batch.f32));
+  if (batch.u8.capacity() > 0 && free_u8_.size() < keep) free_u8_.push_back(std::move(batch.u8));
 }
 
 int64_t ImageFolderLoader::bad_files() const {
@@ -455,11 +464,10 @@ void ImageFolderLoader::Work() {
     int64_t b;
     {
       absl::MutexLock l(&mu_);
-      auto can_start = [this, total]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stop_ || next_to_start_ >= total ||
-               next_to_start_ < next_to_take_ + options_.queue_depth;
-      };
-      mu_.Await(absl::Condition(&can_start));
+      while (!stop_ && next_to_start_ < total &&
+             next_to_start_ >= next_to_take_ + options_.queue_depth) {
+        can_start_.Wait(&mu_);
+      }
       if (stop_ || next_to_start_ >= total) return;
       b = next_to_start_++;
     }
@@ -467,6 +475,7 @@ void ImageFolderLoader::Work() {
     absl::MutexLock l(&mu_);
     if (r.ok()) bad_files_ += static_cast<int64_t>(r->skipped.size());
     done_.emplace(b, std::move(r));
+    if (b == next_to_take_) batch_done_.SignalAll();
   }
 }
 
@@ -479,6 +488,16 @@ absl::StatusOr<ImageBatch> ImageFolderLoader::Decode(int64_t b) {
     out.height = t.out_height;
     out.width = t.out_width;
     const size_t sample = static_cast<size_t>(t.channels) * t.out_height * t.out_width;
+    {
+      absl::MutexLock l(&mu_);
+      if (options_.float_output && !free_f32_.empty()) {
+        out.f32 = std::move(free_f32_.back());
+        free_f32_.pop_back();
+      } else if (!options_.float_output && !free_u8_.empty()) {
+        out.u8 = std::move(free_u8_.back());
+        free_u8_.pop_back();
+      }
+    }
     if (options_.float_output) {
       out.f32.resize(sample * req.indices.size());
     } else {
@@ -518,10 +537,10 @@ absl::StatusOr<ImageBatch> ImageFolderLoader::Next() {
     return absl::OutOfRangeError(absl::StrCat("all ", batches(), " batches were returned"));
   }
   const int64_t want = next_to_take_;
-  auto ready = [this, want]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done_.count(want) > 0; };
-  mu_.Await(absl::Condition(&ready));
+  while (done_.count(want) == 0) batch_done_.Wait(&mu_);
   auto node = done_.extract(want);
   ++next_to_take_;
+  can_start_.SignalAll();
   return std::move(node.mapped());
 }
 

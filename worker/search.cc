@@ -19,6 +19,7 @@
 #include "core/search_space.h"
 #include "core/status_macros.h"
 #include "worker/data.h"
+#include "worker/onnx_export.h"
 #include "worker/ops.h"
 #include "worker/progress.h"
 #include "worker/runtime.h"
@@ -409,7 +410,15 @@ absl::StatusOr<SearchReport> RunSearch(const SearchOptions& o) {
     SetThreads(o.threads);
     r->measured_ms = m.mean_ms;
     r->measured_std_ms = std::sqrt(m.var);
-    return SaveModule(*net, o.out_dir + "/" + weights_file);
+    NAS_RETURN_IF_ERROR(SaveModule(*net, o.out_dir + "/" + weights_file));
+    // The same network as ONNX next to its weights (<label>.onnx), for other runtimes.
+    OnnxExportOptions onnx;
+    onnx.space = space.name();
+    onnx.architecture = r->architecture;
+    onnx.input_mean = data.train_full.mean;
+    onnx.input_std = data.train_full.std;
+    onnx.weights_source = weights_file;
+    return WriteOnnxModel(config, *net, onnx, o.out_dir + "/" + label + ".onnx");
   };
   NAS_RETURN_IF_ERROR(
       finish_network(arch.choices, derived, "derived", "derived.pt", &report.derived));
@@ -531,6 +540,35 @@ absl::StatusOr<NetworkReport> RunEval(const EvalCommandOptions& o) {
       "evaluation"));
   r.architecture = loaded.second;
   r.macs = loaded.first.Macs();
+  return r;
+}
+
+absl::StatusOr<ExportReport> RunExport(const ExportCommandOptions& o) {
+  if (o.architecture.empty()) return absl::InvalidArgumentError("--arch: required");
+  if (o.weights.empty()) return absl::InvalidArgumentError("--weights: required");
+  if (o.out.empty()) return absl::InvalidArgumentError("--out: required");
+  std::string space_source = o.space;
+  if (!o.space_given) {
+    // A result directory keeps the space it was searched in next to its architecture.
+    fs::path beside = fs::path(o.architecture).parent_path() / "search_space.json";
+    std::error_code ec;
+    if (fs::is_regular_file(beside, ec)) space_source = beside.string();
+  }
+  NAS_ASSIGN_OR_RETURN(SearchSpace space, SearchSpace::Load(space_source));
+  NAS_ASSIGN_OR_RETURN(auto loaded, LoadArchitecture(space, o.architecture));
+  OnnxExportOptions eo;
+  eo.fold_bn = o.fold_bn;
+  eo.space = space.name();
+  eo.architecture = loaded.second;
+  eo.weights_source = fs::path(o.weights).filename().string();
+  NAS_ASSIGN_OR_RETURN(std::string bytes, OnnxFromWeightsFile(loaded.first, o.weights, eo));
+  NAS_RETURN_IF_ERROR(WriteOnnxBytes(bytes, o.out));
+  ExportReport r;
+  r.out = o.out;
+  r.architecture = loaded.second;
+  r.space = space.name();
+  r.bytes = static_cast<int64_t>(bytes.size());
+  r.parameters = loaded.first.ParameterCount();
   return r;
 }
 

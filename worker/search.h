@@ -8,6 +8,7 @@
 // measure their latency end to end, and write a result directory:
 //   architecture.json  network.json (reference config format)  alpha_history.jsonl
 //   derived.pt  baseline.pt  latency_table.json  search_space.json  report.json  report.md
+//   derived.onnx  baseline.onnx (worker/onnx_export.h: the same networks for ONNX runtimes)
 //
 //   SearchOptions o;  o.out_dir = "results/run1";
 //   absl::StatusOr<SearchReport> r = RunSearch(o);
@@ -144,6 +145,30 @@ struct EvalCommandOptions {
   int threads = 0;
 };
 absl::StatusOr<NetworkReport> RunEval(const EvalCommandOptions& options);
+
+// `nas export`: an architecture (our JSON against a space, or a reference network config) with
+// weights saved by search/train (derived.pt, weights.pt) as an ONNX model (worker/onnx_export.h).
+// Errors name the file and the problem (a missing or misshapen tensor, non-finite values, an
+// architecture of another space).
+struct ExportCommandOptions {
+  // The space: a preset name or a search_space.json. Unless space_given, a search_space.json
+  // next to the architecture file (a result directory) is used instead. Default fashion-mnist.
+  std::string space = "fashion-mnist";
+  bool space_given = false;
+  std::string architecture;  // path (required)
+  std::string weights;       // path (required)
+  std::string out;           // path of the .onnx file (required)
+  // Fold BatchNorm into the convolutions. Default false.
+  bool fold_bn = false;
+};
+struct ExportReport {
+  std::string out;
+  std::string space;
+  std::string architecture;
+  int64_t bytes = 0;
+  int64_t parameters = 0;
+};
+absl::StatusOr<ExportReport> RunExport(const ExportCommandOptions& options);
 
 // `nas profile`: times every layer of a space and writes a table.
 absl::StatusOr<std::string> RunProfile(const std::string& space, const ProfileOptions& options,

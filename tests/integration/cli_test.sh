@@ -27,7 +27,7 @@ TINY=(--train_subset 1200 --valid_size 200 --test_subset 300 --warmup_epochs 1 -
 if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   "$NAS" search "${TINY[@]}" --out "$WORK/run" >"$WORK/search.log" 2>&1
   check "search exits 0" test $? -eq 0
-  for f in architecture.json network.json alpha_history.jsonl derived.pt baseline.pt report.json report.md; do
+  for f in architecture.json network.json alpha_history.jsonl derived.pt baseline.pt derived.onnx baseline.onnx report.json report.md; do
     check "search wrote $f" test -s "$WORK/run/$f"
   done
   check "report has both networks" grep -q "baseline (largest)" "$WORK/run/report.md"

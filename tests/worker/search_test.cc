@@ -68,8 +68,8 @@ TEST_F(SearchTest, WritesAValidResultDirectory) {
   auto r = RunSearch(o);
   ASSERT_TRUE(r.ok()) << r.status();
   for (const char* f : {"architecture.json", "network.json", "alpha_history.jsonl", "derived.pt",
-                        "baseline.pt", "latency_table.json", "search_space.json", "report.json",
-                        "report.md"}) {
+                        "baseline.pt", "derived.onnx", "baseline.onnx", "latency_table.json",
+                        "search_space.json", "report.json", "report.md"}) {
     EXPECT_TRUE(fs::exists(fs::path(o.out_dir) / f)) << f;
   }
   auto space = SearchSpace::Preset("fashion-mnist");
