@@ -1017,10 +1017,23 @@ absl::Status JobManager::Validate(const Job& j, const Lease& l, const CompletedT
       if (!report.ok() || !report->is_object()) {
         return absl::InvalidArgumentError("outcome.report_json: not a JSON object");
       }
-      std::string want = l.task.final().label() + ".pt";
-      if (r.tensors.size() != 1 || r.tensors[0].name() != want || r.tensors[0].dtype() != "bytes") {
-        return absl::InvalidArgumentError(
-            absl::StrCat("tensors: a final task returns exactly '", want, "' (dtype bytes)"));
+      // <label>.pt, and <label>.onnx from a worker that exports it (an older one does not).
+      const std::string pt = l.task.final().label() + ".pt";
+      const std::string onnx = l.task.final().label() + ".onnx";
+      bool has_pt = false, has_onnx = false;
+      for (const TensorBlob& t : r.tensors) {
+        bool is_pt = t.name() == pt, is_onnx = t.name() == onnx;
+        if ((!is_pt && !is_onnx) || t.dtype() != "bytes" || (is_pt && has_pt) ||
+            (is_onnx && has_onnx)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("tensors: a final task returns '", pt, "' and optionally '", onnx,
+                           "', each once with dtype bytes; got '", t.name(), "' (", t.dtype(), ")"));
+        }
+        has_pt = has_pt || is_pt;
+        has_onnx = has_onnx || is_onnx;
+      }
+      if (!has_pt) {
+        return absl::InvalidArgumentError(absl::StrCat("tensors: a final task returns '", pt, "'"));
       }
       return absl::OkStatus();
     }
@@ -1189,11 +1202,13 @@ absl::Status JobManager::AdvanceStage(Job& j) {
     case Job::Stage::kFinal: {
       for (Lease& l : j.tasks) {
         (*j.rec.mutable_final_reports())[l.task.final().label()] = l.result->outcome.report_json();
-        TensorBlob b = l.result->tensors[0];
-        b.set_name(kArtifactPrefix + b.name());
-        b.set_version(1);
-        b.set_total_bytes(b.data().size());
-        j.params.PutChanged(std::make_shared<const TensorBlob>(std::move(b)));
+        for (const TensorBlob& t : l.result->tensors) {  // <label>.pt [and <label>.onnx]
+          TensorBlob b = t;
+          b.set_name(kArtifactPrefix + b.name());
+          b.set_version(1);
+          b.set_total_bytes(b.data().size());
+          j.params.PutChanged(std::make_shared<const TensorBlob>(std::move(b)));
+        }
       }
       j.tasks.clear();
       return FinishJob(j);
@@ -1285,6 +1300,12 @@ absl::Status JobManager::FinishJob(Job& j) {
   res.set_measured_latency_ms(d.value("measured_latency_ms", 0.0));
   res.set_report_json(report.dump(2));
   for (const auto& [label, r] : j.rec.final_reports()) res.add_artifacts(label + ".pt");
+  // <label>.onnx next to <label>.pt where the worker exported it (listed after every .pt).
+  for (const auto& [label, r] : j.rec.final_reports()) {
+    if (j.params.Find(absl::StrCat(kArtifactPrefix, label, ".onnx")) != nullptr) {
+      res.add_artifacts(label + ".onnx");
+    }
+  }
   NAS_RETURN_IF_ERROR(store_->PutResult(j.rec.job_id(), res.SerializeAsString()));
   return CommitRound(j, {});
 }

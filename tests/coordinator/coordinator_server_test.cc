@@ -206,6 +206,59 @@ TEST_F(CoordinatorServerTest, PipelinedCommitsEndTheSameAndShutDownWritesEveryRo
   EXPECT_TRUE(client_->Artifact(*id, "derived.pt").ok());
 }
 
+// A final task returns <label>.pt and, from a worker that exports it, <label>.onnx: both become
+// artifacts that the result lists (and WriteResultDirectory writes); a final task from a worker
+// that sends no .onnx (here the baseline's) still completes. Another name, or a name twice, is
+// refused and changes nothing.
+TEST_F(CoordinatorServerTest, FinalTasksMayReturnAnOnnxModel) {
+  auto id = client_->Submit(SmallSpec());
+  ASSERT_TRUE(id.ok()) << id.status();
+  SimWorker w(Channel());
+  ASSERT_TRUE(w.Register("sim").ok());
+  int finals = 0;
+  for (int i = 0; i < 1000; ++i) {
+    auto st = client_->Get(*id);
+    ASSERT_TRUE(st.ok());
+    if (st->state() == "DONE" || st->state() == "FAILED") break;
+    auto got = w.Acquire(absl::Milliseconds(200));
+    ASSERT_TRUE(got.ok()) << got.status();
+    if (!*got) continue;
+    auto r = w.MakeResult();
+    ASSERT_TRUE(r.ok()) << r.status();
+    if (w.last_task().has_final() && w.last_task().final().label() == "derived") {
+      ++finals;
+      ASSERT_EQ(r->second.size(), 1u);
+      std::vector<TensorBlob> other = r->second;
+      other.push_back(r->second[0]);
+      other.back().set_name("derived.txt");
+      EXPECT_TRUE(IsError(w.Complete(r->first, other), absl::StatusCode::kInvalidArgument,
+                          {"derived.txt", "derived.onnx"}));
+      std::vector<TensorBlob> twice = r->second;
+      twice.push_back(r->second[0]);
+      EXPECT_TRUE(IsError(w.Complete(r->first, twice), absl::StatusCode::kInvalidArgument,
+                          {"derived.pt", "twice"}));
+      TensorBlob onnx = r->second[0];
+      onnx.set_name("derived.onnx");
+      onnx.set_data(std::string(8, 'o'));
+      r->second.push_back(onnx);
+    }
+    ASSERT_TRUE(w.Complete(r->first, r->second).ok());
+  }
+  EXPECT_EQ(finals, 1);
+  auto res = client_->Result(*id);
+  ASSERT_TRUE(res.ok()) << res.status();
+  std::set<std::string> artifacts(res->artifacts().begin(), res->artifacts().end());
+  EXPECT_EQ(artifacts, (std::set<std::string>{"baseline.pt", "derived.pt", "derived.onnx"}));
+  auto onnx = client_->Artifact(*id, "derived.onnx");
+  ASSERT_TRUE(onnx.ok()) << onnx.status();
+  EXPECT_EQ(*onnx, std::string(8, 'o'));
+  EXPECT_TRUE(IsError(client_->Artifact(*id, "baseline.onnx").status(), absl::StatusCode::kNotFound,
+                      {"baseline.onnx"}));
+  auto md = WriteResultDirectory(*client_, *res, (dir_ / "onnx_out").string());
+  ASSERT_TRUE(md.ok()) << md.status();
+  EXPECT_EQ(ReadTextFile((dir_ / "onnx_out" / "derived.onnx").string()), std::string(8, 'o'));
+}
+
 TEST_F(CoordinatorServerTest, JobWithoutFinalTrainingEndsWithAResult) {
   JobSpec s = SmallSpec();
   s.set_train_epochs(-1);
