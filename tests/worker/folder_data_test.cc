@@ -1,0 +1,137 @@
+// Image folders as the worker's tensors, on a folder of real PNG and JPEG files written from
+// Fashion-MNIST test images: the in-memory DataSet, and FolderBatcher's addressing and
+// prefetch restarts.
+#include "worker/folder_data.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "tests/test_util.h"
+
+namespace nas {
+namespace {
+
+namespace fs = std::filesystem;
+
+class FolderDataTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    char tmpl[] = "/tmp/nas_folder_data_test_XXXXXX";
+    root_ = new std::string(mkdtemp(tmpl));
+    auto test = LoadDataSet("fashion-mnist", "", /*train=*/false);
+    ASSERT_TRUE(test.ok()) << test.status();
+    source_ = new DataSet(BalancedSubset(*test, 80, 1));
+    for (int64_t i = 0; i < source_->size(); ++i) {
+      Image g;
+      g.width = g.height = 28;
+      g.channels = 1;
+      const uint8_t* p = source_->images[i].contiguous().data_ptr<uint8_t>();
+      g.pixels.assign(p, p + 28 * 28);
+      const int label = static_cast<int>(source_->labels[i].item<int64_t>());
+      // Class folders named so that sorted order is label order.
+      const std::string dir = *root_ + "/c" + std::to_string(label);
+      fs::create_directories(dir);
+      char name[32];
+      std::snprintf(name, sizeof(name), "/%03lld", static_cast<long long>(i));
+      std::string bytes = i % 2 == 0 ? *EncodePng(g) : *EncodeJpeg(g, 95);
+      std::ofstream(dir + name + (i % 2 == 0 ? ".png" : ".jpg"), std::ios::binary) << bytes;
+    }
+  }
+  static void TearDownTestSuite() {
+    fs::remove_all(*root_);
+    delete root_;
+    delete source_;
+  }
+  static std::string* root_;
+  static DataSet* source_;
+};
+std::string* FolderDataTest::root_ = nullptr;
+DataSet* FolderDataTest::source_ = nullptr;
+
+TEST_F(FolderDataTest, InMemoryDataSetHoldsTheImagesAndLabels) {
+  auto folder = ScanImageFolder(*root_);
+  ASSERT_TRUE(folder.ok()) << folder.status();
+  ASSERT_EQ(folder->size(), 80);
+  std::vector<int64_t> all(folder->size());
+  std::iota(all.begin(), all.end(), 0);
+  TransformOptions t = EvalTransform(28, 28, 1, {}, {});
+  t.eval_crop_fraction = 1.0;  // 28x28 stays 28x28: the PNGs come back exactly
+  auto d = LoadFolderDataSet(*folder, all, t, 2);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->images.sizes(), (std::vector<int64_t>{80, 1, 28, 28}));
+  EXPECT_EQ(d->num_classes, 10);
+  ASSERT_EQ(d->mean.size(), 1u);
+  EXPECT_GT(d->std[0], 0.1f);
+  for (int64_t i = 0; i < folder->size(); ++i) {
+    const std::string& f = folder->files[i];
+    const int64_t src = std::stoll(f.substr(f.find('/') + 1, 3));
+    EXPECT_EQ(d->labels[i].item<int64_t>(), source_->labels[src].item<int64_t>()) << f;
+    if (f.find(".png") != std::string::npos) {
+      EXPECT_TRUE(torch::equal(d->images[i], source_->images[src])) << f;
+    } else {
+      EXPECT_LT((d->images[i].to(torch::kFloat) - source_->images[src].to(torch::kFloat))
+                    .abs()
+                    .mean()
+                    .item<float>(),
+                4.0f)
+          << f;
+    }
+  }
+  // Upscaled to 64x64 in colour, as a small space on any folder would take it.
+  auto big = LoadFolderDataSet(*folder, {0, 1, 2}, EvalTransform(64, 64, 3, {}, {}), 2);
+  ASSERT_TRUE(big.ok()) << big.status();
+  EXPECT_EQ(big->images.sizes(), (std::vector<int64_t>{3, 3, 64, 64}));
+  EXPECT_TRUE(IsError(LoadFolderDataSet(*folder, all, t, 2, 1000).status(),
+                      absl::StatusCode::kInvalidArgument, {*root_, "limit of 1000 bytes"}));
+}
+
+TEST_F(FolderDataTest, BatcherAddressesBatchesLikeBatcherAndPrefetchesSequentially) {
+  auto folder = ScanImageFolder(*root_);
+  ASSERT_TRUE(folder.ok());
+  auto split = SplitImageFolder(*folder, 20, 3);
+  ASSERT_TRUE(split.ok());
+  LoaderOptions o;
+  o.transform = TrainTransform(32, 32, 3, kImageNetMean, kImageNetStd);
+  o.seed = 5;
+  FolderBatcher a(*folder, split->train, 16, 5, o);
+  ASSERT_EQ(a.batches_per_epoch(), 60 / 16);
+  std::vector<torch::Tensor> xs;
+  for (int64_t b = 0; b < a.batches_per_epoch(); ++b) {
+    torch::Tensor x, y;
+    ASSERT_TRUE(a.Batch(0, b, &x, &y).ok());
+    EXPECT_EQ(x.sizes(), (std::vector<int64_t>{16, 3, 32, 32}));
+    EXPECT_TRUE(x.is_contiguous(at::MemoryFormat::ChannelsLast));
+    EXPECT_EQ(y.dtype(), torch::kInt64);
+    xs.push_back(x);
+  }
+  EXPECT_EQ(a.restarts(), 1);  // one loader for the whole epoch
+  // Another batcher (another worker) jumping to batch 2 gets the same batch.
+  o.threads = 1;
+  FolderBatcher b(*folder, split->train, 16, 5, o);
+  torch::Tensor x, y;
+  ASSERT_TRUE(b.Batch(0, 2, &x, &y).ok());
+  EXPECT_TRUE(torch::equal(x, xs[2]));
+  ASSERT_TRUE(b.Batch(0, 1, &x, &y).ok());  // backwards: a restart
+  EXPECT_TRUE(torch::equal(x, xs[1]));
+  EXPECT_EQ(b.restarts(), 2);
+  ASSERT_TRUE(b.Batch(1, 0, &x, &y).ok());  // a new epoch: another order and other crops
+  EXPECT_FALSE(torch::equal(x, xs[0]));
+  EXPECT_TRUE(absl::IsOutOfRange(b.Batch(0, 3, &x, &y)));
+  // One channel, float: the tensor owns its memory (the loader's buffers are reused).
+  o.transform = TrainTransform(28, 28, 1, {0.5f}, {0.25f});
+  FolderBatcher g(*folder, split->train, 8, 5, o);
+  torch::Tensor g0, y0, g1, y1;
+  ASSERT_TRUE(g.Batch(0, 0, &g0, &y0).ok());
+  torch::Tensor keep = g0.clone();
+  ASSERT_TRUE(g.Batch(0, 1, &g1, &y1).ok());
+  ASSERT_TRUE(g.Batch(0, 2, &g1, &y1).ok());
+  EXPECT_TRUE(torch::equal(g0, keep));
+}
+
+}  // namespace
+}  // namespace nas
