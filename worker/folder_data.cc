@@ -1,8 +1,11 @@
 #include "worker/folder_data.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
 
 namespace nas {
 
@@ -58,6 +61,45 @@ absl::StatusOr<DataSet> LoadFolderDataSet(const ImageFolder& folder,
     d.std.push_back(std::max(ch.std().item<float>(), 1e-3f));
   }
   return d;
+}
+
+absl::StatusOr<DataSet> LoadImageFolderDataSet(const std::string& dir, bool train, int height,
+                                               int width, int channels, int threads,
+                                               const ImageFolderLimits& limits) {
+  const TransformOptions t = EvalTransform(height, width, channels, {}, {});
+  std::error_code ec;
+  if (std::filesystem::is_directory(dir + "/train", ec)) {
+    NAS_ASSIGN_OR_RETURN(ImageFolder train_folder, ScanImageFolder(dir + "/train", limits));
+    if (train) {
+      std::vector<int64_t> all(train_folder.size());
+      std::iota(all.begin(), all.end(), 0);
+      return LoadFolderDataSet(train_folder, all, t, threads);
+    }
+    NAS_ASSIGN_OR_RETURN(ImageFolder val, ScanImageFolder(dir + "/val", limits));
+    std::vector<int32_t> to_train(val.classes.size());
+    for (size_t c = 0; c < val.classes.size(); ++c) {
+      auto it = std::lower_bound(train_folder.classes.begin(), train_folder.classes.end(),
+                                 val.classes[c]);
+      if (it == train_folder.classes.end() || *it != val.classes[c]) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            dir, "/val/", val.classes[c], ": a class that ", dir, "/train has no folder for"));
+      }
+      to_train[c] = static_cast<int32_t>(it - train_folder.classes.begin());
+    }
+    for (int32_t& l : val.labels) l = to_train[l];
+    val.classes = train_folder.classes;
+    std::vector<int64_t> all(val.size());
+    std::iota(all.begin(), all.end(), 0);
+    return LoadFolderDataSet(val, all, t, threads);
+  }
+  NAS_ASSIGN_OR_RETURN(ImageFolder folder, ScanImageFolder(dir, limits));
+  const int64_t tenth = std::max<int64_t>(folder.num_classes(), folder.size() / 10);
+  NAS_ASSIGN_OR_RETURN(ImageFolderSplit split, SplitImageFolder(folder, tenth, 0, limits));
+  if (!train && split.valid.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir, "/val.txt: lists no image (the test set of the folder)"));
+  }
+  return LoadFolderDataSet(folder, train ? split.train : split.valid, t, threads);
 }
 
 FolderBatcher::FolderBatcher(const ImageFolder& folder, std::vector<int64_t> items, int batch_size,

@@ -21,6 +21,7 @@
 #include <torch/torch.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -39,6 +40,20 @@ absl::StatusOr<DataSet> LoadFolderDataSet(const ImageFolder& folder,
                                           const std::vector<int64_t>& indices,
                                           TransformOptions transform, int threads = 2,
                                           int64_t max_bytes = int64_t{4} << 30);
+
+// The `dataset: "folder"` data set of a job, as worker/data.h's LoadDataSet gives the others:
+// the training images (`train`) or the test images, decoded at the space's input size
+// (EvalTransform(height, width, channels): resize the shorter side, centre crop) into memory.
+// Layouts of `dir`, tried in order:
+//  - dir/train/<class>/... and dir/val/<class>/... (ImageNet's): train from train/, test from
+//    val/, labelled by train/'s sorted class names (a val/ class that train/ lacks is an error);
+//  - dir/<class>/... with dir/train.txt and/or dir/val.txt: train from the training list, test
+//    from the validation list (SplitImageFolder);
+//  - dir/<class>/... alone: test is a seeded (seed 0) class-balanced tenth, train the rest.
+// The search's own validation split then comes from the training images, as for every data set.
+absl::StatusOr<DataSet> LoadImageFolderDataSet(const std::string& dir, bool train, int height,
+                                               int width, int channels, int threads = 2,
+                                               const ImageFolderLimits& limits = {});
 
 // Batches of `items` in the seeded order of worker/data.h's Batcher (epoch e shuffled by
 // Rng(MixSeed(seed, e)), drop_last), decoded by an ImageFolderLoader that runs ahead: asking for

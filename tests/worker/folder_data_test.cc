@@ -133,5 +133,32 @@ TEST_F(FolderDataTest, BatcherAddressesBatchesLikeBatcherAndPrefetchesSequential
   EXPECT_TRUE(torch::equal(g0, keep));
 }
 
+TEST_F(FolderDataTest, FolderDataSetLayouts) {
+  // One folder: a seeded class-balanced tenth is the test set.
+  auto train = LoadImageFolderDataSet(*root_, true, 28, 28, 1);
+  auto test = LoadImageFolderDataSet(*root_, false, 28, 28, 1);
+  ASSERT_TRUE(train.ok()) << train.status();
+  ASSERT_TRUE(test.ok()) << test.status();
+  EXPECT_EQ(train->size(), 70);
+  EXPECT_EQ(test->size(), 10);
+  EXPECT_EQ(torch::bincount(test->labels).min().item<int64_t>(), 1);
+  // ImageNet's layout: train/ and val/, val/ labelled by train/'s classes.
+  const std::string dir = *root_ + "_imagenet";
+  for (const char* c : {"train/a", "train/b", "train/c", "val/a", "val/c"}) {
+    fs::create_directories(dir + "/" + c);
+    fs::copy_file(*root_ + "/c0/000.png", dir + "/" + c + "/x.png");
+  }
+  auto val = LoadImageFolderDataSet(dir, false, 32, 32, 3);
+  ASSERT_TRUE(val.ok()) << val.status();
+  EXPECT_EQ(val->images.sizes(), (std::vector<int64_t>{2, 3, 32, 32}));
+  EXPECT_EQ(val->labels[1].item<int64_t>(), 2);  // val/c is class 2 of train/
+  EXPECT_EQ(val->num_classes, 3);
+  fs::create_directories(dir + "/val/d");
+  fs::copy_file(*root_ + "/c0/000.png", dir + "/val/d/x.png");
+  EXPECT_TRUE(IsError(LoadImageFolderDataSet(dir, false, 32, 32, 3).status(),
+                      absl::StatusCode::kInvalidArgument, {dir + "/val/d", "has no folder"}));
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace nas
