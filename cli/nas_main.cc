@@ -117,6 +117,10 @@ ABSL_FLAG(int, chain_steps, 0,
           "search with --workers/--coordinator and one task per round: weight tasks a worker runs "
           "in a row as one task, each on its own path (one round trip and one checkpoint; the "
           "same trajectory), cut where an arch step is due (0: 8 with one task per round)");
+ABSL_FLAG(int, sampled_paths, 0,
+          "search: paths of the trained supernet evaluated with their inherited weights for "
+          "report.html's accuracy-latency view, besides the derived and baseline paths (0: 16; "
+          "-1: none)");
 ABSL_FLAG(std::string, result_dir, "", "report: the result directory to write report.html into");
 ABSL_FLAG(std::string, title, "", "report: the page's title (default: the directory)");
 ABSL_FLAG(int, samples, 20, "latency-check: random architectures to predict and measure");
@@ -199,6 +203,7 @@ int DistributedSearch(const nas::SearchOptions& o) {
   spec.set_parallel_tasks(parallel > 0 ? parallel : std::max(1, workers));
   spec.set_steps_per_task(absl::GetFlag(FLAGS_steps_per_task));
   spec.set_chain_steps(absl::GetFlag(FLAGS_chain_steps));
+  spec.set_sampled_paths(o.sampled_paths);
   absl::StatusOr<std::string> md;
   std::string coordinator = absl::GetFlag(FLAGS_coordinator);
   if (coordinator.empty() && workers == 0) {
@@ -273,6 +278,7 @@ int Search() {
   o.train_subset = absl::GetFlag(FLAGS_train_subset);
   o.test_subset = absl::GetFlag(FLAGS_test_subset);
   o.baseline = absl::GetFlag(FLAGS_baseline);
+  if (absl::GetFlag(FLAGS_sampled_paths) != 0) o.sampled_paths = absl::GetFlag(FLAGS_sampled_paths);
   o.threads = absl::GetFlag(FLAGS_threads);
   o.seed = absl::GetFlag(FLAGS_seed);
   o.progress = absl::GetFlag(FLAGS_progress);

@@ -94,6 +94,9 @@ ABSL_FLAG(int32_t, profile_threads, 0,
 ABSL_FLAG(int32_t, chain_steps, 0,
           "submit: with one task per round, weight tasks a worker runs in a row as one chain "
           "(0: the coordinator's default, 8)");
+ABSL_FLAG(int32_t, sampled_paths, 0,
+          "submit: paths of the trained supernet evaluated with their inherited weights for the "
+          "report's accuracy-latency view (0: the default, 16; -1: none)");
 
 namespace {
 

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "core/path_sample.h"
 #include "core/search_defaults.h"
 #include "core/status_macros.h"
 
@@ -160,6 +161,8 @@ absl::StatusOr<JobSpec> NormalizeJobSpec(JobSpec s) {
     return Bad("label_smoothing", absl::StrCat(s.label_smoothing(), " is not in [0, 1)"));
   }
   NAS_RETURN_IF_ERROR(CheckInt("profile_threads", s.profile_threads(), 0, L::kMaxProfileThreads));
+  if (s.sampled_paths() == 0) s.set_sampled_paths(defaults::kSampledPaths);
+  NAS_RETURN_IF_ERROR(CheckInt("sampled_paths", s.sampled_paths(), -1, kMaxSampledPaths));
   return s;
 }
 

@@ -226,6 +226,16 @@ absl::StatusOr<std::pair<TaskOutcome, std::vector<TensorBlob>>> SimulatedResult(
       tensors.push_back(std::move(w));
       break;
     }
+    case Task::kEval: {
+      tensors.clear();
+      // Simulated accuracies that vary with the path (so the report's view has a spread).
+      for (const PathChoices& p : task.eval().paths()) {
+        int sum = 0;
+        for (int c : p.choices()) sum += c;
+        o.add_path_accuracies(0.5 + 0.01 * (sum % 40));
+      }
+      break;
+    }
     default:
       return absl::InvalidArgumentError("task: no kind");
   }

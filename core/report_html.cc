@@ -550,8 +550,12 @@ std::string ParetoChart(const std::vector<PathPoint>& paths, const NetworkFacts&
   for (const PathPoint* p : sorted) {
     if (p->accuracy > best) {
       best = p->accuracy;
-      absl::StrAppend(&front, front.empty() ? "M" : " L", Px(f.X(p->latency_ms)), " ",
-                      Px(f.Y(p->accuracy)));
+      // A staircase: between two front paths, the best accuracy a latency budget buys.
+      if (front.empty()) {
+        absl::StrAppend(&front, "M", Px(f.X(p->latency_ms)), " ", Px(f.Y(p->accuracy)));
+      } else {
+        absl::StrAppend(&front, " H", Px(f.X(p->latency_ms)), " V", Px(f.Y(p->accuracy)));
+      }
       ++on_front;
     }
   }

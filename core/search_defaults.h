@@ -25,5 +25,8 @@ inline constexpr double kLossLambda = 0.1;
 // Distributed, one task per round: weight tasks a worker runs in a row as one chain (one round
 // trip and one checkpoint; the same trajectory). 8 steps are ~0.5 s of the default search here.
 inline constexpr int kChainSteps = 8;
+// Paths of the trained supernet the report evaluates with inherited weights (besides the derived
+// and baseline paths): core/path_sample.h.
+inline constexpr int kSampledPaths = 16;
 
 }  // namespace nas::defaults

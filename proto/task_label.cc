@@ -14,6 +14,8 @@ std::string TaskKind(const Task& t) {
       return "arch";
     case Task::kFinal:
       return "final";
+    case Task::kEval:
+      return "eval";
     default:
       return "none";
   }

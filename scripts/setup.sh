@@ -18,6 +18,7 @@ PACKAGES=(
   python3-grpcio python3-protobuf
   python3-torchvision
   python3-onnx
+  chromium fonts-dejavu-core python3-pil
   clang libclang-rt-14-dev
 )
 

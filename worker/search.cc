@@ -14,6 +14,7 @@
 #include "core/architecture.h"
 #include "core/json_fields.h"
 #include "core/latency_table.h"
+#include "core/path_sample.h"
 #include "core/report_html.h"
 #include "core/search_driver.h"
 #include "core/search_space.h"
@@ -21,6 +22,7 @@
 #include "worker/data.h"
 #include "worker/onnx_export.h"
 #include "worker/ops.h"
+#include "worker/path_eval.h"
 #include "worker/progress.h"
 #include "worker/runtime.h"
 #include "worker/tasks.h"
@@ -312,6 +314,8 @@ absl::StatusOr<SearchReport> RunSearch(const SearchOptions& o) {
   torch::manual_seed(o.seed);
 
   auto t_search = std::chrono::steady_clock::now();
+  std::vector<SampledPath> sampled;  // evaluated with inherited weights (report.html)
+  std::vector<double> sampled_accuracy;
   absl::Status search_status = TorchRun(
       [&] {
         SuperNet net(space);
@@ -368,6 +372,13 @@ absl::StatusOr<SearchReport> RunSearch(const SearchOptions& o) {
         }
         history << driver.HistoryLine("final", driver.ema_loss(), driver.last_arch_accuracy())
                 << "\n";
+        if (o.sampled_paths >= 0) {
+          sampled = PathsToEvaluate(space, driver.alpha(), o.sampled_paths, o.seed);
+          std::vector<std::vector<int>> choices;
+          for (const SampledPath& p : sampled) choices.push_back(p.choices);
+          sampled_accuracy =
+              EvaluatePaths(net, choices, data.split.valid, o.batch_size, torch::kCPU);
+        }
       },
       "search");
   NAS_RETURN_IF_ERROR(search_status);
@@ -449,6 +460,10 @@ absl::StatusOr<SearchReport> RunSearch(const SearchOptions& o) {
                           {"total", report.total_seconds}}},
              {"derived", NetworkJson(report.derived)}};
   if (report.has_baseline) rj["baseline"] = NetworkJson(report.baseline);
+  if (!sampled.empty()) {
+    rj["sampled_paths"] = SampledPathsJson(space, latency, sampled, sampled_accuracy,
+                                           data.split.valid.size(), o.batch_size);
+  }
   NAS_RETURN_IF_ERROR(WriteFile(o.out_dir + "/report.json", rj.dump(2)));
 
   std::string md = absl::StrFormat(

@@ -75,6 +75,10 @@ struct SearchOptions {
   int64_t test_subset = 0;
   // Train and report the baseline network too. Default true.
   bool baseline = true;
+  // Paths of the trained supernet evaluated with inherited weights for report.html's
+  // accuracy-latency view, besides the derived and baseline paths (core/path_sample.h); -1:
+  // none. Default 16.
+  int sampled_paths = 16;
   // Intra-op threads; 0 = all cores. Default 0.
   int threads = 0;
   uint64_t seed = 0;
