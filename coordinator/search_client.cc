@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -252,7 +253,14 @@ absl::StatusOr<std::string> WriteResultDirectory(SearchClient& client, const Job
     absl::StrAppend(&md, "\nderived: ", rep["derived"].value("architecture", ""), "\n");
   }
   NAS_RETURN_IF_ERROR(Write(out + "/report.md", md));
-  NAS_RETURN_IF_ERROR(WriteReportHtml(out, "job " + r.job_id()));
+  // The page is for looking at: a result whose page cannot be drawn is still written whole, and
+  // the reason is said (on stderr and in report.md).
+  absl::Status html = WriteReportHtml(out, "job " + r.job_id());
+  if (!html.ok()) {
+    std::fprintf(stderr, "report.html not written: %s\n", std::string(html.message()).c_str());
+    absl::StrAppend(&md, "\nreport.html not written: ", html.message(), "\n");
+    NAS_RETURN_IF_ERROR(Write(out + "/report.md", md));
+  }
   return md;
 }
 

@@ -102,8 +102,8 @@ TEST_F(CoordinatorServerTest, JobRunsToDoneWithEveryRoundOnce) {
   auto md = WriteResultDirectory(*client_, *r, (dir_ / "out").string());
   ASSERT_TRUE(md.ok()) << md.status();
   for (const char* f : {"architecture.json", "network.json", "alpha_history.jsonl",
-                        "latency_table.json", "report.json", "report.md", "derived.pt",
-                        "baseline.pt", "job_spec.json"}) {
+                        "latency_table.json", "report.json", "report.md", "report.html",
+                        "derived.pt", "baseline.pt", "job_spec.json"}) {
     EXPECT_TRUE(fs::exists(dir_ / "out" / f)) << f;
   }
 }
