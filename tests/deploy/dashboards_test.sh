@@ -147,7 +147,18 @@ resources:
 components:
   - $rel/components/servicemonitor
 EOF
-  for dir in deploy/k8s/overlays/local deploy/k8s/overlays/gpu "$WORK/with-servicemonitor"; do
+  # The optional data-set volume component, likewise.
+  mkdir -p "$WORK/with-datasets"
+  cat >"$WORK/with-datasets/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - $rel/base
+components:
+  - $rel/components/datasets
+EOF
+  for dir in deploy/k8s/overlays/local deploy/k8s/overlays/gpu "$WORK/with-servicemonitor" \
+    "$WORK/with-datasets"; do
     label=${dir#"$WORK/"}
     out="$WORK/$(basename "$dir").rendered.yaml"
     if err=$(kubectl kustomize "$dir" 2>&1 >"$out"); then
@@ -214,6 +225,25 @@ objs = load("with-servicemonitor")
 if objs is not None:
     monitors = [n for (k, n) in objs if k == "ServiceMonitor"]
     check(len(monitors) == 2, f"components/servicemonitor: two ServiceMonitors ({monitors})")
+
+objs = load("with-datasets")
+if objs is not None:
+    pvc = objs.get(("PersistentVolumeClaim", "nas-datasets"))
+    check(pvc is not None and pvc["spec"]["accessModes"] == ["ReadOnlyMany"] and
+          pvc["metadata"].get("namespace") == "nas",
+          "components/datasets: PersistentVolumeClaim nas-datasets, ReadOnlyMany, in nas")
+    w = worker(objs)
+    spec = w["spec"]["template"]["spec"] if w else {}
+    c = spec.get("containers", [{}])[0]
+    mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
+    vols = {v["name"]: v for v in spec.get("volumes", [])}
+    check(mounts.get("datasets", {}).get("mountPath") == "/data/datasets" and
+          mounts["datasets"].get("readOnly") is True and
+          vols.get("datasets", {}).get("persistentVolumeClaim", {}).get("claimName") == "nas-datasets",
+          "components/datasets: workers mount nas-datasets read-only at /data/datasets")
+    check("--data_roots=/usr/share/datasets,/data/datasets" in c.get("args", []),
+          "components/datasets: workers' --data_roots include /data/datasets")
+    check(len(mounts) >= 3, f"components/datasets: the base's mounts kept ({sorted(mounts)})")
 PY
 )
     rc=$?
