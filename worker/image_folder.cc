@@ -67,11 +67,12 @@ absl::StatusOr<std::vector<int64_t>> ReadList(
   ImageLimits file_limits;
   file_limits.max_file_bytes =
       std::min<int64_t>(int64_t{1} << 31, limits.max_files * (int64_t{limits.max_path_bytes} + 2));
-  auto text = ReadImageFile(list_path, file_limits);
-  if (!text.ok()) {
-    if (absl::IsDataLoss(text.status())) return std::vector<int64_t>{};  // an empty list
-    return text.status();
+  std::error_code ec;
+  if (fs::is_regular_file(list_path, ec) && fs::file_size(list_path, ec) == 0 && !ec) {
+    return std::vector<int64_t>{};  // an empty list
   }
+  auto text = ReadImageFile(list_path, file_limits);
+  if (!text.ok()) return text.status();
   std::vector<int64_t> out;
   int64_t line_no = 0;
   for (absl::string_view line : absl::StrSplit(*text, '\n')) {

@@ -347,6 +347,11 @@ TEST_F(ImageFolderTest, SplitListsAreReadAndCheckedLineByLine) {
   EXPECT_EQ(s->source, "lists");
   EXPECT_EQ(s->train, (std::vector<int64_t>{0, 2, 4}));
   EXPECT_EQ(s->valid, (std::vector<int64_t>{1, 3}));  // val.txt absent: the rest
+  WriteFile(dir + "/val.txt", "");                    // an empty list: nothing held out
+  s = SplitImageFolder(*f, 1, 0);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_TRUE(s->valid.empty());
+  EXPECT_EQ(s->unlisted, 2);
   WriteFile(dir + "/val.txt", "b/1.png\n");
   s = SplitImageFolder(*f, 1, 0);
   ASSERT_TRUE(s.ok()) << s.status();
