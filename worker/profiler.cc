@@ -243,9 +243,29 @@ std::string ProfileMethod(const ProfileOptions& o) {
   return m;
 }
 
+std::string ProfileDeviceName(const ProfileOptions& o) {
+  if (o.backend != "cuda" || (!o.device.empty() && o.device != ProfileOptions().device)) {
+    return o.device;
+  }
+  std::string gpu = CudaDeviceName(0);
+  if (gpu.empty()) return "cuda";
+  std::string name = "cuda-";
+  for (char c : gpu) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-';
+    name += ok ? c : '-';
+  }
+  return name.substr(0, 64);
+}
+
 std::string RuntimeDescription(const ProfileOptions& o) {
   std::string r = absl::StrCat("libtorch-", o.backend, " ", TORCH_VERSION, ", ",
                                o.threads > 0 ? o.threads : at::get_num_threads(), " threads");
+  if (o.backend == "cuda") {
+    const std::string gpu = CudaDeviceName(0);
+    absl::StrAppend(&r, ", ", gpu.empty() ? "cuda" : gpu,
+                    at::globalContext().benchmarkCuDNN() ? ", cudnn.benchmark" : "");
+  }
   // OpenBLAS reads it once, when it loads: how long its idle threads spin before they sleep
   // changes how fast layers run beside LibTorch's threads, so a table records it (and a cached
   // table profiled under another setting is profiled again).
@@ -261,7 +281,7 @@ absl::StatusOr<LatencyTable> ProfileKeys(
   if (o.passes < 1) return absl::InvalidArgumentError("passes: must be >= 1");
   ConfigureCpuRuntime(o.threads > 0 ? o.threads : at::get_num_threads());
   LatencyTableInfo info;
-  info.device = o.device;
+  info.device = ProfileDeviceName(o);
   info.runtime = RuntimeDescription(o);
   info.batch_size = o.batch_size;
   info.threads = at::get_num_threads();

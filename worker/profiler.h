@@ -42,7 +42,8 @@ namespace nas {
 struct ProfileOptions {
   // Device name recorded in the table (the latency service's key for it).
   std::string device = "local-cpu";
-  // "cpu" or "cuda" (CUDA timings synchronise around each run). Default "cpu".
+  // "cpu" or "cuda" (GPU 0; each timed run ends with a device synchronisation, so a layer's time
+  // is its kernels' on the GPU, not their launch). Default "cpu".
   std::string backend = "cpu";
   // Batch size of the timed inputs. Default 1 (single-image latency).
   int batch_size = 1;
@@ -139,7 +140,13 @@ std::string ProfileWarning(const ProfileReport& report);
 // The protocol, recorded as the table's `method`; a cached table is reused only when it matches.
 std::string ProfileMethod(const ProfileOptions& options);
 
-// "libtorch-cpu 1.13.1, 2 threads" etc.
+// The device name a table records: options.device, except that a CUDA profile under the
+// default name ("local-cpu") is named after the GPU ("cuda-NVIDIA-H100-80GB-HBM3"; "cuda" in a
+// build without NAS_TORCH_CUDA), so that `nas profile --backend cuda` writes a GPU table.
+std::string ProfileDeviceName(const ProfileOptions& options);
+
+// "libtorch-cpu 1.13.1, 2 threads", "libtorch-cuda 2.9.0, 16 threads, NVIDIA H200,
+// cudnn.benchmark" etc.
 std::string RuntimeDescription(const ProfileOptions& options);
 
 }  // namespace nas

@@ -1,5 +1,8 @@
 // The search worker process: pulls tasks from the coordinator over gRPC (proto/nas/worker.proto)
-// and runs them with LibTorch (DESIGN.md "Distributed search").
+// and runs them with LibTorch (DESIGN.md "Distributed search"). This file is the loop - acquire,
+// run, complete - over three rooms: the gateway client (gateway_client.h: the RPCs, with a fake
+// for tests), the tensor cache (tensor_cache.h) and the task runner (task_runner.h: a task and
+// its tensors in, the result out, on --device; no gRPC).
 //
 // The loop:
 //   1. RegisterWorker(name, device, threads) -> worker id, heartbeat and lease periods.
@@ -44,8 +47,12 @@ struct RemoteWorkerOptions {
   std::string coordinator;
   // Worker name reported at registration. Default "" (hostname-pid).
   std::string name;
-  // "cpu" or "cuda" (accepted only where LibTorch sees a GPU). Default "cpu".
+  // Where tasks compute: "cpu", "cuda" or "cuda:N" (one worker process per GPU). CUDA where
+  // LibTorch sees no GPU is an error at Create, never a CPU run. Default "cpu".
   std::string device = "cpu";
+  // cuDNN deterministic algorithms and no autotuning (the equivalence tests); false: cuDNN
+  // autotuning (cudnn.benchmark), faster. No effect on the CPU. Default false.
+  bool deterministic = false;
   // The latency-table devices this worker measures as (RegisterWorkerRequest.latency_devices):
   // jobs of these devices have their final latency measured here. Default none.
   std::vector<std::string> latency_devices;
@@ -95,14 +102,21 @@ struct RemoteWorkerOptions {
 };
 
 // OK when `dir` resolves (symbolic links followed, ".." removed) to one of `roots` or below;
-// else PermissionDenied naming the data_dir, what it resolves to and the roots.
+// else PermissionDenied naming the data_dir, what it resolves to and the roots. (Defined with
+// the task runner, worker/task_runner.cc.)
 absl::Status CheckDataDir(const std::string& dir, const std::vector<std::string>& roots);
+
+class GatewayClient;  // worker/gateway_client.h
 
 class RemoteWorker {
  public:
-  // Validates the options (InvalidArgument: no coordinator; FailedPrecondition: "cuda" without
-  // a visible GPU), configures the CPU runtime and creates the channel. Connects lazily.
+  // Validates the options (InvalidArgument: no coordinator, a bad device; FailedPrecondition:
+  // CUDA without a visible GPU), configures the CPU runtime and creates the channel. Connects lazily.
   static absl::StatusOr<std::unique_ptr<RemoteWorker>> Create(RemoteWorkerOptions options);
+  // The same over a given client (tests: FakeGatewayClient); options.coordinator, token,
+  // tls_ca, timeouts and message size are the client's business and not used.
+  static absl::StatusOr<std::unique_ptr<RemoteWorker>> Create(
+      RemoteWorkerOptions options, std::unique_ptr<GatewayClient> client);
   ~RemoteWorker();
   RemoteWorker(const RemoteWorker&) = delete;
   RemoteWorker& operator=(const RemoteWorker&) = delete;

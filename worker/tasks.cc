@@ -1,5 +1,9 @@
 #include "worker/tasks.h"
 
+#include <future>
+#include <tuple>
+#include <utility>
+
 namespace nas {
 
 std::vector<std::vector<bool>> KeepForPath(const SearchSpace& space, const std::vector<int>& path) {
@@ -32,28 +36,63 @@ std::vector<std::vector<bool>> KeepForArchTask(const SearchSpace& space, const A
   return t.rl ? KeepForPath(space, t.path) : KeepForPairs(space, t.pairs);
 }
 
+namespace {
+
+// Batch b of `epoch`, on `device` (pinned and non-blocking from the host on CUDA).
+void DeviceBatch(Batcher& batcher, int64_t epoch, int64_t b, const torch::Device& device,
+                 torch::Tensor* x, torch::Tensor* y, const char* what) {
+  TORCH_CHECK(batcher.Batch(epoch, b, x, y), what, ": batch ", b, " of epoch ", epoch,
+              " is outside the split");
+  if (device.is_cpu()) return;
+  *x = x->pin_memory().to(device, /*non_blocking=*/true);
+  *y = y->pin_memory().to(device, /*non_blocking=*/true);
+}
+
+}  // namespace
+
 WeightTaskResult RunWeightTask(SuperNet& net, PathSgd& sgd, Batcher& train,
-                               const WeightTaskSpec& task, double label_smoothing) {
+                               const WeightTaskSpec& task, double label_smoothing,
+                               const torch::Device& device) {
   TORCH_CHECK(task.batches.size() == task.lrs.size() && !task.batches.empty(),
               "weight task: one learning rate per batch expected");
   WeightTaskResult r;
   torch::Tensor x, y;
-  for (size_t k = 0; k < task.batches.size(); ++k) {
-    TORCH_CHECK(train.Batch(task.data_epoch, task.batches[k], &x, &y), "weight task: batch ",
-                task.batches[k], " of epoch ", task.data_epoch, " is outside the training split");
-    WeightStepResult w = WeightStep(net, sgd, task.path, x, y, task.lrs[k], label_smoothing);
-    r.loss += w.loss;
-    r.accuracy += w.accuracy;
+  if (device.is_cpu()) {
+    for (size_t k = 0; k < task.batches.size(); ++k) {
+      DeviceBatch(train, task.data_epoch, task.batches[k], device, &x, &y, "weight task");
+      WeightStepResult w = WeightStep(net, sgd, task.path, x, y, task.lrs[k], label_smoothing);
+      r.loss += w.loss;
+      r.accuracy += w.accuracy;
+    }
+  } else {
+    // The batcher is used by one thread at a time: the helper prepares batch k + 1 while this
+    // thread runs step k.
+    DeviceBatch(train, task.data_epoch, task.batches[0], device, &x, &y, "weight task");
+    for (size_t k = 0; k < task.batches.size(); ++k) {
+      std::future<std::pair<torch::Tensor, torch::Tensor>> next;
+      if (k + 1 < task.batches.size()) {
+        next = std::async(std::launch::async, [&, k] {
+          torch::Tensor nx, ny;
+          DeviceBatch(train, task.data_epoch, task.batches[k + 1], device, &nx, &ny,
+                      "weight task");
+          return std::make_pair(nx, ny);
+        });
+      }
+      WeightStepResult w = WeightStep(net, sgd, task.path, x, y, task.lrs[k], label_smoothing);
+      r.loss += w.loss;
+      r.accuracy += w.accuracy;
+      if (next.valid()) std::tie(x, y) = next.get();
+    }
   }
   r.loss /= static_cast<double>(task.batches.size());
   r.accuracy /= static_cast<double>(task.batches.size());
   return r;
 }
 
-ArchTaskResult RunArchTask(SuperNet& net, Batcher& valid, const ArchTaskSpec& task) {
+ArchTaskResult RunArchTask(SuperNet& net, Batcher& valid, const ArchTaskSpec& task,
+                           const torch::Device& device) {
   torch::Tensor x, y;
-  TORCH_CHECK(valid.Batch(task.valid_epoch, task.valid_batch, &x, &y), "arch task: batch ",
-              task.valid_batch, " is outside the validation split");
+  DeviceBatch(valid, task.valid_epoch, task.valid_batch, device, &x, &y, "arch task");
   ArchTaskResult r;
   if (task.rl) {
     r.accuracy = PathBatchAccuracy(net, task.path, x, y);

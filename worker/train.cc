@@ -79,7 +79,8 @@ ArchStepResult ArchStep(SuperNet& net, const std::vector<PairSample>& pairs,
                         const torch::Tensor& x, const torch::Tensor& y) {
   net->train();
   int n = net->space.num_edges();
-  torch::Tensor gates = torch::zeros({n, 2}, torch::TensorOptions().dtype(x.scalar_type()));
+  torch::Tensor gates =
+      torch::zeros({n, 2}, torch::TensorOptions().dtype(x.scalar_type()).device(x.device()));
   gates.select(1, 0).fill_(1.0);  // active gate 1, other gate 0
   gates.set_requires_grad(true);
   torch::Tensor logits = net->ForwardGated(x, pairs, gates);
@@ -91,7 +92,8 @@ ArchStepResult ArchStep(SuperNet& net, const std::vector<PairSample>& pairs,
   std::vector<torch::Tensor> g =
       torch::autograd::grad({ce}, {gates}, {}, /*retain_graph=*/false, /*create_graph=*/false,
                             /*allow_unused=*/true);
-  torch::Tensor gg = (g[0].defined() ? g[0] : torch::zeros({n, 2})).to(torch::kFloat64);
+  torch::Tensor gg =
+      (g[0].defined() ? g[0] : torch::zeros({n, 2})).to(torch::kCPU).to(torch::kFloat64);
   auto acc = gg.accessor<double, 2>();
   for (int e = 0; e < n; ++e) {
     r.gate_grads.push_back({acc[e][0], acc[e][1]});
@@ -144,6 +146,10 @@ void TrainNetwork(Network& net, const DataSet& train, const TrainOptions& o,
     net->train();
     b.Reset();
     while (b.Next(&x, &y)) {
+      if (!o.device.is_cpu()) {
+        x = x.to(o.device);
+        y = y.to(o.device);
+      }
       ClearGradients(*net);
       torch::Tensor logits = net->forward(x);
       torch::Tensor loss = SmoothedCrossEntropy(logits, y, o.label_smoothing);

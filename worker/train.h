@@ -93,6 +93,8 @@ struct TrainOptions {
   SgdOptions sgd;
   Augment augment;
   uint64_t seed = 0;
+  // Where the network lives; batches are moved there. Default CPU.
+  torch::Device device = torch::kCPU;
 };
 struct TrainProgress {
   int epoch = 0;

@@ -29,7 +29,11 @@
 
 ABSL_FLAG(std::string, coordinator, "", "coordinator WorkerGateway address, host:port (required)");
 ABSL_FLAG(std::string, name, "", "worker name reported to the coordinator; default hostname-pid");
-ABSL_FLAG(std::string, device, "cpu", "cpu or cuda (cuda only where LibTorch sees a GPU)");
+ABSL_FLAG(std::string, device, "cpu",
+          "where tasks compute: cpu, cuda or cuda:N (one worker per GPU); CUDA where LibTorch "
+          "sees no GPU is an error at start-up");
+ABSL_FLAG(bool, deterministic, false,
+          "cuDNN deterministic algorithms, no autotuning (equivalence runs); default: autotuning");
 ABSL_FLAG(std::vector<std::string>, latency_device, {},
           "comma-separated latency-table devices this worker measures as (a job's device, e.g. "
           "local-cpu): the final latency measurement of their jobs runs here");
@@ -67,13 +71,15 @@ void OnStopSignal(int sig) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "nas_worker --coordinator=HOST:PORT [--threads=N] [--device=cpu|cuda] [--stats_file=F]");
+      "nas_worker --coordinator=HOST:PORT [--threads=N] [--device=cpu|cuda|cuda:N] "
+      "[--deterministic] [--stats_file=F]");
   absl::ParseCommandLine(argc, argv);
 
   nas::RemoteWorkerOptions o;
   o.coordinator = absl::GetFlag(FLAGS_coordinator);
   o.name = absl::GetFlag(FLAGS_name);
   o.device = absl::GetFlag(FLAGS_device);
+  o.deterministic = absl::GetFlag(FLAGS_deterministic);
   o.latency_devices = absl::GetFlag(FLAGS_latency_device);
   o.threads = absl::GetFlag(FLAGS_threads);
   o.stats_file = absl::GetFlag(FLAGS_stats_file);
