@@ -12,9 +12,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/architecture.h"
 #include "core/json_fields.h"
 #include "core/param_names.h"
 #include "core/status_macros.h"
+#include "worker/onnx_export.h"
 #include "worker/ops.h"
 #include "worker/profiler.h"
 #include "worker/runtime.h"
@@ -512,6 +514,15 @@ absl::Status TaskRunner::RunFinal(const RunnerTask& t, const FinalSpec& f,
   std::ostringstream bytes;
   archive.save_to(bytes);
   r->files.emplace_back(f.label + ".pt", bytes.str());
+  // The same network as ONNX (worker/onnx_export.h): an artifact next to the weights.
+  OnnxExportOptions onnx;
+  onnx.space = space.name();
+  onnx.architecture = Architecture{space.name(), f.choices}.ToString(space);
+  onnx.input_mean = data->train_full.mean;
+  onnx.input_std = data->train_full.std;
+  onnx.weights_source = f.label + ".pt";
+  NAS_ASSIGN_OR_RETURN(std::string model, OnnxFromModule(config, *net, onnx));
+  r->files.emplace_back(f.label + ".onnx", std::move(model));
   return absl::OkStatus();
 }
 

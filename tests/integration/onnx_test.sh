@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The ONNX export checked by independent readers: a tiny real `nas search` on Fashion-MNIST writes
 # derived.onnx and baseline.onnx next to the LibTorch weights; `nas export` writes the same network
-# with BatchNorm folded. Debian's python3-onnx checker (full_check, strict shape inference) passes
+# with BatchNorm folded; `nas search --workers 1` (coordinator and worker processes) writes them
+# too. Debian's python3-onnx checker (full_check, strict shape inference) passes
 # on each; ONNX Runtime (npm onnxruntime-node, installed by scripts/setup.sh) gives the logits of
 # our LibTorch forward (onnx_reference: Module::load + Network::forward in eval mode) on 64 real
 # test images within 1e-4 (|diff| <= 1e-4 * max(1, |logit|)), with and without fold_bn. Malformed
@@ -50,15 +51,21 @@ RUN=$WORK/run
 "$NAS" search --train_subset 1200 --valid_size 200 --test_subset 300 --warmup_epochs 1 \
   --search_epochs 1 --train_epochs 1 --batch_size 50 --arch_every 2 --threads 1 \
   --progress=false --cache_dir "$WORK/cache" --profile_repeats 6 --out "$RUN" >"$WORK/search.log" 2>&1
-check "nas search exits 0" test $? -eq 0 || tail -20 "$WORK/search.log"
+rc=$?
+check "nas search exits 0" test $rc -eq 0
+[ $rc -eq 0 ] || tail -20 "$WORK/search.log"
 for f in derived.onnx baseline.onnx; do check "nas search wrote $f" test -s "$RUN/$f"; done
 
 "$NAS" export --arch "$RUN/architecture.json" --weights "$RUN/derived.pt" \
   --out "$WORK/folded.onnx" --fold_bn >"$WORK/export.log" 2>&1
-check "nas export --fold_bn exits 0" test $? -eq 0 || cat "$WORK/export.log"
+rc=$?
+check "nas export --fold_bn exits 0" test $rc -eq 0
+[ $rc -eq 0 ] || cat "$WORK/export.log"
 "$NAS" export --arch "$RUN/network.json" --weights "$RUN/derived.pt" \
   --out "$WORK/from_network_json.onnx" >"$WORK/export2.log" 2>&1
-check "nas export from network.json exits 0" test $? -eq 0 || cat "$WORK/export2.log"
+rc=$?
+check "nas export from network.json exits 0" test $rc -eq 0
+[ $rc -eq 0 ] || cat "$WORK/export2.log"
 
 mkdir -p "$WORK/ref_derived" "$WORK/ref_baseline"
 "$REF" logits "$RUN/search_space.json" "$RUN/network.json" "$RUN/derived.pt" $IMAGES \
@@ -78,6 +85,24 @@ check "onnxruntime = LibTorch: derived.onnx" ort "$RUN/derived.onnx" "$WORK/ref_
 check "onnxruntime = LibTorch: derived, BatchNorm folded" ort "$WORK/folded.onnx" "$WORK/ref_derived"
 check "onnxruntime = LibTorch: from network.json" ort "$WORK/from_network_json.onnx" "$WORK/ref_derived"
 check "onnxruntime = LibTorch: baseline.onnx" ort "$RUN/baseline.onnx" "$WORK/ref_baseline"
+
+# The distributed search: the final tasks' workers export the models, the coordinator keeps them
+# as artifacts next to the weights, and `nas search --workers` writes them (as nasctl result).
+DIST=$WORK/dist
+# (--sampled_paths -1: no eval tasks for report.html's view; this test is about the final tasks.)
+"$NAS" search --workers 1 --sampled_paths -1 --train_subset 1200 --valid_size 200 --test_subset 300 \
+  --warmup_epochs 1 --search_epochs 1 --train_epochs 1 --batch_size 50 --arch_every 2 --threads 1 \
+  --progress=false --latency_table "$RUN/latency_table.json" --out "$DIST" >"$WORK/dist.log" 2>&1
+rc=$?
+check "nas search --workers 1 exits 0" test $rc -eq 0
+[ $rc -eq 0 ] || tail -20 "$WORK/dist.log"
+for f in derived.onnx baseline.onnx; do check "nas search --workers 1 wrote $f" test -s "$DIST/$f"; done
+mkdir -p "$WORK/ref_dist"
+"$REF" logits "$DIST/search_space.json" "$DIST/network.json" "$DIST/derived.pt" $IMAGES \
+  "$WORK/ref_dist"
+check "LibTorch reference logits (distributed derived)" test $? -eq 0
+check "python3-onnx checker: distributed derived.onnx" onnx_check "$DIST/derived.onnx" --ref "$WORK/ref_dist"
+check "onnxruntime = LibTorch: distributed derived.onnx" ort "$DIST/derived.onnx" "$WORK/ref_dist"
 
 # Malformed input: each names the file and the problem, exits non-zero, writes nothing.
 OUT=$WORK/bad.onnx
