@@ -211,7 +211,8 @@ class Client:
         return self._unary("GetResult", search_pb2.GetJobRequest(job_id=job_id))
 
     def artifact(self, job_id: str, name: str) -> bytes:
-        """The bytes of one artifact of a DONE job, e.g. "derived.pt" (JobResult.artifacts)."""
+        """The bytes of one artifact of a DONE job, e.g. "derived.pt" or "derived.onnx"
+        (JobResult.artifacts)."""
         req = search_pb2.GetArtifactRequest(job_id=job_id, name=name)
         try:
             return b"".join(c.data for c in self._stub.GetArtifact(req, metadata=self._metadata))
@@ -221,8 +222,8 @@ class Client:
     def write_result_dir(self, job_id: str, out_dir: str) -> List[str]:
         """Writes the job's result directory as `nasctl result --out` does: architecture.json,
         network.json, search_space.json, latency_table.json, job_spec.json, report.json,
-        alpha_history.jsonl, every artifact (derived.pt, baseline.pt) and report.md. Returns the
-        paths written."""
+        alpha_history.jsonl, every artifact (derived.pt, baseline.pt, derived.onnx, baseline.onnx)
+        and report.md. Returns the paths written."""
         r = self.result(job_id)
         os.makedirs(out_dir, exist_ok=True)
         written = []
