@@ -24,6 +24,7 @@
 #include "core/json_fields.h"
 #include "core/param_names.h"
 #include "core/search_defaults.h"
+#include "core/path_sample.h"
 #include "core/search_driver.h"
 #include "core/search_space.h"
 #include "core/status_macros.h"
@@ -717,6 +718,16 @@ std::vector<std::vector<bool>> Keep(const SearchSpace& space, const std::vector<
   return keep;
 }
 
+// keep |= more.
+void KeepAlso(std::vector<std::vector<bool>>& keep, const std::vector<std::vector<bool>>& more) {
+  for (size_t e = 0; e < more.size(); ++e) {
+    for (size_t c = 0; c < more[e].size(); ++c) keep[e][c] = keep[e][c] || more[e][c];
+  }
+}
+
+// The final_reports key of an eval task's accuracies (not a network: no weights, no artifact).
+constexpr absl::string_view kEvalLabelPrefix = "paths/";
+
 }  // namespace
 
 JobManager::Lease JobManager::NewTask(const Job& j) {
@@ -763,10 +774,7 @@ void JobManager::PlanWeightStage(Job& j) {
           for (int64_t b : w.batches) step->add_batches(b);
           for (double lr : w.lrs) step->add_lrs(lr);
         }
-        std::vector<std::vector<bool>> k = Keep(j.space, w.path);
-        for (size_t e = 0; e < k.size(); ++e) {
-          for (size_t c = 0; c < k[e].size(); ++c) keep[e][c] = keep[e][c] || k[e][c];
-        }
+        KeepAlso(keep, Keep(j.space, w.path));
       }
       wt->set_data_epoch(j.wspecs[0].data_epoch);
       wt->set_label_smoothing(spec.label_smoothing());
@@ -811,6 +819,29 @@ void JobManager::PlanFinalStage(Job& j) {
   if (s.train_epochs() >= 0) {
     nets.push_back({"derived", derived});
     if (!s.no_baseline()) nets.push_back({"baseline", j.space.LargestChoices()});
+  }
+  // Paths of the trained supernet evaluated with their inherited weights (the report's
+  // accuracy-latency view), in groups: the same paths after a restart (seeded by the job). They
+  // go first: short, and unlike a final task they need no worker of the job's device.
+  if (s.sampled_paths() >= 0) {
+    std::vector<SampledPath> paths =
+        PathsToEvaluate(j.space, j.driver->alpha(), s.sampled_paths(), s.seed());
+    for (size_t first = 0; first < paths.size(); first += kPathsPerEvalTask) {
+      const std::string label = absl::StrCat(kEvalLabelPrefix, first / kPathsPerEvalTask);
+      if (j.rec.final_reports().count(label) > 0) continue;  // finished before a restart
+      Lease l = NewTask(j);
+      EvalTask* ev = l.task.mutable_eval();
+      ev->set_label(label);
+      ev->set_batch_size(s.batch_size());
+      std::vector<std::vector<bool>> keep = Keep(j.space, {});
+      for (size_t i = first; i < std::min(paths.size(), first + kPathsPerEvalTask); ++i) {
+        PathChoices* pc = ev->add_paths();
+        for (int c : paths[i].choices) pc->add_choices(c);
+        KeepAlso(keep, Keep(j.space, paths[i].choices));
+      }
+      ListTensors(j, keep, /*momentum=*/false, l);
+      j.tasks.push_back(std::move(l));
+    }
   }
   for (const auto& [label, choices] : nets) {
     if (j.rec.final_reports().count(label) > 0) continue;  // finished before a restart
@@ -1037,6 +1068,22 @@ absl::Status JobManager::Validate(const Job& j, const Lease& l, const CompletedT
       }
       return absl::OkStatus();
     }
+    case Task::kEval: {
+      if (!r.tensors.empty()) return absl::InvalidArgumentError("tensors: an eval task returns none");
+      const int n = l.task.eval().paths_size();
+      if (o.path_accuracies_size() != n) {
+        return absl::InvalidArgumentError(absl::StrCat("outcome.path_accuracies: expected ", n,
+                                                       " values (one per path), got ",
+                                                       o.path_accuracies_size()));
+      }
+      for (double a : o.path_accuracies()) {
+        if (!(a >= 0 && a <= 1)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("outcome.path_accuracies: ", a, " is not in [0, 1]"));
+        }
+      }
+      return absl::OkStatus();
+    }
     default:
       return absl::InvalidArgumentError("task: unknown kind");
   }
@@ -1201,6 +1248,12 @@ absl::Status JobManager::AdvanceStage(Job& j) {
     }
     case Job::Stage::kFinal: {
       for (Lease& l : j.tasks) {
+        if (l.task.has_eval()) {
+          Json acc = Json::array();
+          for (double a : l.result->outcome.path_accuracies()) acc.push_back(a);
+          (*j.rec.mutable_final_reports())[l.task.eval().label()] = acc.dump();
+          continue;
+        }
         (*j.rec.mutable_final_reports())[l.task.final().label()] = l.result->outcome.report_json();
         for (const TensorBlob& t : l.result->tensors) {  // <label>.pt [and <label>.onnx]
           TensorBlob b = t;
@@ -1218,6 +1271,34 @@ absl::Status JobManager::AdvanceStage(Job& j) {
   }
   return CommitRound(j, {});
 }
+
+namespace {
+
+// report.json's "sampled_paths": the paths PlanFinalStage planned, with the accuracies their eval
+// tasks returned (final_reports "paths/<k>"); nullopt when the job evaluated none.
+std::optional<Json> SampledPathsReport(
+    const SearchSpace& space, const ArchParams& alpha, const LatencyModel& latency,
+    const JobSpec& spec, int64_t valid_size,
+    const google::protobuf::Map<std::string, std::string>& reports) {
+  if (spec.sampled_paths() < 0) return std::nullopt;
+  std::vector<SampledPath> paths =
+      PathsToEvaluate(space, alpha, spec.sampled_paths(), spec.seed());
+  std::vector<double> accuracies;
+  for (size_t first = 0; first < paths.size(); first += kPathsPerEvalTask) {
+    auto it = reports.find(absl::StrCat(kEvalLabelPrefix, first / kPathsPerEvalTask));
+    if (it == reports.end()) return std::nullopt;
+    auto acc = ParseJson(it->second, "eval result");
+    if (!acc.ok() || !acc->is_array()) return std::nullopt;
+    for (const Json& a : *acc) {
+      if (!a.is_number()) return std::nullopt;
+      accuracies.push_back(a.get<double>());
+    }
+  }
+  if (accuracies.size() != paths.size()) return std::nullopt;
+  return SampledPathsJson(space, latency, paths, accuracies, valid_size, spec.batch_size());
+}
+
+}  // namespace
 
 absl::Status JobManager::FinishJob(Job& j) {
   AwaitCommits(j);  // the result goes after every round
@@ -1298,8 +1379,15 @@ absl::Status JobManager::FinishJob(Job& j) {
   res.set_test_accuracy(d.value("test_accuracy", 0.0));
   res.set_predicted_latency_ms(j.latency.PathLatency(derived));
   res.set_measured_latency_ms(d.value("measured_latency_ms", 0.0));
+  if (std::optional<Json> sampled = SampledPathsReport(j.space, j.driver->alpha(), j.latency,
+                                                       j.rec.spec(), j.rec.valid_size(),
+                                                       j.rec.final_reports())) {
+    report["sampled_paths"] = *sampled;
+  }
   res.set_report_json(report.dump(2));
-  for (const auto& [label, r] : j.rec.final_reports()) res.add_artifacts(label + ".pt");
+  for (const auto& [label, r] : j.rec.final_reports()) {
+    if (!absl::StartsWith(label, std::string(kEvalLabelPrefix))) res.add_artifacts(label + ".pt");
+  }
   // <label>.onnx next to <label>.pt where the worker exported it (listed after every .pt).
   for (const auto& [label, r] : j.rec.final_reports()) {
     if (j.params.Find(absl::StrCat(kArtifactPrefix, label, ".onnx")) != nullptr) {

@@ -30,6 +30,7 @@
 #include "worker/tensor_blob.h"
 #include "worker/tensor_cache.h"
 #include "worker/torch_status.h"
+#include "worker/worker_metrics.h"
 
 namespace nas {
 
@@ -70,6 +71,7 @@ struct TaskStats {
   double acquire_seconds = 0;
   double run_seconds = 0;
   double send_seconds = 0;
+  int64_t uploaded_bytes = 0;  // the result's tensors and files, as sent
 };
 
 // The wire's task as the runner's. InvalidArgument: no kind, or malformed pairs.
@@ -145,8 +147,18 @@ absl::StatusOr<RunnerTask> TaskFromProto(const Task& t) {
       r.spec = std::move(s);
       break;
     }
+    case Task::kEval: {
+      const EvalTask& e = t.eval();
+      EvalSpec s;
+      for (const PathChoices& p : e.paths()) {
+        s.paths.emplace_back(p.choices().begin(), p.choices().end());
+      }
+      s.batch_size = e.batch_size();
+      r.spec = std::move(s);
+      break;
+    }
     default:
-      return absl::InvalidArgumentError("task has no kind (init, weight, arch, final)");
+      return absl::InvalidArgumentError("task has no kind (init, weight, arch, final, eval)");
   }
   return r;
 }
@@ -158,6 +170,7 @@ void OutcomeFromResult(const RunnerResult& r, TaskOutcome* out) {
   for (double v : r.chain_losses) out->add_chain_losses(v);
   for (double v : r.chain_accuracies) out->add_chain_accuracies(v);
   for (double v : r.gate_grads) out->add_gate_grads(v);
+  for (double v : r.path_accuracies) out->add_path_accuracies(v);
   out->set_train_size(r.train_size);
   out->set_valid_size(r.valid_size);
   out->set_report_json(r.report_json);
@@ -572,6 +585,29 @@ struct RemoteWorker::Impl {
 
   void WriteStats(const Task& t, const TaskStats& stats, double seconds,
                   const std::string& outcome) {
+    if (o.metrics != nullptr) {
+      WorkerTaskFigures f;
+      f.kind = TaskKind(t);
+      // The outcome's category: "ok", "error", "refused", "abandoned", "handed back".
+      f.outcome = outcome.substr(0, outcome.find(':'));
+      f.acquire_seconds = stats.acquire_seconds;
+      f.load_seconds = stats.run.load_seconds;
+      f.run_seconds = stats.run_seconds;
+      f.send_seconds = stats.send_seconds;
+      f.fetched_bytes = stats.run.fetched_bytes;
+      f.uploaded_bytes = stats.uploaded_bytes;
+      f.tensors_fetched = stats.run.tensors_fetched;
+      f.cache_hits = stats.run.cache_hits;
+      f.cached_bytes = cache.Bytes();
+      f.resident_bytes = stats.run.resident_bytes;
+      o.metrics->Task(f);
+      const torch::Device& d = runner->device();
+      CudaMemoryStats cuda = d.is_cuda() ? CudaMemory(d.has_index() ? d.index() : 0)
+                                         : CudaMemoryStats{};
+      o.metrics->SetMemory(ProcessResidentBytes(), cuda.available ? cuda.allocated : -1,
+                           cuda.available ? cuda.peak_allocated : -1);
+      o.metrics->SetInfo(runner->device().str(), Stopping());
+    }
     if (o.stats_file.empty()) return;
     Json line = {{"job", t.job_id()},
                  {"lease", t.lease_id()},
@@ -720,6 +756,12 @@ struct RemoteWorker::Impl {
       CompleteTaskReply reply;
       absl::Status sent = Send(out, result, &reply);
       stats.send_seconds = SecondsSince(sent_at);
+      for (const auto& [name, tensor] : result.tensors) {
+        stats.uploaded_bytes += static_cast<int64_t>(tensor.nbytes());
+      }
+      for (const auto& [name, bytes] : result.files) {
+        stats.uploaded_bytes += static_cast<int64_t>(bytes.size());
+      }
       if (sent.ok()) {
         if (s.ok()) KeepOwnOutput(t, result);
         if (reply.next().has_task() && !reply.next().idle()) {

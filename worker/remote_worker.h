@@ -42,6 +42,8 @@
 
 namespace nas {
 
+class WorkerMetrics;
+
 struct RemoteWorkerOptions {
   // The coordinator's WorkerGateway address, host:port. Required.
   std::string coordinator;
@@ -56,6 +58,8 @@ struct RemoteWorkerOptions {
   // The latency-table devices this worker measures as (RegisterWorkerRequest.latency_devices):
   // jobs of these devices have their final latency measured here. Default none.
   std::vector<std::string> latency_devices;
+  // Prometheus metrics of every task (worker_metrics.h), not owned; null: none. Default null.
+  WorkerMetrics* metrics = nullptr;
   // Intra-op threads (ConfigureCpuRuntime); 0: all cores. Default 0.
   int threads = 0;
   // When set, one JSON line per task is appended: {"job","lease","kind","fetched_bytes",

@@ -16,10 +16,10 @@
 #include "core/json_fields.h"
 #include "core/param_names.h"
 #include "core/status_macros.h"
-#include "worker/folder_data.h"
 #include "worker/onnx_export.h"
 #include "worker/ops.h"
 #include "worker/profiler.h"
+#include "worker/path_eval.h"
 #include "worker/runtime.h"
 #include "worker/tasks.h"
 #include "worker/torch_status.h"
@@ -193,8 +193,8 @@ absl::StatusOr<std::shared_ptr<const TaskRunner::JobData>> TaskRunner::Data(
   if (data == nullptr) {
     auto t0 = std::chrono::steady_clock::now();
     auto loaded = std::make_shared<JobData>();
-    NAS_ASSIGN_OR_RETURN(loaded->train_full, LoadJobDataSet(d.dataset, dir, true, space));
-    NAS_ASSIGN_OR_RETURN(loaded->test, LoadJobDataSet(d.dataset, dir, false, space));
+    NAS_ASSIGN_OR_RETURN(loaded->train_full, LoadDataSet(d.dataset, dir, true));
+    NAS_ASSIGN_OR_RETURN(loaded->test, LoadDataSet(d.dataset, dir, false));
     uint64_t seed = d.split_seed;
     if (d.train_subset > 0) {
       loaded->train_full = BalancedSubset(loaded->train_full, d.train_subset, seed);
@@ -527,6 +527,39 @@ absl::Status TaskRunner::RunFinal(const RunnerTask& t, const FinalSpec& f,
   return absl::OkStatus();
 }
 
+absl::Status TaskRunner::RunEval(const RunnerTask& t, const EvalSpec& s,
+                                 const SearchSpace& space, TensorSource& source,
+                                 const TaskControl& control, RunnerResult* r) {
+  NAS_RETURN_IF_ERROR(CheckSearchData(t.data));
+  if (s.paths.empty()) return absl::InvalidArgumentError("eval.paths: must not be empty");
+  constexpr size_t kMaxPaths = 256;
+  if (s.paths.size() > kMaxPaths) {
+    return absl::InvalidArgumentError(absl::StrCat("eval.paths: ", s.paths.size(),
+                                                   " paths, more than the limit of ", kMaxPaths));
+  }
+  if (s.batch_size < 0) return absl::InvalidArgumentError("eval.batch_size: must be >= 0");
+  std::vector<std::vector<bool>> keep;
+  for (size_t i = 0; i < s.paths.size(); ++i) {
+    NAS_RETURN_IF_ERROR(CheckChoices(space, s.paths[i], absl::StrCat("eval.paths[", i, "]")));
+    std::vector<std::vector<bool>> k = KeepForPath(space, s.paths[i]);
+    if (keep.empty()) keep = k;
+    for (size_t e = 0; e < k.size(); ++e) {
+      for (size_t c = 0; c < k[e].size(); ++c) keep[e][c] = keep[e][c] || k[e][c];
+    }
+  }
+  NAS_ASSIGN_OR_RETURN(std::shared_ptr<const JobData> data, Data(t.data, space));
+  SuperNet net(space, keep);
+  net->to(device_);
+  NAS_RETURN_IF_ERROR(LoadTensors(t, *net, nullptr, source, &r->stats, nullptr));
+  if (Asked(control.abandoned)) return absl::AbortedError("abandoned");
+  r->path_accuracies = EvaluatePaths(net, s.paths, data->split.valid,
+                                     s.batch_size > 0 ? s.batch_size : t.data.batch_size, device_);
+  for (const auto& [name, tensor] : ModuleTensors(*net, true, true)) {
+    r->stats.resident_bytes += TensorBytes(tensor);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status TaskRunner::Run(const RunnerTask& t, TensorSource& source,
                              const TaskControl& control, RunnerResult* r) {
   NAS_ASSIGN_OR_RETURN(SearchSpace space, SearchSpace::FromJson(t.space_json));
@@ -544,6 +577,8 @@ absl::Status TaskRunner::Run(const RunnerTask& t, TensorSource& source,
                 return RunArch(t, spec, space, source, control, r);
               } else if constexpr (std::is_same_v<S, FinalSpec>) {
                 return RunFinal(t, spec, space, control, r);
+              } else if constexpr (std::is_same_v<S, EvalSpec>) {
+                return RunEval(t, spec, space, source, control, r);
               } else {
                 static_assert(sizeof(S) == 0, "TaskRunner::Run: a task kind without a Run...");
               }

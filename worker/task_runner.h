@@ -1,4 +1,4 @@
-// The task runner: one search task (init, weight, arch, final) in, its result out, on the
+// The task runner: one search task (init, weight, arch, final, eval) in, its result out, on the
 // worker's device. LibTorch only: no gRPC, no protobuf, no coordinator. The gRPC worker loop
 // (remote_worker.h) converts the wire's Task into a RunnerTask, hands it its input tensors
 // through a TensorSource (its tensor cache, fetching what is stale) and sends the result; tests
@@ -94,7 +94,13 @@ struct FinalSpec {
   int profile_batch_size = 0;  // 0: 1
   int profile_threads = 0;     // 0: the worker's threads
 };
-using TaskSpec = std::variant<InitSpec, WeightChain, ArchSpec, FinalSpec>;
+// Paths of the trained supernet evaluated with their inherited weights (the report's accuracy-
+// latency view): each path's accuracy on the validation split (worker/path_eval.h).
+struct EvalSpec {
+  std::vector<std::vector<int>> paths;  // at least one
+  int batch_size = 0;                   // 0: the data's batch size
+};
+using TaskSpec = std::variant<InitSpec, WeightChain, ArchSpec, FinalSpec, EvalSpec>;
 
 // A tensor the task lists, at the coordinator's version.
 struct ListedTensor {
@@ -165,6 +171,7 @@ struct RunnerResult {
   int64_t train_size = 0;          // init: images in the training / validation split
   int64_t valid_size = 0;
   std::string report_json;  // final
+  std::vector<double> path_accuracies;  // eval: one per path, in order
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
   std::vector<std::pair<std::string, std::string>> files;  // final: name, bytes (weights)
   RunnerStats stats;
@@ -214,6 +221,8 @@ class TaskRunner {
                        TensorSource& source, const TaskControl& control, RunnerResult* r);
   absl::Status RunFinal(const RunnerTask& t, const FinalSpec& s, const SearchSpace& space,
                         const TaskControl& control, RunnerResult* r);
+  absl::Status RunEval(const RunnerTask& t, const EvalSpec& s, const SearchSpace& space,
+                       TensorSource& source, const TaskControl& control, RunnerResult* r);
   void Log(const std::string& line) const {
     if (o_.log) o_.log(line);
   }

@@ -25,7 +25,9 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
+#include "prometheus/exposer.h"
 #include "worker/remote_worker.h"
+#include "worker/worker_metrics.h"
 
 ABSL_FLAG(std::string, coordinator, "", "coordinator WorkerGateway address, host:port (required)");
 ABSL_FLAG(std::string, name, "", "worker name reported to the coordinator; default hostname-pid");
@@ -39,6 +41,9 @@ ABSL_FLAG(std::vector<std::string>, latency_device, {},
           "local-cpu): the final latency measurement of their jobs runs here");
 ABSL_FLAG(int, threads, 0, "intra-op threads; 0 uses all cores");
 ABSL_FLAG(std::string, stats_file, "", "append one JSON line per task to this file");
+ABSL_FLAG(int, metrics_port, -1,
+          "serve Prometheus /metrics on this port of every interface (-1: none, 0: pick one, "
+          "printed at start)");
 ABSL_FLAG(int64_t, max_tasks, 0, "exit after this many tasks; 0 runs until SIGTERM");
 ABSL_FLAG(std::string, data_dir, "", "overrides the data directory of every task");
 ABSL_FLAG(std::string, token_file, "",
@@ -100,6 +105,27 @@ int main(int argc, char** argv) {
   o.inline_limit_bytes = absl::GetFlag(FLAGS_inline_limit_bytes);
   o.cache_bytes = absl::GetFlag(FLAGS_cache_mb) * (int64_t{1} << 20);
 
+  // Metrics first: a port that cannot be had is a start-up error, like a bad flag.
+  nas::WorkerMetrics metrics;
+  std::unique_ptr<prometheus::Exposer> exposer;
+  if (const int port = absl::GetFlag(FLAGS_metrics_port); port >= 0) {
+    if (port > 65535) {
+      std::fprintf(stderr, "nas_worker: --metrics_port=%d: not a port (0-65535, -1: none)\n", port);
+      return 2;
+    }
+    auto e = metrics.Expose("0.0.0.0:" + std::to_string(port));
+    if (!e.ok()) {
+      std::fprintf(stderr, "nas_worker: %s\n", e.status().ToString().c_str());
+      return 2;
+    }
+    exposer = *std::move(e);
+    std::vector<int> ports = exposer->GetListeningPorts();
+    std::fprintf(stderr, "nas_worker: metrics on port %d\n", ports.empty() ? port : ports[0]);
+    o.metrics = &metrics;
+    metrics.SetInfo(o.device, false);
+    metrics.SetMemory(nas::ProcessResidentBytes(), -1, -1);
+  }
+
   // SIGINT/SIGTERM write to a pipe that a thread waits on (LibTorch and gRPC start threads of
   // their own, some before main, so masking the signals is not enough).
   if (pipe(g_signal_pipe) != 0) {
@@ -121,7 +147,7 @@ int main(int argc, char** argv) {
   }
   nas::RemoteWorker* w = worker->get();
   // Detached: it may still wait when Run() returns after --max_tasks; exit ends it.
-  std::thread([w] {
+  std::thread([w, m = o.metrics, device = o.device] {
     unsigned char sig = 0;
     ssize_t n;
     do {
@@ -129,6 +155,7 @@ int main(int argc, char** argv) {
     } while (n < 0 && errno == EINTR);
     if (n == 1) {
       std::fprintf(stderr, "nas_worker: signal %d, stopping\n", sig);
+      if (m != nullptr) m->SetInfo(device, /*draining=*/true);
       w->Stop();
     }
   }).detach();

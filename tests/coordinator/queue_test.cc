@@ -10,6 +10,7 @@
 #include "coordinator/job_manager.h"
 #include "coordinator/quota_config.h"
 #include "coordinator/sim_worker.h"
+#include "core/json_fields.h"
 #include "gtest/gtest.h"
 #include "tests/coordinator/synthetic_table.h"
 #include "tests/test_util.h"
@@ -410,6 +411,58 @@ TEST_F(QueueTest, AQueuedJobStaysQueuedAcrossARestartWithItsPlaceAndReason) {
   EXPECT_EQ(st->state(), "QUEUED");
   EXPECT_EQ(st->queue_position(), 1);
   EXPECT_NE(st->wait_reason().find("quota"), std::string::npos);
+}
+
+// After the search, paths of the trained supernet are evaluated with their inherited weights (the
+// report's accuracy-latency view): eval tasks list the union of their paths' tensors, and the
+// report carries each path's source, choices, predicted latency and accuracy.
+TEST_F(QueueTest, TheReportCarriesTheSampledPathsEvaluatedWithInheritedWeights) {
+  JobSpec spec = Spec("lab", 0);
+  spec.set_sampled_paths(9);  // + derived + baseline = 11 paths: two eval tasks of 8 and 3
+  std::string id = Submit(spec);
+  AwaitPrepared(id);
+  std::string w = Register("w");
+  int evals = 0;
+  for (int i = 0; i < 2000 && State(id) != "DONE"; ++i) {
+    std::optional<Task> t = Take(w);
+    if (!t.has_value()) {
+      jobs_->Tick();
+      continue;
+    }
+    if (t->has_eval()) {
+      ++evals;
+      EXPECT_GT(t->tensors_size(), 0);
+      EXPECT_EQ(t->eval().batch_size(), 16);
+      if (evals == 1) {
+        // A result with the wrong number of accuracies, or one outside [0, 1], is refused.
+        CompletedTask bad;
+        bad.outcome.set_lease_id(t->lease_id());
+        bad.outcome.add_path_accuracies(0.5);
+        EXPECT_EQ(jobs_->Complete(bad).code(), absl::StatusCode::kInvalidArgument);
+        for (int k = 1; k < t->eval().paths_size(); ++k) bad.outcome.add_path_accuracies(0.5);
+        bad.outcome.set_path_accuracies(0, 1.5);
+        EXPECT_EQ(jobs_->Complete(bad).code(), absl::StatusCode::kInvalidArgument);
+      }
+    }
+    Finish(*t);
+  }
+  ASSERT_EQ(State(id), "DONE");
+  EXPECT_EQ(evals, 2);
+  auto r = jobs_->Result(id);
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto report = ParseJson(r->report_json(), "report.json");
+  ASSERT_TRUE(report.ok()) << report.status();
+  const Json& paths = (*report)["sampled_paths"]["paths"];
+  ASSERT_EQ(paths.size(), 11u);
+  EXPECT_EQ(paths[0]["source"], "derived");
+  EXPECT_EQ(paths[1]["source"], "baseline");
+  for (size_t i = 0; i < paths.size(); ++i) {
+    EXPECT_TRUE(paths[i]["predicted_latency_ms"].get<double>() > 0);
+    double acc = paths[i]["accuracy"].get<double>();
+    EXPECT_TRUE(acc >= 0 && acc <= 1);
+  }
+  // Not networks: no artifact for the eval results.
+  for (const std::string& a : r->artifacts()) EXPECT_EQ(a.find("paths/"), std::string::npos);
 }
 
 }  // namespace

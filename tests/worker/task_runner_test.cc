@@ -1,6 +1,7 @@
 // The task runner on the CPU, without any server: its weight and arch steps give exactly what
 // the existing code paths (RunWeightTask / RunArchTask on a supernet loaded by hand) give, only
 // the task's modules are touched, and malformed tasks fail naming the field.
+#include "worker/path_eval.h"
 #include "worker/task_runner.h"
 
 #include <torch/torch.h>
@@ -269,6 +270,57 @@ TEST_F(TaskRunnerTest, MalformedTasksFailNamingTheField) {
   RunnerResult r;
   EXPECT_TRUE(IsError((*checked)->Run(t, source, {}, &r), absl::StatusCode::kPermissionDenied,
                       {"data roots"}));
+}
+
+// An eval task: each path's accuracy with the inherited weights, as EvaluatePaths gives it on a
+// supernet loaded by hand; no tensor comes back (BatchNorm's statistics are put back).
+TEST_F(TaskRunnerTest, EvalTaskEqualsEvaluatePathsAndReturnsNoTensor) {
+  std::vector<std::vector<int>> paths = {SomePath(space_, 0), SomePath(space_, 1),
+                                         SomePath(space_, 2)};
+  std::vector<std::vector<bool>> keep = KeepForPath(space_, paths[0]);
+  for (const auto& p : paths) {
+    std::vector<std::vector<bool>> k = KeepForPath(space_, p);
+    for (size_t e = 0; e < k.size(); ++e) {
+      for (size_t c = 0; c < k[e].size(); ++c) keep[e][c] = keep[e][c] || k[e][c];
+    }
+  }
+  RunnerTask t;
+  t.space_json = space_.ToJson();
+  t.data = SmallJobData();
+  t.tensors = runner_testing::ListFor(space_, keep, {});
+  t.spec = EvalSpec{paths, /*batch_size=*/25};
+  t.label = "eval";
+  RunnerResult r = Run(t, tensors_);
+  EXPECT_TRUE(r.tensors.empty());
+  ASSERT_EQ(r.path_accuracies.size(), paths.size());
+
+  SuperNet net(space_, keep);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : net->named_parameters()) p.value().copy_(tensors_.at(p.key()));
+    for (auto& b : net->named_buffers()) b.value().copy_(tensors_.at(b.key()));
+  }
+  DataSplit split = LoadSplit(t.data);
+  std::vector<double> want = EvaluatePaths(net, paths, split.valid, 25, torch::kCPU);
+  for (size_t i = 0; i < paths.size(); ++i) {
+    EXPECT_EQ(r.path_accuracies[i], want[i]) << i;
+    EXPECT_GE(want[i], 0.0);
+    EXPECT_LE(want[i], 1.0);
+  }
+  // The statistics the evaluation moved were put back.
+  for (const auto& b : net->named_buffers()) {
+    EXPECT_TRUE(torch::equal(b.value(), tensors_.at(b.key()))) << b.key();
+  }
+
+  absl::Status st;
+  t.spec = EvalSpec{{}, 25};
+  Run(t, tensors_, &st);
+  EXPECT_TRUE(IsError(st, absl::StatusCode::kInvalidArgument, {"eval.paths"}));
+  std::vector<int> bad = paths[0];
+  bad[0] = 99;
+  t.spec = EvalSpec{{paths[0], bad}, 25};
+  Run(t, tensors_, &st);
+  EXPECT_TRUE(IsError(st, absl::StatusCode::kInvalidArgument, {"eval.paths[1]"}));
 }
 
 TEST_F(TaskRunnerTest, AbandonedTaskStopsAfterLoading) {
