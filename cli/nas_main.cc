@@ -37,8 +37,13 @@
 #include "worker/search.h"
 
 ABSL_FLAG(std::string, space, "fashion-mnist", "search space: preset name or JSON file");
-ABSL_FLAG(std::string, dataset, "fashion-mnist", "data set: fashion-mnist, mnist or cifar10");
-ABSL_FLAG(std::string, data_dir, "", "data set directory (default: Debian's location)");
+ABSL_FLAG(std::string, print, "",
+          "spaces: print this space's JSON (a preset's name or a file), to edit into a new space");
+ABSL_FLAG(std::string, dataset, "fashion-mnist",
+          "data set: fashion-mnist, mnist, cifar10 or folder (an image folder: --data_dir)");
+ABSL_FLAG(std::string, data_dir, "",
+          "data set directory (default: Debian's location); for folder: DIR/train + DIR/val, "
+          "or one folder per class with optional train.txt/val.txt");
 ABSL_FLAG(std::string, out, "", "result directory");
 ABSL_FLAG(std::string, latency_table, "",
           "latency table (ours .json or ProxylessNAS .yaml); default: profile this machine");
@@ -421,6 +426,12 @@ int Report() {
 }
 
 int Spaces() {
+  if (std::string name = absl::GetFlag(FLAGS_print); !name.empty()) {
+    auto s = nas::SearchSpace::Load(name);
+    if (!s.ok()) return Fail(s.status());
+    std::printf("%s\n", s->ToJson().c_str());
+    return 0;
+  }
   for (const std::string& name : nas::SearchSpace::PresetNames()) {
     auto s = nas::SearchSpace::Preset(name);
     if (!s.ok()) return Fail(s.status());
@@ -441,7 +452,7 @@ int main(int argc, char** argv) {
       "  eval     evaluate saved weights (--arch, --weights)\n"
       "  export   write --arch with --weights as an ONNX model to --out [--fold_bn]\n"
       "  profile  time every layer of --space, calibrate on whole networks, write --table_out\n"
-      "  spaces   list the preset search spaces\n"
+      "  spaces   list the preset search spaces (--print NAME: one space's JSON)\n"
       "  report   (re)write --result_dir's report.html from its report.json and history\n"
       "  latency-check  predict (--latency_service, --device) and measure --samples networks");
   // --latency-service is --latency_service: dashes in a flag's name read as underscores.

@@ -95,9 +95,13 @@ absl::StatusOr<JobSpec> NormalizeJobSpec(JobSpec s) {
 
   if (s.space_json().empty() && s.space().empty()) s.set_space("fashion-mnist");
   if (s.dataset().empty()) s.set_dataset("fashion-mnist");
-  if (s.dataset() != "fashion-mnist" && s.dataset() != "mnist" && s.dataset() != "cifar10") {
+  if (s.dataset() != "fashion-mnist" && s.dataset() != "mnist" && s.dataset() != "cifar10" &&
+      s.dataset() != "folder") {
     return Bad("dataset", absl::StrCat("'", Shown(s.dataset()),
-                                       "' is not one of fashion-mnist, mnist, cifar10"));
+                                       "' is not one of fashion-mnist, mnist, cifar10, folder"));
+  }
+  if (s.dataset() == "folder" && s.data_dir().empty()) {
+    return Bad("data_dir", "required with dataset folder (the image folder's path on the workers)");
   }
   if (s.device().empty()) {
     return Bad("device", "required (the latency-service device whose table the job uses)");

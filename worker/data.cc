@@ -134,7 +134,7 @@ absl::StatusOr<DataSet> LoadDataSet(const std::string& name, const std::string& 
     return LoadCifar10(d, train);
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("dataset: \"", name, "\" is not one of fashion-mnist, mnist, cifar10"));
+      absl::StrCat("dataset: \"", name, "\" is not one of fashion-mnist, mnist, cifar10, folder"));
 }
 
 namespace {

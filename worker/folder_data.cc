@@ -102,6 +102,17 @@ absl::StatusOr<DataSet> LoadImageFolderDataSet(const std::string& dir, bool trai
   return LoadFolderDataSet(folder, train ? split.train : split.valid, t, threads);
 }
 
+absl::StatusOr<DataSet> LoadJobDataSet(const std::string& name, const std::string& dir, bool train,
+                                       const SearchSpace& space, int threads) {
+  if (name != "folder") return LoadDataSet(name, dir, train);
+  if (dir.empty()) {
+    return absl::InvalidArgumentError(
+        "data_dir: dataset \"folder\" needs the image folder's path (on the workers)");
+  }
+  return LoadImageFolderDataSet(dir, train, space.input_height(), space.input_width(),
+                                space.input_channels(), threads);
+}
+
 FolderBatcher::FolderBatcher(const ImageFolder& folder, std::vector<int64_t> items, int batch_size,
                              uint64_t seed, LoaderOptions options, bool shuffle)
     : folder_(folder),

@@ -26,6 +26,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/search_space.h"
 #include "worker/data.h"
 #include "worker/image_folder.h"
 
@@ -54,6 +55,12 @@ absl::StatusOr<DataSet> LoadFolderDataSet(const ImageFolder& folder,
 absl::StatusOr<DataSet> LoadImageFolderDataSet(const std::string& dir, bool train, int height,
                                                int width, int channels, int threads = 2,
                                                const ImageFolderLimits& limits = {});
+
+// A job's data set by name, for the search and the worker: "folder" is
+// LoadImageFolderDataSet(dir, train) at `space`'s input size and channels; any other name is
+// worker/data.h's LoadDataSet(name, dir, train).
+absl::StatusOr<DataSet> LoadJobDataSet(const std::string& name, const std::string& dir, bool train,
+                                       const SearchSpace& space, int threads = 2);
 
 // Batches of `items` in the seeded order of worker/data.h's Batcher (epoch e shuffled by
 // Rng(MixSeed(seed, e)), drop_last), decoded by an ImageFolderLoader that runs ahead: asking for

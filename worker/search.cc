@@ -20,6 +20,7 @@
 #include "core/search_space.h"
 #include "core/status_macros.h"
 #include "worker/data.h"
+#include "worker/folder_data.h"
 #include "worker/onnx_export.h"
 #include "worker/ops.h"
 #include "worker/path_eval.h"
@@ -181,8 +182,8 @@ absl::StatusOr<Data> LoadData(const std::string& dataset, const std::string& dir
                               int64_t train_subset, int64_t test_subset, int64_t valid_size,
                               uint64_t seed, const SearchSpace& space) {
   Data d;
-  NAS_ASSIGN_OR_RETURN(d.train_full, LoadDataSet(dataset, dir, true));
-  NAS_ASSIGN_OR_RETURN(d.test, LoadDataSet(dataset, dir, false));
+  NAS_ASSIGN_OR_RETURN(d.train_full, LoadJobDataSet(dataset, dir, true, space));
+  NAS_ASSIGN_OR_RETURN(d.test, LoadJobDataSet(dataset, dir, false, space));
   if (d.train_full.channels() != space.input_channels() ||
       d.train_full.height() != space.input_height() ||
       d.train_full.width() != space.input_width()) {
@@ -539,7 +540,7 @@ absl::StatusOr<NetworkReport> RunEval(const EvalCommandOptions& o) {
   NAS_ASSIGN_OR_RETURN(SearchSpace space, SearchSpace::Load(o.space));
   NAS_ASSIGN_OR_RETURN(auto loaded, LoadArchitecture(space, o.architecture));
   SetThreads(o.threads);
-  NAS_ASSIGN_OR_RETURN(DataSet test, LoadDataSet(o.dataset, o.data_dir, false));
+  NAS_ASSIGN_OR_RETURN(DataSet test, LoadJobDataSet(o.dataset, o.data_dir, false, space));
   if (o.test_subset > 0) test = BalancedSubset(test, o.test_subset, 1);
   Network net(loaded.first);
   NAS_RETURN_IF_ERROR(LoadModule(*net, o.weights));

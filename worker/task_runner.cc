@@ -16,6 +16,7 @@
 #include "core/json_fields.h"
 #include "core/param_names.h"
 #include "core/status_macros.h"
+#include "worker/folder_data.h"
 #include "worker/onnx_export.h"
 #include "worker/ops.h"
 #include "worker/profiler.h"
@@ -193,8 +194,8 @@ absl::StatusOr<std::shared_ptr<const TaskRunner::JobData>> TaskRunner::Data(
   if (data == nullptr) {
     auto t0 = std::chrono::steady_clock::now();
     auto loaded = std::make_shared<JobData>();
-    NAS_ASSIGN_OR_RETURN(loaded->train_full, LoadDataSet(d.dataset, dir, true));
-    NAS_ASSIGN_OR_RETURN(loaded->test, LoadDataSet(d.dataset, dir, false));
+    NAS_ASSIGN_OR_RETURN(loaded->train_full, LoadJobDataSet(d.dataset, dir, true, space));
+    NAS_ASSIGN_OR_RETURN(loaded->test, LoadJobDataSet(d.dataset, dir, false, space));
     uint64_t seed = d.split_seed;
     if (d.train_subset > 0) {
       loaded->train_full = BalancedSubset(loaded->train_full, d.train_subset, seed);

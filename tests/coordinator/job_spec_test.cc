@@ -127,6 +127,20 @@ TEST(JobSpecTest, StringsAreBoundedAndOfASafeAlphabet) {
                       {"space_json", "limit"}));
 }
 
+TEST(JobSpecTest, AnImageFolderNeedsItsPath) {
+  JobSpec s = Minimal();
+  s.set_dataset("folder");
+  EXPECT_TRUE(IsError(NormalizeJobSpec(s).status(), absl::StatusCode::kInvalidArgument,
+                      {"data_dir", "folder"}));
+  s.set_data_dir("/data/datasets/imagenet");
+  auto n = NormalizeJobSpec(s);
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(n->dataset(), "folder");
+  s.set_dataset("imagefolder");
+  EXPECT_TRUE(IsError(NormalizeJobSpec(s).status(), absl::StatusCode::kInvalidArgument,
+                      {"dataset", "folder"}));
+}
+
 TEST(JobSpecTest, TheSpaceIsBuiltWithinItsLimits) {
   JobSpec s = Minimal();
   s.set_space_json(std::string(100, '[') + std::string(100, ']'));
