@@ -8,6 +8,8 @@
 //
 // Usage: step_bench [--space fashion-mnist] [--batch 128] [--threads 2] [--paths 6]
 //                   [--steps 10] [--memory_space fashion-mnist] [--memory_batch 64]
+//                   [--device cpu|cuda|cuda:N] [--timing_only] [--deterministic]
+// On CUDA only the timings run (GPU memory: tests/worker/task_runner_cuda_test.cc).
 // Prints markdown tables. Timings are medians over paths of the mean per-step time, with the
 // two variants interleaved so that machine noise hits both alike.
 #include <torch/torch.h>
@@ -31,6 +33,7 @@
 #include "worker/memory_meter.h"
 #include "worker/ops.h"
 #include "worker/runtime.h"
+#include "worker/task_runner.h"
 #include "worker/train.h"
 
 ABSL_FLAG(std::string, space, "fashion-mnist", "space for the timing benchmarks");
@@ -40,6 +43,10 @@ ABSL_FLAG(int, paths, 6, "sampled paths to time");
 ABSL_FLAG(int, steps, 10, "timed steps per path and variant");
 ABSL_FLAG(std::string, memory_space, "fashion-mnist", "space for the memory benchmark");
 ABSL_FLAG(int, memory_batch, 64, "batch size for the memory benchmark");
+ABSL_FLAG(std::string, device, "cpu",
+          "where the timed steps run: cpu, cuda or cuda:N (CUDA steps end with a synchronisation)");
+ABSL_FLAG(bool, timing_only, false, "only the weight/arch step timings (no layout, no memory)");
+ABSL_FLAG(bool, deterministic, false, "cuDNN: deterministic algorithms, no autotuning");
 
 namespace nas {
 namespace {
@@ -51,11 +58,20 @@ double Median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
+// Where the timed steps run (--device); CUDA timings synchronise before and after.
+torch::Device g_device(torch::kCPU);
+
+void Sync() {
+  if (g_device.is_cuda()) torch::cuda::synchronize();
+}
+
 template <typename F>
 double MeanMs(int steps, F&& f) {
   f();  // warm-up
+  Sync();
   auto t0 = Clock::now();
   for (int i = 0; i < steps; ++i) f();
+  Sync();
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / steps;
 }
 
@@ -70,10 +86,13 @@ void StandaloneStep(Network& net, PathSgd& sgd, const torch::Tensor& x, const to
 void TimingBenchmarks(const SearchSpace& space, int batch, int paths, int steps) {
   torch::manual_seed(0);
   SuperNet supernet(space);
+  supernet->to(g_device);
   PathSgd sgd_super(SgdOptions{});
   torch::Tensor x = ChannelsLastStrided(
-      torch::randn({batch, space.input_channels(), space.input_height(), space.input_width()}));
-  torch::Tensor y = torch::randint(0, space.num_classes(), {batch});
+      torch::randn({batch, space.input_channels(), space.input_height(), space.input_width()},
+                   torch::TensorOptions().device(g_device)));
+  torch::Tensor y = torch::randint(0, space.num_classes(), {batch},
+                                   torch::TensorOptions().dtype(torch::kInt64).device(g_device));
   Rng rng(1);
   ArchParams ap(space.CandidatesPerEdge());
   std::vector<double> ratio, super_ms, alone_ms, arch_ms, arch_ratio;
@@ -84,6 +103,7 @@ void TimingBenchmarks(const SearchSpace& space, int batch, int paths, int steps)
     std::vector<PairSample> pairs = ap.SamplePairs(rng);
     auto config = space.Derive(path);
     Network alone(*config);
+    alone->to(g_device);
     PathSgd sgd_alone(SgdOptions{});
     auto alone_step = [&] { StandaloneStep(alone, sgd_alone, x, y); };
     auto super_step = [&] { WeightStep(supernet, sgd_super, path, x, y, 0.01, 0.1); };
@@ -207,6 +227,13 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   nas::MemoryMeter::Install();
   nas::ConfigureCpuRuntime(absl::GetFlag(FLAGS_threads));
+  nas::ConfigureDeviceRuntime(absl::GetFlag(FLAGS_deterministic));
+  absl::StatusOr<torch::Device> device = nas::ParseDevice(absl::GetFlag(FLAGS_device), "--device");
+  if (!device.ok()) {
+    std::fprintf(stderr, "step_bench: %s\n", device.status().ToString().c_str());
+    return 2;
+  }
+  nas::g_device = *device;
   auto space = nas::SearchSpace::Load(absl::GetFlag(FLAGS_space));
   auto mem_space = nas::SearchSpace::Load(absl::GetFlag(FLAGS_memory_space));
   if (!space.ok() || !mem_space.ok()) {
@@ -214,11 +241,12 @@ int main(int argc, char** argv) {
                  std::string((space.ok() ? mem_space.status() : space.status()).message()).c_str());
     return 2;
   }
-  std::printf("## Weight step and arch step (space %s, batch %d, %d threads, LibTorch %s)\n\n",
-              space->name().c_str(), absl::GetFlag(FLAGS_batch), at::get_num_threads(),
-              TORCH_VERSION);
+  std::printf("## Weight step and arch step (space %s, batch %d, %s, LibTorch %s)\n\n",
+              space->name().c_str(), absl::GetFlag(FLAGS_batch),
+              nas::DeviceDescription(*device).c_str(), TORCH_VERSION);
   nas::TimingBenchmarks(*space, absl::GetFlag(FLAGS_batch), absl::GetFlag(FLAGS_paths),
                         absl::GetFlag(FLAGS_steps));
+  if (absl::GetFlag(FLAGS_timing_only) || device->is_cuda()) return 0;
   std::printf("## Input layout: training step before and after exact channels-last strides\n\n");
   nas::LayoutBenchmark(*space, absl::GetFlag(FLAGS_batch), absl::GetFlag(FLAGS_steps));
   std::printf("## Peak memory of one weight step (space %s, batch %d)\n\n",

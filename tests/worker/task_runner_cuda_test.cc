@@ -134,7 +134,8 @@ TEST_F(CudaTest, InactiveCandidatesStayBitwiseUnchangedAfterCudaWeightSteps) {
   std::vector<int> path = SomePath(space_, 2);
   PathSgd sgd(SgdOptions{});
   torch::Tensor x = ChannelsLastStrided(torch::randn({16, 1, 28, 28}, torch::Device(cuda)));
-  torch::Tensor y = torch::randint(0, 10, {16}, torch::TensorOptions().device(cuda));
+  torch::Tensor y =
+      torch::randint(0, 10, {16}, torch::TensorOptions().dtype(torch::kInt64).device(cuda));
   for (int step = 0; step < 3; ++step) WeightStep(net, sgd, path, x, y, 0.05, 0.1);
   torch::cuda::synchronize();
   int inactive = 0;
@@ -160,7 +161,8 @@ TEST_F(CudaTest, InactiveCandidatesStayBitwiseUnchangedAfterCudaWeightSteps) {
   const std::string active = SuperNetImpl::CandidateName(0, path[0]) + ".";
   bool moved = false;
   for (const auto& p : net->named_parameters()) {
-    if (p.key().rfind(active, 0) == 0 && !torch::equal(p.value().to(torch::kCPU), before.at(p.key()))) {
+    if (p.key().rfind(active, 0) == 0 &&
+        !torch::equal(p.value().to(torch::kCPU), before.at(p.key()))) {
       moved = true;
     }
   }
@@ -194,7 +196,8 @@ TEST_F(CudaTest, WeightStepMemoryDoesNotGrowWithCandidatesPerEdge) {
     SuperNet net(*space);
     net->to(cuda);
     torch::Tensor x = ChannelsLastStrided(torch::randn({64, 1, 28, 28}, torch::Device(cuda)));
-    torch::Tensor y = torch::randint(0, 10, {64}, torch::TensorOptions().device(cuda));
+    torch::Tensor y =
+        torch::randint(0, 10, {64}, torch::TensorOptions().dtype(torch::kInt64).device(cuda));
     std::vector<int> path(space->num_edges(), 0);  // 3x3_MBConv3 on every edge in both spaces
     PathSgd sgd(SgdOptions{});
     WeightStep(net, sgd, path, x, y, 0.01, 0.1);  // momentum exists from here on
