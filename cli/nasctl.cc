@@ -448,14 +448,15 @@ int PrintResultSummary(const nas::JobResult& r, const std::string& dir, nas::Out
   nas::JobResult summary = r;
   for (auto* field : {summary.mutable_report_json(), summary.mutable_architecture_json(),
                       summary.mutable_network_json(), summary.mutable_space_json(),
-                      summary.mutable_latency_table_json(), summary.mutable_spec_json()}) {
+                      summary.mutable_latency_table_json(), summary.mutable_spec_json(),
+                      summary.mutable_report_html()}) {
     field->clear();
   }
   summary.clear_history();
   auto v = nas::MessageToJsonValue(summary);
   if (!v.ok()) return Fail(v.status());
   for (const char* documents : {"report_json", "architecture_json", "network_json", "space_json",
-                                "latency_table_json", "spec_json", "history"}) {
+                                "latency_table_json", "spec_json", "history", "report_html"}) {
     v->erase(documents);
   }
   (*v)["result_directory"] = dir;

@@ -25,6 +25,7 @@
 #include "core/param_names.h"
 #include "core/search_defaults.h"
 #include "core/path_sample.h"
+#include "core/report_html.h"
 #include "core/search_driver.h"
 #include "core/search_space.h"
 #include "core/status_macros.h"
@@ -1385,6 +1386,20 @@ absl::Status JobManager::FinishJob(Job& j) {
     report["sampled_paths"] = *sampled;
   }
   res.set_report_json(report.dump(2));
+  {
+    ReportInputs page;
+    page.title = "job " + j.rec.job_id();
+    page.report_json = res.report_json();
+    page.history.assign(res.history().begin(), res.history().end());
+    page.space_json = res.space_json();
+    page.architecture_json = res.architecture_json();
+    absl::StatusOr<std::string> html = RenderReportHtml(page);
+    if (html.ok()) {
+      res.set_report_html(*std::move(html));
+    } else {
+      Log(absl::StrCat("job ", j.rec.job_id(), ": report.html not drawn: ", html.status().message()));
+    }
+  }
   for (const auto& [label, r] : j.rec.final_reports()) {
     if (!absl::StartsWith(label, std::string(kEvalLabelPrefix))) res.add_artifacts(label + ".pt");
   }

@@ -255,7 +255,9 @@ absl::StatusOr<std::string> WriteResultDirectory(SearchClient& client, const Job
   NAS_RETURN_IF_ERROR(Write(out + "/report.md", md));
   // The page is for looking at: a result whose page cannot be drawn is still written whole, and
   // the reason is said (on stderr and in report.md).
-  absl::Status html = WriteReportHtml(out, "job " + r.job_id());
+  // The coordinator's page when it drew one (jobs finished before it did: drawn here).
+  absl::Status html = r.report_html().empty() ? WriteReportHtml(out, "job " + r.job_id())
+                                              : Write(out + "/report.html", r.report_html());
   if (!html.ok()) {
     std::fprintf(stderr, "report.html not written: %s\n", std::string(html.message()).c_str());
     absl::StrAppend(&md, "\nreport.html not written: ", html.message(), "\n");

@@ -222,8 +222,8 @@ class Client:
     def write_result_dir(self, job_id: str, out_dir: str) -> List[str]:
         """Writes the job's result directory as `nasctl result --out` does: architecture.json,
         network.json, search_space.json, latency_table.json, job_spec.json, report.json,
-        alpha_history.jsonl, every artifact (derived.pt, baseline.pt, derived.onnx, baseline.onnx)
-        and report.md. Returns the paths written."""
+        alpha_history.jsonl, every artifact (derived.pt, baseline.pt, derived.onnx, baseline.onnx),
+        report.md and report.html. Returns the paths written."""
         r = self.result(job_id)
         os.makedirs(out_dir, exist_ok=True)
         written = []
@@ -247,6 +247,8 @@ class Client:
                                f"artifact name {name!r} is not a plain file name")
             write(name, self.artifact(job_id, name))
         write("report.md", _report_markdown(r))
+        if r.report_html:  # drawn by the coordinator (empty for jobs finished before it did)
+            write("report.html", r.report_html)
         return written
 
 

@@ -158,7 +158,8 @@ class ClientEndToEnd(unittest.TestCase):
         out = os.path.join(self.work, "result")
         written = c.write_result_dir(job, out)
         for name in ["architecture.json", "report.json", "alpha_history.jsonl", "network.json",
-                     "search_space.json", "latency_table.json", "job_spec.json", "report.md"] + \
+                     "search_space.json", "latency_table.json", "job_spec.json", "report.md",
+                     "report.html"] + \
                 list(r.artifacts):
             path = os.path.join(out, name)
             self.assertIn(path, written)
@@ -177,6 +178,12 @@ class ClientEndToEnd(unittest.TestCase):
             self.assertEqual(f.read(), derived)
         with open(os.path.join(out, "report.md"), encoding="utf-8") as f:
             self.assertIn(f"job {job}", f.read())
+        # The coordinator's page: one heat-map row per edge of the job's space.
+        with open(os.path.join(out, "report.html"), encoding="utf-8") as f:
+            page = f.read()
+        edges = len(json.loads(r.architecture_json)["choices"])
+        self.assertEqual(page.count('class="heatmap-row"'), edges)
+        self.assertIn(f"job {job}", page)
 
         self.assertIn(job, [s.job_id for s in c.list()])
         q = c.queue()
