@@ -539,17 +539,11 @@ absl::Status TaskRunner::RunEval(const RunnerTask& t, const EvalSpec& s,
                                                    " paths, more than the limit of ", kMaxPaths));
   }
   if (s.batch_size < 0) return absl::InvalidArgumentError("eval.batch_size: must be >= 0");
-  std::vector<std::vector<bool>> keep;
   for (size_t i = 0; i < s.paths.size(); ++i) {
     NAS_RETURN_IF_ERROR(CheckChoices(space, s.paths[i], absl::StrCat("eval.paths[", i, "]")));
-    std::vector<std::vector<bool>> k = KeepForPath(space, s.paths[i]);
-    if (keep.empty()) keep = k;
-    for (size_t e = 0; e < k.size(); ++e) {
-      for (size_t c = 0; c < k[e].size(); ++c) keep[e][c] = keep[e][c] || k[e][c];
-    }
   }
   NAS_ASSIGN_OR_RETURN(std::shared_ptr<const JobData> data, Data(t.data, space));
-  SuperNet net(space, keep);
+  SuperNet net(space, KeepForPaths(space, s.paths));
   net->to(device_);
   NAS_RETURN_IF_ERROR(LoadTensors(t, *net, nullptr, source, &r->stats, nullptr));
   if (Asked(control.abandoned)) return absl::AbortedError("abandoned");

@@ -6,6 +6,21 @@
 
 namespace nas {
 
+std::vector<std::vector<bool>> KeepForPaths(const SearchSpace& space,
+                                            const std::vector<std::vector<int>>& paths) {
+  std::vector<std::vector<bool>> keep;
+  for (int e = 0; e < space.num_edges(); ++e) {
+    keep.emplace_back(space.edges()[e].candidates.size(), false);
+  }
+  for (const std::vector<int>& path : paths) {
+    std::vector<std::vector<bool>> k = KeepForPath(space, path);
+    for (size_t e = 0; e < k.size() && e < keep.size(); ++e) {
+      for (size_t c = 0; c < k[e].size(); ++c) keep[e][c] = keep[e][c] || k[e][c];
+    }
+  }
+  return keep;
+}
+
 std::vector<std::vector<bool>> KeepForPath(const SearchSpace& space, const std::vector<int>& path) {
   std::vector<std::vector<bool>> keep;
   for (int e = 0; e < space.num_edges(); ++e) {

@@ -19,6 +19,9 @@ namespace nas {
 
 // Candidates a task materialises: its path (weight task, rl arch task) or its pairs.
 std::vector<std::vector<bool>> KeepForPath(const SearchSpace& space, const std::vector<int>& path);
+// The union of several paths' ops (an eval task's supernet).
+std::vector<std::vector<bool>> KeepForPaths(const SearchSpace& space,
+                                            const std::vector<std::vector<int>>& paths);
 std::vector<std::vector<bool>> KeepForPairs(const SearchSpace& space,
                                             const std::vector<PairSample>& pairs);
 std::vector<std::vector<bool>> KeepForArchTask(const SearchSpace& space, const ArchTaskSpec& t);

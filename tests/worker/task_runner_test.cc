@@ -277,11 +277,11 @@ TEST_F(TaskRunnerTest, MalformedTasksFailNamingTheField) {
 TEST_F(TaskRunnerTest, EvalTaskEqualsEvaluatePathsAndReturnsNoTensor) {
   std::vector<std::vector<int>> paths = {SomePath(space_, 0), SomePath(space_, 1),
                                          SomePath(space_, 2)};
-  std::vector<std::vector<bool>> keep = KeepForPath(space_, paths[0]);
-  for (const auto& p : paths) {
+  std::vector<std::vector<bool>> keep = KeepForPaths(space_, paths);
+  for (const auto& p : paths) {  // each path's ops are in the union
     std::vector<std::vector<bool>> k = KeepForPath(space_, p);
     for (size_t e = 0; e < k.size(); ++e) {
-      for (size_t c = 0; c < k[e].size(); ++c) keep[e][c] = keep[e][c] || k[e][c];
+      for (size_t c = 0; c < k[e].size(); ++c) EXPECT_TRUE(!k[e][c] || keep[e][c]);
     }
   }
   RunnerTask t;
