@@ -373,6 +373,9 @@ absl::StatusOr<SearchReport> RunSearch(const SearchOptions& o) {
         }
         history << driver.HistoryLine("final", driver.ema_loss(), driver.last_arch_accuracy())
                 << "\n";
+        // The search's time ends here (as the distributed search's ends with its last round):
+        // evaluating the sampled paths is the report's, not the search's.
+        report.search_seconds = Seconds(t_search);
         if (o.sampled_paths >= 0) {
           sampled = PathsToEvaluate(space, driver.alpha(), o.sampled_paths, o.seed);
           std::vector<std::vector<int>> choices;
@@ -383,7 +386,6 @@ absl::StatusOr<SearchReport> RunSearch(const SearchOptions& o) {
       },
       "search");
   NAS_RETURN_IF_ERROR(search_status);
-  report.search_seconds = Seconds(t_search);
   const ArchParams& alpha = driver.alpha();
   report.final_expected_ms = latency.Expected(alpha);
   report.final_entropy = alpha.MeanEntropy();
