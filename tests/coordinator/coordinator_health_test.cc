@@ -120,16 +120,22 @@ TEST_F(CoordinatorServerTest, AHandedBackLeaseIsReissuedAtOnceNotAtItsDeadline) 
   EXPECT_FALSE(*idle);  // nothing else to hand out while a holds it
 
   auto gateway = WorkerGateway::NewStub(Channel());
-  auto release = [&](const std::string& worker, const std::string& lease) {
+  auto release = [&](const std::string& worker, const std::string& lease,
+                     const std::string& reason = "SIGTERM") {
     ReleaseTaskRequest request;
     request.set_worker_id(worker);
     request.set_lease_id(lease);
-    request.set_reason("SIGTERM");
+    request.set_reason(reason);
     ReleaseTaskReply reply;
     grpc::ClientContext context;
     grpc::Status s = gateway->ReleaseTask(&context, request, &reply);
     return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
   };
+  // Hostile requests: a reason over 1 KiB, a request over the 4 KiB bound; the lease stays a's.
+  EXPECT_TRUE(IsError(release(a.worker_id(), taken.lease_id(), std::string(1025, 'r')),
+                      absl::StatusCode::kInvalidArgument, {"reason", "1024"}));
+  EXPECT_TRUE(IsError(release(a.worker_id(), std::string(5000, 'L')),
+                      absl::StatusCode::kResourceExhausted, {"ReleaseTask"}));
   // Only the worker the lease was granted to may hand it back.
   EXPECT_TRUE(IsError(release(b.worker_id(), taken.lease_id()),
                       absl::StatusCode::kFailedPrecondition, {"not a current lease"}));

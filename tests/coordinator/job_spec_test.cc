@@ -1,6 +1,7 @@
 // NormalizeJobSpec without a server: defaults, and every limit refused with InvalidArgument
 // naming the field (the same checks the coordinator makes at SubmitJob).
 #include "coordinator/job_spec.h"
+#include "core/path_sample.h"
 
 #include <cmath>
 #include <limits>
@@ -28,6 +29,7 @@ TEST(JobSpecTest, DefaultsAreNasSearchs) {
   EXPECT_EQ(s->batch_size(), defaults::kBatchSize);
   EXPECT_EQ(s->arch_lr(), defaults::kArchLr);
   EXPECT_EQ(s->chain_steps(), defaults::kChainSteps);
+  EXPECT_EQ(s->sampled_paths(), defaults::kSampledPaths);
   EXPECT_EQ(s->parallel_tasks(), 1);
   // Normalising twice changes nothing (a recovered spec is normalised again).
   auto again = NormalizeJobSpec(*s);
@@ -79,6 +81,14 @@ TEST(JobSpecTest, NumbersOutOfRangeAreRefusedWithTheLimit) {
   EXPECT_TRUE(IsError(NormalizeJobSpec(s).status(), absl::StatusCode::kInvalidArgument,
                       {"steps_per_task"}));
   s = Minimal();
+  s.set_sampled_paths(kMaxSampledPaths + 1);
+  EXPECT_TRUE(IsError(NormalizeJobSpec(s).status(), absl::StatusCode::kInvalidArgument,
+                      {"sampled_paths", "256"}));
+  s = Minimal();
+  s.set_sampled_paths(-2);
+  EXPECT_TRUE(IsError(NormalizeJobSpec(s).status(), absl::StatusCode::kInvalidArgument,
+                      {"sampled_paths"}));
+  s = Minimal();
   s.set_profile_threads(100000);
   EXPECT_TRUE(IsError(NormalizeJobSpec(s).status(), absl::StatusCode::kInvalidArgument,
                       {"profile_threads"}));
@@ -89,6 +99,9 @@ TEST(JobSpecTest, NumbersOutOfRangeAreRefusedWithTheLimit) {
   s.set_warmup_epochs(-1);
   s.set_train_epochs(-1);
   s.set_target_latency_ms(-1);
+  s.set_sampled_paths(-1);  // none
+  EXPECT_TRUE(NormalizeJobSpec(s).ok());
+  s.set_sampled_paths(kMaxSampledPaths);
   EXPECT_TRUE(NormalizeJobSpec(s).ok());
 }
 

@@ -3,6 +3,7 @@
 // with an exact continuation, the usage kept across a restart. Tasks are run by the simulated
 // worker's result function (SimulatedResult), so rounds, merges and alpha updates are the real
 // ones; a task "takes" whatever time the test advances the clock by.
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -441,6 +442,8 @@ TEST_F(QueueTest, TheReportCarriesTheSampledPathsEvaluatedWithInheritedWeights) 
         EXPECT_EQ(jobs_->Complete(bad).code(), absl::StatusCode::kInvalidArgument);
         for (int k = 1; k < t->eval().paths_size(); ++k) bad.outcome.add_path_accuracies(0.5);
         bad.outcome.set_path_accuracies(0, 1.5);
+        EXPECT_EQ(jobs_->Complete(bad).code(), absl::StatusCode::kInvalidArgument);
+        bad.outcome.set_path_accuracies(0, std::nan(""));
         EXPECT_EQ(jobs_->Complete(bad).code(), absl::StatusCode::kInvalidArgument);
       }
     }
