@@ -629,10 +629,12 @@ absl::StatusOr<std::string> RenderReportHtml(const ReportInputs& in,
   NAS_ASSIGN_OR_RETURN(std::vector<PathPoint> paths, ParsePaths(report, space, &paths_note));
   NAS_ASSIGN_OR_RETURN(double target, GetDoubleOr(report, "report.json", "target_latency_ms",
                                                   std::numeric_limits<double>::quiet_NaN()));
-  auto text = [&](const char* key) -> std::string {
-    auto v = GetStringOr(report, "report.json", key, "");
-    return v.ok() ? *v : std::string();
-  };
+  // The facts line's strings: absent is empty, another type an error like every other field.
+  std::map<std::string, std::string> facts;
+  for (const char* key : {"dataset", "device", "runtime", "loss"}) {
+    NAS_ASSIGN_OR_RETURN(facts[key], GetStringOr(report, "report.json", key, ""));
+  }
+  auto text = [&](const char* key) { return facts[key]; };
   Palette pal(space);
 
   std::string html =

@@ -176,6 +176,15 @@ TEST_F(ReportHtmlTest, MalformedInputsAreErrorsNamingTheDocument) {
   }
   {
     ReportInputs bad = in_;
+    Json r = report_;
+    r["device"] = 42;
+    bad.report_json = r.dump();
+    auto html = RenderReportHtml(bad);
+    ASSERT_FALSE(html.ok());
+    EXPECT_THAT(std::string(html.status().message()), HasSubstr("device"));
+  }
+  {
+    ReportInputs bad = in_;
     ReportHtmlOptions o;
     o.max_history_lines = 10;
     auto html = RenderReportHtml(bad, o);
