@@ -2,8 +2,9 @@
 # Installs everything the project needs on Debian 12 (bookworm), from Debian's packages only.
 # Idempotent: skips apt-get when every package is already installed. clang and its runtime
 # libraries (libFuzzer and the sanitizers) are for scripts/sanitize.sh and scripts/fuzz.sh.
-# libturbojpeg0-dev and libpng-dev decode image folders (worker/image_codec); python3-torchvision
-# is the baseline of bench/loader_compare.py.
+# libturbojpeg0-dev and libpng-dev decode image folders (worker/image_codec), libjpeg62-turbo-dev
+# writes the image-folder tests' CMYK JPEG; python3-torchvision is the baseline of
+# bench/loader_compare.py.
 set -euo pipefail
 
 PACKAGES=(
@@ -11,7 +12,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev librocksdb-dev libtorch-dev prometheus-cpp-dev libjemalloc-dev
   libgtest-dev libgmock-dev nlohmann-json3-dev zlib1g-dev
-  libturbojpeg0-dev libpng-dev
+  libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev
   libopenblas0-pthread
   dataset-fashion-mnist
   prometheus curl python3 openssl

@@ -66,20 +66,44 @@ absl::StatusOr<ImageInfo> ProbeJpeg(absl::string_view bytes, const std::string& 
     return absl::DataLossError(absl::StrCat(path, ": corrupt JPEG header: ", tjGetErrorStr2(tj)));
   }
   if (auto s = CheckDims(path, w, h, limits); !s.ok()) return s;
-  if (cs == TJCS_CMYK || cs == TJCS_YCCK) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": CMYK JPEG is not supported (convert it to RGB)"));
-  }
   if (colorspace != nullptr) *colorspace = cs;
   return ImageInfo{ImageFormat::kJpeg, w, h, cs == TJCS_GRAY ? 1 : 3};
+}
+
+// ITU-R 601 luma in libjpeg's fixed point (its RGB-to-grey conversion; the coefficients of the
+// PNG path's png_set_rgb_to_gray_fixed).
+uint8_t Luma(int r, int g, int b) {
+  return static_cast<uint8_t>((19595 * r + 38470 * g + 7471 * b + 32768) >> 16);
+}
+
+// Converts `n` CMYK pixels (4 bytes each, as libjpeg returns an Adobe CMYK JPEG: inverted, 255 =
+// no ink) at the front of `px` to `channels` (3: RGB, 1: luma) bytes each, in place: R = C*K/255,
+// G = M*K/255, B = Y*K/255, rounded (OpenCV's conversion). Pixel i is read before it is written
+// and the write ends before pixel i + 1 starts, so one buffer of 4 bytes a pixel suffices.
+void CmykToRgbInPlace(uint8_t* px, size_t n, int channels) {
+  for (size_t i = 0; i < n; ++i) {
+    const int c = px[4 * i], m = px[4 * i + 1], y = px[4 * i + 2], k = px[4 * i + 3];
+    const int r = (c * k + 127) / 255, g = (m * k + 127) / 255, b = (y * k + 127) / 255;
+    if (channels == 1) {
+      px[i] = Luma(r, g, b);
+    } else {
+      px[3 * i] = static_cast<uint8_t>(r);
+      px[3 * i + 1] = static_cast<uint8_t>(g);
+      px[3 * i + 2] = static_cast<uint8_t>(b);
+    }
+  }
 }
 
 absl::StatusOr<Image> DecodeJpeg(absl::string_view bytes, const std::string& path, int channels,
                                  const ImageLimits& limits, int min_width, int min_height) {
   TjHandle tj(tjInitDecompress());
   if (tj.h == nullptr) return absl::InternalError("tjInitDecompress failed");
-  auto info = ProbeJpeg(bytes, path, limits, tj.h, nullptr);
+  int colorspace = 0;
+  auto info = ProbeJpeg(bytes, path, limits, tj.h, &colorspace);
   if (!info.ok()) return info.status();
+  // libjpeg-turbo decodes a CMYK or YCCK JPEG only to CMYK (converting YCCK itself): 4 bytes a
+  // pixel, converted in place. The pixel count was bounded by ProbeJpeg as for any JPEG.
+  const bool cmyk = colorspace == TJCS_CMYK || colorspace == TJCS_YCCK;
   Image img;
   img.channels = channels;
   if (min_width > 0 && min_height > 0) {
@@ -88,15 +112,21 @@ absl::StatusOr<Image> DecodeJpeg(absl::string_view bytes, const std::string& pat
     img.width = info->width;
     img.height = info->height;
   }
-  img.pixels.resize(static_cast<size_t>(img.width) * img.height * channels);
+  const size_t n = static_cast<size_t>(img.width) * img.height;
+  img.pixels.resize(n * (cmyk ? 4 : channels));
+  const int format = cmyk ? TJPF_CMYK : channels == 1 ? TJPF_GRAY : TJPF_RGB;
   // STOPONWARNING: a truncated file is an error, not an image with a grey tail; LIMITSCANS: a
   // progressive JPEG with thousands of scans (a CPU bomb) is refused.
   const int flags = TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS;
   if (tjDecompress2(tj.h, reinterpret_cast<const unsigned char*>(bytes.data()),
                     static_cast<unsigned long>(bytes.size()), img.pixels.data(), img.width, 0,
-                    img.height, channels == 1 ? TJPF_GRAY : TJPF_RGB, flags) != 0) {
+                    img.height, format, flags) != 0) {
     return absl::DataLossError(
         absl::StrCat(path, ": corrupt or truncated JPEG: ", tjGetErrorStr2(tj.h)));
+  }
+  if (cmyk) {
+    CmykToRgbInPlace(img.pixels.data(), n, channels);
+    img.pixels.resize(n * channels);
   }
   return img;
 }

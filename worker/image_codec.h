@@ -11,10 +11,17 @@
 // size, its declared dimensions and its pixel count (decompression bombs) are checked against
 // ImageLimits before anything is allocated; a corrupt or truncated file (libjpeg-turbo warnings
 // included: a JPEG missing its tail decodes to grey otherwise), a bad CRC in a PNG's critical
-// chunk, or an unsupported variant (CMYK JPEG, 12-bit JPEG) is DataLoss or InvalidArgument
-// naming the file, the problem and the limit. Neither library's default error handler (which
-// would call exit() or print) is used: TurboJPEG's error returns, and libpng's longjmp error
-// path with a handler that records the message. Thread-safe: every call has its own decoder.
+// chunk, or an unsupported variant (12-bit JPEG) is DataLoss or InvalidArgument naming the file,
+// the problem and the limit. Neither library's default error handler (which would call exit() or
+// print) is used: TurboJPEG's error returns, and libpng's longjmp error path with a handler that
+// records the message. Thread-safe: every call has its own decoder.
+//
+// CMYK and YCCK JPEGs (ImageNet's training set holds 22) are colour images: libjpeg-turbo decodes
+// them to CMYK (YCCK converted by libjpeg-turbo itself), and each pixel becomes R = C*K/255,
+// G = M*K/255, B = Y*K/255, rounded, as OpenCV converts them. This assumes the values are stored
+// inverted (255 = no ink), as Adobe (Photoshop) writes them, which practically every CMYK JPEG
+// is; a file with non-inverted CMYK decodes to a colour negative. No colour profile is applied.
+// The CMYK decode needs 4 bytes a pixel (converted in place), under the same pixel limit.
 #pragma once
 
 #include <cstdint>
@@ -45,7 +52,7 @@ struct ImageInfo {
   ImageFormat format = ImageFormat::kJpeg;
   int width = 0;
   int height = 0;
-  int channels = 0;  // as stored: 1 (grey) or 3 (colour); PNG alpha is not counted
+  int channels = 0;  // as stored: 1 (grey) or 3 (colour, CMYK JPEG too); PNG alpha is not counted
 };
 
 // Decoded pixels, interleaved: pixels[(y * width + x) * channels + c].
@@ -65,10 +72,11 @@ absl::StatusOr<ImageInfo> ProbeImage(absl::string_view bytes, const std::string&
                                      const ImageLimits& limits);
 
 // Decodes to `channels` (1: grey, luma of a colour image; 3: RGB, grey replicated; PNG alpha is
-// dropped, 16-bit PNG reduced to 8 bits, palettes expanded). For a JPEG, when min_width and
-// min_height are > 0, decodes at the smallest of libjpeg-turbo's scaling factors (n/8, at most 1)
-// that still gives at least min_width x min_height (DCT-domain scaling: much less work when the
-// target is much smaller than the image). `path` only names the file in errors.
+// dropped, 16-bit PNG reduced to 8 bits, palettes expanded, CMYK JPEG converted as above). For a
+// JPEG, when min_width and min_height are > 0, decodes at the smallest of libjpeg-turbo's scaling
+// factors (n/8, at most 1) that still gives at least min_width x min_height (DCT-domain scaling:
+// much less work when the target is much smaller than the image). `path` only names the file in
+// errors.
 absl::StatusOr<Image> DecodeImage(absl::string_view bytes, const std::string& path, int channels,
                                   const ImageLimits& limits, int min_width = 0, int min_height = 0);
 

@@ -4,11 +4,13 @@
 #include "worker/image_folder.h"
 
 #include <sys/stat.h>
+#include <turbojpeg.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -16,10 +18,15 @@
 #include <numeric>
 #include <set>
 #include <string>
+#include <tuple>
+#include <utility>
 
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 #include "worker/dataset_format.h"
+
+// After <cstdio>: libjpeg's header needs FILE.
+#include <jpeglib.h>
 
 namespace nas {
 namespace {
@@ -397,6 +404,209 @@ TEST_F(ImageFolderTest, ScanBoundsNameTheLimit) {
   fs::create_directories(*root_ + "/empty/a");
   EXPECT_TRUE(IsError(ScanImageFolder(*root_ + "/empty").status(),
                       absl::StatusCode::kInvalidArgument, {"no files"}));
+}
+
+// A smooth RGB image (gradients: JPEG at quality 100 keeps it within a few levels).
+Image SmoothRgb(int w, int h) {
+  Image img;
+  img.width = w;
+  img.height = h;
+  img.channels = 3;
+  img.pixels.resize(static_cast<size_t>(w) * h * 3);
+  for (int y = 0; y < h; ++y) {
+    for (int x = 0; x < w; ++x) {
+      uint8_t* p = &img.pixels[(static_cast<size_t>(y) * w + x) * 3];
+      p[0] = static_cast<uint8_t>(40 + 200 * x / (w - 1));
+      p[1] = static_cast<uint8_t>(230 - 180 * y / (h - 1));
+      p[2] = static_cast<uint8_t>(60 + 80 * (x + y) / (w + h - 2));
+    }
+  }
+  return img;
+}
+
+// RGB to CMYK as Adobe stores it (inverted, 255 = no ink): k = max(R, G, B) and c = R * 255 / k,
+// so that c * k / 255 gives R back (within rounding).
+std::vector<uint8_t> InvertedCmyk(const Image& rgb) {
+  const size_t n = static_cast<size_t>(rgb.width) * rgb.height;
+  std::vector<uint8_t> cmyk(n * 4);
+  for (size_t i = 0; i < n; ++i) {
+    const uint8_t* p = &rgb.pixels[3 * i];
+    const int k = std::max({p[0], p[1], p[2]});
+    for (int c = 0; c < 3; ++c) {
+      cmyk[4 * i + c] = static_cast<uint8_t>(k == 0 ? 255 : (p[c] * 255 + k / 2) / k);
+    }
+    cmyk[4 * i + 3] = static_cast<uint8_t>(k);
+  }
+  return cmyk;
+}
+
+// TurboJPEG 2.1 writes CMYK pixels as a YCCK JPEG (Adobe marker, transform 2).
+std::string CompressYcck(const std::vector<uint8_t>& cmyk, int w, int h, int subsamp) {
+  tjhandle tj = tjInitCompress();
+  unsigned char* buf = nullptr;
+  unsigned long size = 0;
+  std::string out;
+  if (tjCompress2(tj, cmyk.data(), w, 0, h, TJPF_CMYK, &buf, &size, subsamp, 100, 0) == 0) {
+    out.assign(reinterpret_cast<char*>(buf), size);
+  }
+  tjFree(buf);
+  tjDestroy(tj);
+  return out;
+}
+
+// libjpeg itself for a plain CMYK JPEG (Adobe marker, transform 0), which TurboJPEG 2.1 cannot
+// write.
+std::string CompressCmyk(const std::vector<uint8_t>& cmyk, int w, int h) {
+  jpeg_compress_struct cinfo;
+  jpeg_error_mgr jerr;
+  cinfo.err = jpeg_std_error(&jerr);
+  jpeg_create_compress(&cinfo);
+  unsigned char* buf = nullptr;
+  unsigned long size = 0;
+  jpeg_mem_dest(&cinfo, &buf, &size);
+  cinfo.image_width = w;
+  cinfo.image_height = h;
+  cinfo.input_components = 4;
+  cinfo.in_color_space = JCS_CMYK;
+  jpeg_set_defaults(&cinfo);
+  jpeg_set_colorspace(&cinfo, JCS_CMYK);
+  jpeg_set_quality(&cinfo, 100, TRUE);
+  jpeg_start_compress(&cinfo, TRUE);
+  while (cinfo.next_scanline < cinfo.image_height) {
+    JSAMPROW row = const_cast<uint8_t*>(&cmyk[static_cast<size_t>(cinfo.next_scanline) * w * 4]);
+    jpeg_write_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_compress(&cinfo);
+  jpeg_destroy_compress(&cinfo);
+  std::string out(reinterpret_cast<char*>(buf), size);
+  std::free(buf);
+  return out;
+}
+
+int JpegColorspace(const std::string& jpeg) {
+  tjhandle tj = tjInitDecompress();
+  int w = 0, h = 0, subsamp = 0, cs = -1;
+  tjDecompressHeader3(tj, reinterpret_cast<const unsigned char*>(jpeg.data()), jpeg.size(), &w, &h,
+                      &subsamp, &cs);
+  tjDestroy(tj);
+  return cs;
+}
+
+// Largest and mean absolute difference.
+std::pair<int, double> Diff(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+  int most = 0;
+  double sum = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const int d = std::abs(a[i] - b[i]);
+    most = std::max(most, d);
+    sum += d;
+  }
+  return {most, sum / a.size()};
+}
+
+TEST_F(ImageFolderTest, CmykAndYcckJpegsDecodeToTheRgbTheyWereMadeFrom) {
+  const Image rgb = SmoothRgb(64, 48);
+  std::vector<uint8_t> luma(64 * 48);
+  for (size_t i = 0; i < luma.size(); ++i) {
+    const uint8_t* p = &rgb.pixels[3 * i];
+    luma[i] = static_cast<uint8_t>(std::lround(0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]));
+  }
+  const std::vector<uint8_t> cmyk = InvertedCmyk(rgb);
+  struct Case {
+    std::string name;
+    std::string bytes;
+    int colorspace;
+  };
+  const std::vector<Case> cases = {
+      {"cmyk.jpg", CompressCmyk(cmyk, 64, 48), TJCS_CMYK},
+      {"ycck444.jpg", CompressYcck(cmyk, 64, 48, TJSAMP_444), TJCS_YCCK},
+      {"ycck420.jpg", CompressYcck(cmyk, 64, 48, TJSAMP_420), TJCS_YCCK},
+  };
+  ImageLimits limits;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    ASSERT_FALSE(c.bytes.empty());
+    ASSERT_EQ(JpegColorspace(c.bytes), c.colorspace);
+    auto info = ProbeImage(c.bytes, c.name, limits);
+    ASSERT_TRUE(info.ok()) << info.status();
+    EXPECT_EQ(info->format, ImageFormat::kJpeg);
+    EXPECT_EQ(info->width, 64);
+    EXPECT_EQ(info->height, 48);
+    EXPECT_EQ(info->channels, 3);
+
+    auto img = DecodeImage(c.bytes, c.name, 3, limits);
+    ASSERT_TRUE(img.ok()) << img.status();
+    ASSERT_EQ(img->channels, 3);
+    ASSERT_EQ(img->pixels.size(), rgb.pixels.size());
+    auto [most, mean] = Diff(img->pixels, rgb.pixels);  // measured: at most 3, mean 0.05-0.4
+    EXPECT_LT(mean, 1.0);
+    EXPECT_LE(most, 8);
+
+    auto grey = DecodeImage(c.bytes, c.name, 1, limits);
+    ASSERT_TRUE(grey.ok()) << grey.status();
+    ASSERT_EQ(grey->channels, 1);
+    ASSERT_EQ(grey->pixels.size(), luma.size());
+    std::tie(most, mean) = Diff(grey->pixels, luma);
+    EXPECT_LT(mean, 1.0);
+    EXPECT_LE(most, 8);
+
+    // Scaled decoding: the RGB path's scale, about the box average of the original.
+    int sw = 0, sh = 0;
+    JpegScaledSize(64, 48, 32, 24, &sw, &sh);
+    auto small = DecodeImage(c.bytes, c.name, 3, limits, 32, 24);
+    ASSERT_TRUE(small.ok()) << small.status();
+    ASSERT_EQ(small->width, sw);
+    ASSERT_EQ(small->height, sh);
+    ASSERT_EQ(sw, 32);
+    double diff = 0;
+    for (int y = 0; y < 24; ++y) {
+      for (int x = 0; x < 32; ++x) {
+        for (int ch = 0; ch < 3; ++ch) {
+          double s = 0;
+          for (int d = 0; d < 4; ++d) {
+            s += rgb.pixels[((y * 2 + d / 2) * 64 + x * 2 + d % 2) * 3 + ch];
+          }
+          diff += std::abs(s / 4 - small->pixels[(y * 32 + x) * 3 + ch]);
+        }
+      }
+    }
+    EXPECT_LT(diff / (24 * 32 * 3), 1.5);  // measured 0.3-0.4
+
+    // The pixel bound applies before the 4-byte-a-pixel CMYK buffer is allocated.
+    ImageLimits tight;
+    tight.max_pixels = 64 * 48 - 1;
+    EXPECT_TRUE(IsError(DecodeImage(c.bytes, c.name, 3, tight).status(),
+                        absl::StatusCode::kInvalidArgument, {c.name, "limit of 3071 pixels"}));
+  }
+
+  // Through the folder and the transforms, as ImageNet's CMYK files are read.
+  const std::string dir = *root_ + "/cmyk";
+  WriteFile(dir + "/a/cmyk.jpg", cases[0].bytes);
+  WriteFile(dir + "/b/ycck.jpg", cases[2].bytes);
+  auto f = ScanImageFolder(dir);
+  ASSERT_TRUE(f.ok()) << f.status();
+  ASSERT_EQ(f->size(), 2);
+  TransformOptions t = EvalTransform(32, 32, 3, kImageNetMean, kImageNetStd);
+  std::vector<float> x(3 * 32 * 32);
+  for (int64_t i = 0; i < f->size(); ++i) {
+    EXPECT_TRUE(LoadSample(*f, i, 0, 0, t, {}, x.data(), nullptr).ok()) << f->files[i];
+  }
+}
+
+TEST_F(ImageFolderTest, TruncatedCmykJpegIsAnErrorNamingTheFile) {
+  const Image rgb = SmoothRgb(64, 48);
+  const std::vector<uint8_t> cmyk = InvertedCmyk(rgb);
+  for (const std::string& whole :
+       {CompressCmyk(cmyk, 64, 48), CompressYcck(cmyk, 64, 48, TJSAMP_420)}) {
+    for (size_t keep : {whole.size() * 6 / 10, whole.size() - 2, size_t{200}}) {
+      const std::string cut = whole.substr(0, keep);
+      for (int channels : {1, 3}) {
+        EXPECT_TRUE(IsError(DecodeImage(cut, "cut_cmyk.jpg", channels, {}).status(),
+                            absl::StatusCode::kDataLoss, {"cut_cmyk.jpg", "JPEG"}))
+            << keep << " of " << whole.size() << " bytes";
+      }
+    }
+  }
 }
 
 // The hostile files, each with the words its error must carry.
