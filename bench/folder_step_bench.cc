@@ -97,14 +97,10 @@ int Run() {
           stream ? streamed.batches_per_epoch() : in_memory.batches_per_epoch();
       const int64_t epoch = k / per_epoch, b = k % per_epoch;
       ++k;
-      if (stream) {
-        absl::Status st = streamed.Batch(epoch, b, &x, &y);
-        if (!st.ok()) {
-          std::fprintf(stderr, "%s\n", std::string(st.message()).c_str());
-          std::exit(1);
-        }
-      } else {
-        in_memory.Batch(epoch, b, &x, &y);
+      absl::Status st = stream ? streamed.Batch(epoch, b, &x, &y) : in_memory.Batch(epoch, b, &x, &y);
+      if (!st.ok()) {
+        std::fprintf(stderr, "%s\n", std::string(st.message()).c_str());
+        std::exit(1);
       }
       WeightStep(net, sgd, path(), x, y, 0.05, 0.1);
     }

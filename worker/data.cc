@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "worker/dataset_format.h"
+#include "worker/image_folder.h"
 
 namespace nas {
 
@@ -138,58 +139,27 @@ absl::StatusOr<DataSet> LoadDataSet(const std::string& name, const std::string& 
 }
 
 namespace {
-// Per-class index lists, each shuffled with `rng`.
-std::vector<std::vector<int64_t>> ShuffledByClass(const DataSet& data, Rng& rng) {
-  std::vector<std::vector<int64_t>> by_class(data.num_classes);
-  auto acc = data.labels.accessor<int64_t, 1>();
-  for (int64_t i = 0; i < data.size(); ++i) by_class[acc[i]].push_back(i);
-  for (auto& v : by_class) {
-    for (int64_t i = static_cast<int64_t>(v.size()) - 1; i > 0; --i) {
-      std::swap(v[i], v[rng.Below(i + 1)]);
-    }
-  }
-  return by_class;
+
+std::vector<int32_t> LabelVector(const DataSet& data) {
+  torch::Tensor l = data.labels.to(torch::kInt32).contiguous();
+  const int32_t* p = l.data_ptr<int32_t>();
+  return std::vector<int32_t>(p, p + l.numel());
 }
 
-torch::Tensor ToIndex(std::vector<int64_t> v) {
-  std::sort(v.begin(), v.end());
-  return torch::tensor(v, torch::kInt64);
-}
 }  // namespace
 
 absl::StatusOr<DataSplit> SplitValidation(const DataSet& data, int64_t valid_size, uint64_t seed) {
-  if (valid_size <= 0 || valid_size >= data.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("valid_size: ", valid_size, " must be in (0, ", data.size(), ")"));
-  }
-  Rng rng(seed);
-  auto by_class = ShuffledByClass(data, rng);
-  int64_t per_class = valid_size / data.num_classes;
-  int64_t extra = valid_size % data.num_classes;
-  std::vector<int64_t> valid, train;
-  for (int c = 0; c < data.num_classes; ++c) {
-    int64_t take = per_class + (c < extra ? 1 : 0);
-    if (take > static_cast<int64_t>(by_class[c].size())) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("valid_size: class ", c, " has only ", by_class[c].size(), " images"));
-    }
-    valid.insert(valid.end(), by_class[c].begin(), by_class[c].begin() + take);
-    train.insert(train.end(), by_class[c].begin() + take, by_class[c].end());
-  }
-  return DataSplit{data.Subset(ToIndex(train)), data.Subset(ToIndex(valid))};
+  NAS_ASSIGN_OR_RETURN(ImageFolderSplit s, BalancedValidationSplit(LabelVector(data),
+                                                                   data.num_classes, valid_size,
+                                                                   seed));
+  return DataSplit{data.Subset(torch::tensor(s.train, torch::kInt64)),
+                   data.Subset(torch::tensor(s.valid, torch::kInt64))};
 }
 
 DataSet BalancedSubset(const DataSet& data, int64_t n, uint64_t seed) {
   if (n >= data.size()) return data;
-  Rng rng(seed);
-  auto by_class = ShuffledByClass(data, rng);
-  std::vector<int64_t> pick;
-  for (size_t k = 0; static_cast<int64_t>(pick.size()) < n; ++k) {
-    for (auto& v : by_class) {
-      if (k < v.size() && static_cast<int64_t>(pick.size()) < n) pick.push_back(v[k]);
-    }
-  }
-  return data.Subset(ToIndex(pick));
+  std::vector<int64_t> pick = BalancedSubsetIndices(LabelVector(data), data.num_classes, n, seed);
+  return data.Subset(torch::tensor(pick, torch::kInt64));
 }
 
 torch::Tensor Normalize(const torch::Tensor& images_u8, const std::vector<float>& mean,
@@ -211,6 +181,12 @@ torch::Tensor ChannelsLastStrided(const torch::Tensor& x) {
   }
   return torch::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::ChannelsLast))
       .copy_(x);
+}
+
+absl::Status BatchOutOfRange(int64_t epoch, int64_t b, int64_t batches_per_epoch) {
+  return absl::OutOfRangeError(absl::StrCat("batch ", b, " of epoch ", epoch,
+                                            " is outside the split (an epoch has ",
+                                            batches_per_epoch, " batches)"));
 }
 
 Batcher::Batcher(const DataSet& data, int batch_size, uint64_t seed, Augment augment, bool shuffle,
@@ -248,13 +224,15 @@ void Batcher::Order(int64_t epoch) {
 }
 
 bool Batcher::Next(torch::Tensor* x, torch::Tensor* y) {
-  if (!Batch(epoch_, next_, x, y)) return false;
+  if (!Batch(epoch_, next_, x, y).ok()) return false;
   ++next_;
   return true;
 }
 
-bool Batcher::Batch(int64_t epoch, int64_t batch, torch::Tensor* x, torch::Tensor* y) {
-  if (epoch < 0 || batch < 0 || batch >= batches_per_epoch()) return false;
+absl::Status Batcher::Batch(int64_t epoch, int64_t batch, torch::Tensor* x, torch::Tensor* y) {
+  if (epoch < 0 || batch < 0 || batch >= batches_per_epoch()) {
+    return BatchOutOfRange(epoch, batch, batches_per_epoch());
+  }
   Order(epoch);
   int64_t n = data_.size();
   int64_t pos = batch * batch_size_;
@@ -278,7 +256,7 @@ bool Batcher::Batch(int64_t epoch, int64_t batch, torch::Tensor* x, torch::Tenso
   }
   *x = Normalize(img, data_.mean, data_.std);
   *y = data_.labels.index_select(0, idx);
-  return true;
+  return absl::OkStatus();
 }
 
 }  // namespace nas

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "core/rng.h"
 #include "worker/dataset_format.h"
@@ -63,21 +64,39 @@ struct Augment {
   bool hflip = false;  // random horizontal flip
 };
 
+// A split's batches addressed by (epoch, index): what the search's tasks, the final training and
+// the evaluations read. Batcher (a data set in memory) and FolderBatcher (worker/folder_data.h:
+// an image folder decoded as the batches are asked for) are its two kinds. One caller at a time.
+class BatchSource {
+ public:
+  virtual ~BatchSource() = default;
+  virtual int64_t batches_per_epoch() const = 0;
+  // Batch b of epoch e: x float [B, C, H, W] (normalised, channels-last strides), y int64 [B].
+  // OutOfRange when b is outside the epoch; a source's data error (a bad image file) names it.
+  virtual absl::Status Batch(int64_t epoch, int64_t b, torch::Tensor* x, torch::Tensor* y) = 0;
+  // A hint: the batches of `epoch` the caller asks for next, in this order (a task's). A
+  // streaming source starts decoding them; the default does nothing.
+  virtual void Expect(int64_t epoch, const std::vector<int64_t>& batches) {}
+};
+
+// OutOfRange: "batch b of epoch e is outside the split (an epoch has n batches)".
+absl::Status BatchOutOfRange(int64_t epoch, int64_t b, int64_t batches_per_epoch);
+
 // Iterates over a data set in seeded random (or sequential) order, yielding normalised float
 // batches. The last partial batch is dropped when `drop_last`.
 // Random access: the order of epoch e comes from MixSeed(seed, e) and the augmentation of batch b
 // of epoch e from MixSeed(seed, e, b + 1), so Batch(e, b) is the same batch that the sequential
 // Next() yields as the b-th of the e-th epoch (the constructor starts epoch 0, Reset the next)
 // - which is how a worker reproduces the batch a task names.
-class Batcher {
+class Batcher : public BatchSource {
  public:
   Batcher(const DataSet& data, int batch_size, uint64_t seed, Augment augment = {},
           bool shuffle = true, bool drop_last = true);
   bool Next(torch::Tensor* x, torch::Tensor* y);
-  int64_t batches_per_epoch() const;
+  int64_t batches_per_epoch() const override;
   void Reset();  // a new epoch (new order when shuffling)
-  // Batch b of epoch e; false when b is outside the epoch.
-  bool Batch(int64_t epoch, int64_t b, torch::Tensor* x, torch::Tensor* y);
+  // Batch b of epoch e; OutOfRange when b is outside the epoch.
+  absl::Status Batch(int64_t epoch, int64_t b, torch::Tensor* x, torch::Tensor* y) override;
 
  private:
   void Order(int64_t epoch);

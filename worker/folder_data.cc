@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "core/status_macros.h"
 
 namespace nas {
@@ -12,7 +13,7 @@ namespace nas {
 absl::StatusOr<DataSet> LoadFolderDataSet(const ImageFolder& folder,
                                           const std::vector<int64_t>& indices,
                                           TransformOptions transform, int threads,
-                                          int64_t max_bytes) {
+                                          int64_t max_bytes, std::vector<std::string>* skipped) {
   if (indices.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(folder.root, ": no images to load"));
   }
@@ -21,7 +22,8 @@ absl::StatusOr<DataSet> LoadFolderDataSet(const ImageFolder& folder,
   if (sample > 0 && n > max_bytes / sample) {
     return absl::InvalidArgumentError(absl::StrCat(folder.root, ": ", n, " images of ", sample,
                                                    " bytes exceed the limit of ", max_bytes,
-                                                   " bytes in memory (stream the folder instead)"));
+                                                   " bytes in memory (stream_images: true streams "
+                                                   "the folder instead)"));
   }
   transform.mean.clear();
   transform.std.clear();
@@ -30,6 +32,7 @@ absl::StatusOr<DataSet> LoadFolderDataSet(const ImageFolder& folder,
   o.queue_depth = std::max(2, 2 * threads);
   o.transform = transform;
   o.float_output = false;
+  o.skip_bad_files = skipped != nullptr;
   constexpr int64_t kChunk = 256;
   std::vector<BatchRequest> batches;
   for (int64_t pos = 0; pos < n; pos += kChunk) {
@@ -52,7 +55,17 @@ absl::StatusOr<DataSet> LoadFolderDataSet(const ImageFolder& folder,
     std::copy(batch->u8.begin(), batch->u8.end(), px + at * sample);
     std::copy(batch->labels.begin(), batch->labels.end(), lab + at);
     at += batch->n;
+    if (skipped != nullptr) {
+      skipped->insert(skipped->end(), batch->skipped.begin(), batch->skipped.end());
+    }
     loader.Recycle(std::move(*batch));
+  }
+  if (at == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(folder.root, ": every image was bad"));
+  }
+  if (at < n) {
+    d.images = d.images.narrow(0, 0, at).contiguous();
+    d.labels = d.labels.narrow(0, 0, at).contiguous();
   }
   torch::Tensor f = d.images.to(torch::kFloat32).div_(255.0);
   for (int c = 0; c < d.channels(); ++c) {
@@ -63,18 +76,17 @@ absl::StatusOr<DataSet> LoadFolderDataSet(const ImageFolder& folder,
   return d;
 }
 
-absl::StatusOr<DataSet> LoadImageFolderDataSet(const std::string& dir, bool train, int height,
-                                               int width, int channels, int threads,
-                                               const ImageFolderLimits& limits) {
-  const TransformOptions t = EvalTransform(height, width, channels, {}, {});
+absl::StatusOr<FolderSets> ResolveImageFolder(const std::string& dir,
+                                              const ImageFolderLimits& limits) {
+  auto all_of = [](const ImageFolder& f) {
+    std::vector<int64_t> all(f.size());
+    std::iota(all.begin(), all.end(), 0);
+    return all;
+  };
+  FolderSets sets;
   std::error_code ec;
   if (std::filesystem::is_directory(dir + "/train", ec)) {
     NAS_ASSIGN_OR_RETURN(ImageFolder train_folder, ScanImageFolder(dir + "/train", limits));
-    if (train) {
-      std::vector<int64_t> all(train_folder.size());
-      std::iota(all.begin(), all.end(), 0);
-      return LoadFolderDataSet(train_folder, all, t, threads);
-    }
     NAS_ASSIGN_OR_RETURN(ImageFolder val, ScanImageFolder(dir + "/val", limits));
     std::vector<int32_t> to_train(val.classes.size());
     for (size_t c = 0; c < val.classes.size(); ++c) {
@@ -88,18 +100,33 @@ absl::StatusOr<DataSet> LoadImageFolderDataSet(const std::string& dir, bool trai
     }
     for (int32_t& l : val.labels) l = to_train[l];
     val.classes = train_folder.classes;
-    std::vector<int64_t> all(val.size());
-    std::iota(all.begin(), all.end(), 0);
-    return LoadFolderDataSet(val, all, t, threads);
+    sets.train = all_of(train_folder);
+    sets.test = all_of(val);
+    sets.train_folder = std::make_shared<const ImageFolder>(std::move(train_folder));
+    sets.test_folder = std::make_shared<const ImageFolder>(std::move(val));
+    return sets;
   }
   NAS_ASSIGN_OR_RETURN(ImageFolder folder, ScanImageFolder(dir, limits));
   const int64_t tenth = std::max<int64_t>(folder.num_classes(), folder.size() / 10);
   NAS_ASSIGN_OR_RETURN(ImageFolderSplit split, SplitImageFolder(folder, tenth, 0, limits));
-  if (!train && split.valid.empty()) {
+  if (split.valid.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(dir, "/val.txt: lists no image (the test set of the folder)"));
   }
-  return LoadFolderDataSet(folder, train ? split.train : split.valid, t, threads);
+  sets.train = std::move(split.train);
+  sets.test = std::move(split.valid);
+  sets.train_folder = std::make_shared<const ImageFolder>(std::move(folder));
+  sets.test_folder = sets.train_folder;
+  return sets;
+}
+
+absl::StatusOr<DataSet> LoadImageFolderDataSet(const std::string& dir, bool train, int height,
+                                               int width, int channels, int threads,
+                                               const ImageFolderLimits& limits) {
+  NAS_ASSIGN_OR_RETURN(FolderSets sets, ResolveImageFolder(dir, limits));
+  const TransformOptions t = EvalTransform(height, width, channels, {}, {});
+  return train ? LoadFolderDataSet(*sets.train_folder, sets.train, t, threads)
+               : LoadFolderDataSet(*sets.test_folder, sets.test, t, threads);
 }
 
 absl::StatusOr<DataSet> LoadJobDataSet(const std::string& name, const std::string& dir, bool train,
@@ -114,44 +141,81 @@ absl::StatusOr<DataSet> LoadJobDataSet(const std::string& name, const std::strin
 }
 
 FolderBatcher::FolderBatcher(const ImageFolder& folder, std::vector<int64_t> items, int batch_size,
-                             uint64_t seed, LoaderOptions options, bool shuffle)
+                             uint64_t seed, LoaderOptions options, bool shuffle, bool drop_last)
     : folder_(folder),
       items_(std::move(items)),
       batch_size_(std::max(1, batch_size)),
       seed_(seed),
       options_(std::move(options)),
-      shuffle_(shuffle) {}
+      shuffle_(shuffle),
+      drop_last_(drop_last) {}
 
 FolderBatcher::~FolderBatcher() = default;
 
 int64_t FolderBatcher::batches_per_epoch() const {
-  return static_cast<int64_t>(items_.size()) / batch_size_;
+  const int64_t n = static_cast<int64_t>(items_.size());
+  return drop_last_ ? n / batch_size_ : (n + batch_size_ - 1) / batch_size_;
 }
 
-void FolderBatcher::Start(int64_t epoch, int64_t b) {
+const std::vector<BatchRequest>& FolderBatcher::EpochPlan(int64_t epoch) {
+  if (order_epoch_ != epoch) {
+    order_ = EpochBatches(items_, batch_size_, seed_, epoch, shuffle_, drop_last_);
+    order_epoch_ = epoch;
+  }
+  return order_;
+}
+
+void FolderBatcher::Start(int64_t epoch, std::vector<int64_t> first) {
   loader_.reset();  // joins the old threads first
-  std::vector<BatchRequest> all =
-      EpochBatches(items_, batch_size_, seed_, epoch, shuffle_, /*drop_last=*/true);
-  std::vector<BatchRequest> rest(std::make_move_iterator(all.begin() + b),
-                                 std::make_move_iterator(all.end()));
-  loader_ = std::make_unique<ImageFolderLoader>(folder_, options_, std::move(rest));
+  const std::vector<BatchRequest>& all = EpochPlan(epoch);
+  plan_ = std::move(first);
+  for (int64_t b = plan_.empty() ? 0 : plan_.back() + 1; b < static_cast<int64_t>(all.size());
+       ++b) {
+    plan_.push_back(b);
+  }
+  std::vector<BatchRequest> requests;
+  requests.reserve(plan_.size());
+  for (int64_t b : plan_) requests.push_back(all[b]);
+  loader_ = std::make_unique<ImageFolderLoader>(folder_, options_, std::move(requests));
   epoch_ = epoch;
-  next_ = b;
+  taken_ = 0;
   ++restarts_;
+}
+
+void FolderBatcher::Expect(int64_t epoch, const std::vector<int64_t>& batches) {
+  std::vector<int64_t> wanted;
+  for (int64_t b : batches) {
+    if (b >= 0 && b < batches_per_epoch()) wanted.push_back(b);
+  }
+  if (epoch < 0 || wanted.empty()) return;
+  if (loader_ != nullptr && epoch == epoch_ && plan_.size() - taken_ >= wanted.size() &&
+      std::equal(wanted.begin(), wanted.end(), plan_.begin() + static_cast<int64_t>(taken_))) {
+    return;
+  }
+  Start(epoch, std::move(wanted));
 }
 
 absl::Status FolderBatcher::Batch(int64_t epoch, int64_t b, torch::Tensor* x, torch::Tensor* y) {
   if (epoch < 0 || b < 0 || b >= batches_per_epoch()) {
-    return absl::OutOfRangeError(absl::StrCat("batch ", b, " of epoch ", epoch, ": an epoch has ",
-                                              batches_per_epoch(), " batches"));
+    return BatchOutOfRange(epoch, b, batches_per_epoch());
   }
-  if (loader_ == nullptr || epoch != epoch_ || b != next_) Start(epoch, b);
+  if (loader_ == nullptr || epoch != epoch_ || taken_ >= plan_.size() || plan_[taken_] != b) {
+    Start(epoch, {b});
+  }
   absl::StatusOr<ImageBatch> batch = loader_->Next();
-  ++next_;
+  ++taken_;
   if (!batch.ok()) return batch.status();
   bad_files_ += static_cast<int64_t>(batch->skipped.size());
-  const TransformOptions& t = options_.transform;
+  if (on_skip_) {
+    for (const std::string& why : batch->skipped) on_skip_(why);
+  }
   const int64_t n = batch->n;
+  if (n == 0) {
+    return absl::DataLossError(absl::StrCat("batch ", b, " of epoch ", epoch,
+                                            ": every file was bad: ",
+                                            absl::StrJoin(batch->skipped, "; ")));
+  }
+  const TransformOptions& t = options_.transform;
   if (options_.float_output) {
     torch::Tensor blob = torch::from_blob(
         batch->f32.data(), {n, t.channels, t.out_height, t.out_width}, torch::kFloat32);

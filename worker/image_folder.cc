@@ -190,6 +190,42 @@ absl::StatusOr<ImageFolder> ScanImageFolder(const std::string& root,
   return f;
 }
 
+namespace {
+
+// Item indices per class, each class's list shuffled (Fisher-Yates) with `rng` in class order.
+std::vector<std::vector<int64_t>> ShuffledByClass(const std::vector<int32_t>& labels,
+                                                  int num_classes, Rng& rng) {
+  std::vector<std::vector<int64_t>> by_class(std::max(0, num_classes));
+  for (size_t i = 0; i < labels.size(); ++i) by_class[labels[i]].push_back(static_cast<int64_t>(i));
+  for (auto& v : by_class) {
+    for (int64_t i = static_cast<int64_t>(v.size()) - 1; i > 0; --i) {
+      std::swap(v[i], v[rng.Below(i + 1)]);
+    }
+  }
+  return by_class;
+}
+
+}  // namespace
+
+std::vector<int64_t> BalancedSubsetIndices(const std::vector<int32_t>& labels, int num_classes,
+                                           int64_t n, uint64_t seed) {
+  std::vector<int64_t> pick;
+  if (n >= static_cast<int64_t>(labels.size())) {
+    pick.resize(labels.size());
+    for (size_t i = 0; i < labels.size(); ++i) pick[i] = static_cast<int64_t>(i);
+    return pick;
+  }
+  Rng rng(seed);
+  std::vector<std::vector<int64_t>> by_class = ShuffledByClass(labels, num_classes, rng);
+  for (size_t k = 0; static_cast<int64_t>(pick.size()) < n; ++k) {
+    for (const std::vector<int64_t>& v : by_class) {
+      if (k < v.size() && static_cast<int64_t>(pick.size()) < n) pick.push_back(v[k]);
+    }
+  }
+  std::sort(pick.begin(), pick.end());
+  return pick;
+}
+
 absl::StatusOr<ImageFolderSplit> BalancedValidationSplit(const std::vector<int32_t>& labels,
                                                          int num_classes, int64_t valid_size,
                                                          uint64_t seed) {
@@ -199,13 +235,7 @@ absl::StatusOr<ImageFolderSplit> BalancedValidationSplit(const std::vector<int32
         absl::StrCat("valid_size: ", valid_size, " must be in (0, ", n, ")"));
   }
   Rng rng(seed);
-  std::vector<std::vector<int64_t>> by_class(num_classes);
-  for (int64_t i = 0; i < n; ++i) by_class[labels[i]].push_back(i);
-  for (auto& v : by_class) {
-    for (int64_t i = static_cast<int64_t>(v.size()) - 1; i > 0; --i) {
-      std::swap(v[i], v[rng.Below(i + 1)]);
-    }
-  }
+  std::vector<std::vector<int64_t>> by_class = ShuffledByClass(labels, num_classes, rng);
   const int64_t per_class = valid_size / num_classes, extra = valid_size % num_classes;
   ImageFolderSplit s;
   s.source = "balanced";

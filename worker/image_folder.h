@@ -103,6 +103,13 @@ absl::StatusOr<ImageFolderSplit> BalancedValidationSplit(const std::vector<int32
                                                          int num_classes, int64_t valid_size,
                                                          uint64_t seed);
 
+// The first n items of a seeded class-balanced shuffle (round robin over the classes, each
+// class shuffled by one Rng(seed)), ascending; every item when n >= labels.size(). The same
+// draw as BalancedSubset in worker/data.h for the same labels. Labels must be in
+// [0, num_classes).
+std::vector<int64_t> BalancedSubsetIndices(const std::vector<int32_t>& labels, int num_classes,
+                                           int64_t n, uint64_t seed);
+
 // ---- transforms ----
 
 // What turns a decoded image into one normalised sample.

@@ -18,5 +18,9 @@ namespace nas {
 std::vector<double> EvaluatePaths(SuperNet& net, const std::vector<std::vector<int>>& paths,
                                   const DataSet& data, int batch_size,
                                   const torch::Device& device);
+// The same over every batch of epoch 0 of `batches` (a sequential source; whole batches unless
+// the split is smaller than one). A batch the source cannot give throws, naming it.
+std::vector<double> EvaluatePaths(SuperNet& net, const std::vector<std::vector<int>>& paths,
+                                  BatchSource& batches, const torch::Device& device);
 
 }  // namespace nas

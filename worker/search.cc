@@ -21,6 +21,7 @@
 #include "core/status_macros.h"
 #include "worker/data.h"
 #include "worker/folder_data.h"
+#include "worker/job_data.h"
 #include "worker/onnx_export.h"
 #include "worker/ops.h"
 #include "worker/path_eval.h"
@@ -172,49 +173,38 @@ absl::Status LoadModule(torch::nn::Module& m, const std::string& path) {
   return absl::OkStatus();
 }
 
-struct Data {
-  DataSet train_full;  // train split + validation (for final training)
-  DataSplit split;     // for the search
-  DataSet test;
-};
-
-absl::StatusOr<Data> LoadData(const std::string& dataset, const std::string& dir,
-                              int64_t train_subset, int64_t test_subset, int64_t valid_size,
-                              uint64_t seed, const SearchSpace& space) {
-  Data d;
-  NAS_ASSIGN_OR_RETURN(d.train_full, LoadJobDataSet(dataset, dir, true, space));
-  NAS_ASSIGN_OR_RETURN(d.test, LoadJobDataSet(dataset, dir, false, space));
-  if (d.train_full.channels() != space.input_channels() ||
-      d.train_full.height() != space.input_height() ||
-      d.train_full.width() != space.input_width()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "dataset: ", dataset, " images are ", d.train_full.height(), "x", d.train_full.width(),
-        "x", d.train_full.channels(), " but space ", space.name(), " expects ",
-        space.input_height(), "x", space.input_width(), "x", space.input_channels()));
-  }
-  if (d.train_full.num_classes > space.num_classes()) {
-    return absl::InvalidArgumentError(absl::StrCat("dataset: ", dataset, " has ",
-                                                   d.train_full.num_classes, " classes, space ",
-                                                   space.name(), " only ", space.num_classes()));
-  }
-  if (train_subset > 0) d.train_full = BalancedSubset(d.train_full, train_subset, seed);
-  if (test_subset > 0) d.test = BalancedSubset(d.test, test_subset, seed + 1);
-  if (valid_size > 0) {
-    NAS_ASSIGN_OR_RETURN(d.split, SplitValidation(d.train_full, valid_size, seed));
-  }
-  return d;
+absl::StatusOr<std::shared_ptr<const JobData>> LoadData(const std::string& dataset,
+                                                        const std::string& dir,
+                                                        int64_t train_subset, int64_t test_subset,
+                                                        int64_t valid_size, uint64_t seed,
+                                                        const ImageOptions& images,
+                                                        const SearchSpace& space,
+                                                        ProgressBar& bar) {
+  JobDataOptions jo;
+  jo.dataset = dataset;
+  jo.dir = dir;
+  jo.train_subset = train_subset;
+  jo.test_subset = test_subset;
+  jo.valid_size = valid_size;
+  jo.split_seed = seed;
+  jo.stream_images = images.stream_images;
+  jo.skip_bad_files = images.skip_bad_files;
+  jo.loader_threads = images.loader_threads;
+  jo.log = [&bar](const std::string& line) { bar.Log(line); };
+  return JobData::Load(jo, space);
 }
 
 // Trains `config` from scratch and fills the accuracy part of a report.
 NetworkReport TrainAndEvaluate(const NetworkConfig& config, const std::string& label,
-                               const DataSet& train, const DataSet& test, const TrainOptions& to,
-                               ProgressBar& bar, Network* out) {
+                               const JobData& data, const TrainOptions& to, ProgressBar& bar,
+                               Network* out) {
   auto t0 = std::chrono::steady_clock::now();
   torch::manual_seed(to.seed);
   Network net(config);
   bar.Start(label, 0);
   int64_t last_total = 0;
-  TrainNetwork(net, train, to, [&](const TrainProgress& p) {
+  std::unique_ptr<BatchSource> train = data.FinalTrain(to.batch_size, to.seed, to.augment);
+  TrainNetwork(net, *train, to, [&](const TrainProgress& p) {
     if (last_total == 0) {
       last_total = p.total_steps;
       bar.Start(label, p.total_steps);
@@ -224,7 +214,8 @@ NetworkReport TrainAndEvaluate(const NetworkConfig& config, const std::string& l
   });
   NetworkReport r;
   r.train_seconds = Seconds(t0);
-  EvalResult ev = Evaluate([&](const torch::Tensor& x) { return net->forward(x); }, test);
+  std::unique_ptr<BatchSource> test = data.Test(kEvalBatchSize);
+  EvalResult ev = Evaluate([&](const torch::Tensor& x) { return net->forward(x); }, *test);
   r.test_accuracy = ev.accuracy;
   r.test_loss = ev.loss;
   r.parameters = CountParameters(*net);
@@ -287,14 +278,13 @@ absl::StatusOr<SearchReport> RunSearch(const SearchOptions& o) {
   }
   NAS_RETURN_IF_ERROR(loss.Validate());
 
-  NAS_ASSIGN_OR_RETURN(Data data, LoadData(o.dataset, o.data_dir, o.train_subset, o.test_subset,
-                                           o.valid_size, o.seed, space));
-  bar.Log(absl::StrFormat(
-      "search: space %s (%d edges), %s: %d train / %d valid / %d test, target %.3f ms (%s), "
-      "device %s",
-      space.name(), space.num_edges(), o.dataset, data.split.train.size(),
-      data.split.valid.size(), data.test.size(), loss.target_ms,
-      HardwareLossOptions::TypeName(loss.type), table.info().device));
+  NAS_ASSIGN_OR_RETURN(std::shared_ptr<const JobData> data,
+                       LoadData(o.dataset, o.data_dir, o.train_subset, o.test_subset,
+                                o.valid_size, o.seed, o.images, space, bar));
+  bar.Log(absl::StrFormat("search: space %s (%d edges), %s: %s, target %.3f ms (%s), device %s",
+                          space.name(), space.num_edges(), o.dataset, data->Describe(),
+                          loss.target_ms, HardwareLossOptions::TypeName(loss.type),
+                          table.info().device));
 
   NAS_RETURN_IF_ERROR(WriteFile(o.out_dir + "/search_space.json", space.ToJson()));
   NAS_RETURN_IF_ERROR(table.Save(o.out_dir + "/latency_table.json"));
@@ -302,8 +292,8 @@ absl::StatusOr<SearchReport> RunSearch(const SearchOptions& o) {
   SearchPlan plan = SearchPlan::ForSpace(space);
   plan.warmup_epochs = o.warmup_epochs;
   plan.search_epochs = o.search_epochs;
-  plan.train_batches = data.split.train.size() / o.batch_size;
-  plan.valid_batches = data.split.valid.size() / o.batch_size;
+  plan.train_batches = data->train_size() / o.batch_size;
+  plan.valid_batches = data->valid_size() / o.batch_size;
   plan.arch_every = o.arch_every;
   plan.search_lr = o.search_lr;
   plan.arch_algo = o.arch_algo;
@@ -321,9 +311,10 @@ absl::StatusOr<SearchReport> RunSearch(const SearchOptions& o) {
       [&] {
         SuperNet net(space);
         PathSgd sgd(SgdOptions{});
-        Batcher train_batches(data.split.train, o.batch_size, driver.train_seed(),
-                              Augment{o.augment_pad, o.augment_hflip});
-        Batcher valid_batches(data.split.valid, o.batch_size, driver.valid_seed(), {});
+        std::unique_ptr<BatchSource> train_batches = data->SearchTrain(
+            o.batch_size, driver.train_seed(), Augment{o.augment_pad, o.augment_hflip});
+        std::unique_ptr<BatchSource> valid_batches =
+            data->SearchValid(o.batch_size, driver.valid_seed());
         std::ofstream history(o.out_dir + "/alpha_history.jsonl");
         history << driver.HistoryLine("init", 0, 0) << "\n";
         SearchDriver::Phase shown = SearchDriver::Phase::kDone;
@@ -339,13 +330,13 @@ absl::StatusOr<SearchReport> RunSearch(const SearchOptions& o) {
           std::vector<WeightTaskSpec> tasks = driver.PlanWeightTasks(1);
           std::vector<WeightTaskResult> results;
           for (const WeightTaskSpec& t : tasks) {
-            results.push_back(RunWeightTask(net, sgd, train_batches, t, o.label_smoothing));
+            results.push_back(RunWeightTask(net, sgd, *train_batches, t, o.label_smoothing));
           }
           report.weight_steps += static_cast<int64_t>(tasks.size());
           absl::Status applied = driver.ApplyWeightResults(results);
           TORCH_CHECK(applied.ok(), std::string(applied.message()));
           for (const ArchTaskSpec& a : driver.PlanArchTasks()) {
-            ArchTaskResult r = RunArchTask(net, valid_batches, a);
+            ArchTaskResult r = RunArchTask(net, *valid_batches, a);
             absl::StatusOr<std::string> line = driver.ApplyArchResult(a, r);
             TORCH_CHECK(line.ok(), std::string(line.status().message()));
             history << *line << "\n";
@@ -380,8 +371,8 @@ absl::StatusOr<SearchReport> RunSearch(const SearchOptions& o) {
           sampled = PathsToEvaluate(space, driver.alpha(), o.sampled_paths, o.seed);
           std::vector<std::vector<int>> choices;
           for (const SampledPath& p : sampled) choices.push_back(p.choices);
-          sampled_accuracy =
-              EvaluatePaths(net, choices, data.split.valid, o.batch_size, torch::kCPU);
+          std::unique_ptr<BatchSource> valid_in_order = data->ValidInOrder(o.batch_size);
+          sampled_accuracy = EvaluatePaths(net, choices, *valid_in_order, torch::kCPU);
         }
       },
       "search");
@@ -414,7 +405,7 @@ absl::StatusOr<SearchReport> RunSearch(const SearchOptions& o) {
     Network net(nullptr);
     absl::Status s = TorchRun(
         [&] {
-          *r = TrainAndEvaluate(config, label, data.train_full, data.test, to, bar, &net);
+          *r = TrainAndEvaluate(config, label, *data, to, bar, &net);
         },
         "training " + label);
     NAS_RETURN_IF_ERROR(s);
@@ -429,8 +420,8 @@ absl::StatusOr<SearchReport> RunSearch(const SearchOptions& o) {
     OnnxExportOptions onnx;
     onnx.space = space.name();
     onnx.architecture = r->architecture;
-    onnx.input_mean = data.train_full.mean;
-    onnx.input_std = data.train_full.std;
+    onnx.input_mean = data->mean();
+    onnx.input_std = data->std();
     onnx.weights_source = weights_file;
     return WriteOnnxModel(config, *net, onnx, o.out_dir + "/" + label + ".onnx");
   };
@@ -463,9 +454,15 @@ absl::StatusOr<SearchReport> RunSearch(const SearchOptions& o) {
                           {"total", report.total_seconds}}},
              {"derived", NetworkJson(report.derived)}};
   if (report.has_baseline) rj["baseline"] = NetworkJson(report.baseline);
+  rj["data"] = {{"train", data->train_size()},
+                {"valid", data->valid_size()},
+                {"test", data->test_size()},
+                {"final_train", data->train_full_size()},
+                {"streamed", data->streamed()},
+                {"bad_files_skipped", data->bad_files()}};
   if (!sampled.empty()) {
     rj["sampled_paths"] = SampledPathsJson(space, latency, sampled, sampled_accuracy,
-                                           data.split.valid.size(), o.batch_size);
+                                           data->valid_size(), o.batch_size);
   }
   NAS_RETURN_IF_ERROR(WriteFile(o.out_dir + "/report.json", rj.dump(2)));
 
@@ -517,9 +514,10 @@ absl::StatusOr<NetworkReport> RunTrain(const TrainCommandOptions& o) {
   NAS_ASSIGN_OR_RETURN(auto loaded, LoadArchitecture(space, o.architecture));
   NAS_RETURN_IF_ERROR(MakeDir(o.out_dir));
   SetThreads(o.threads);
-  NAS_ASSIGN_OR_RETURN(Data data, LoadData(o.dataset, o.data_dir, o.train_subset, o.test_subset,
-                                           0, o.seed, space));
   ProgressBar bar(o.progress);
+  NAS_ASSIGN_OR_RETURN(std::shared_ptr<const JobData> data,
+                       LoadData(o.dataset, o.data_dir, o.train_subset, o.test_subset, 0, o.seed,
+                                o.images, space, bar));
   TrainOptions to;
   to.epochs = o.epochs;
   to.batch_size = o.batch_size;
@@ -529,7 +527,7 @@ absl::StatusOr<NetworkReport> RunTrain(const TrainCommandOptions& o) {
   NetworkReport r;
   Network net(nullptr);
   NAS_RETURN_IF_ERROR(TorchRun(
-      [&] { r = TrainAndEvaluate(loaded.first, "train", data.train_full, data.test, to, bar, &net); },
+      [&] { r = TrainAndEvaluate(loaded.first, "train", *data, to, bar, &net); },
       "training"));
   r.architecture = loaded.second;
   NAS_RETURN_IF_ERROR(SaveModule(*net, o.out_dir + "/weights.pt"));

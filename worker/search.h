@@ -26,12 +26,25 @@
 
 namespace nas {
 
+// How an image folder (dataset "folder") is read (worker/job_data.h).
+struct ImageOptions {
+  // Decode batches as the steps ask for them (random resized crop + flip for training) instead
+  // of once into memory: for folders beyond the in-memory limit (4 GiB of pixels). Default false.
+  bool stream_images = false;
+  // Leave bad image files out (named in the log, counted) instead of failing. Default false.
+  bool skip_bad_files = false;
+  // Decoding threads per loader. Default 2.
+  int loader_threads = 2;
+};
+
 struct SearchOptions {
   // Search space: a preset name or a JSON file. Default "fashion-mnist".
   std::string space = "fashion-mnist";
-  // Data set name (fashion-mnist, mnist, cifar10) and optional directory. Default fashion-mnist.
+  // Data set name (fashion-mnist, mnist, cifar10, folder) and optional directory (required for
+  // folder). Default fashion-mnist.
   std::string dataset = "fashion-mnist";
   std::string data_dir;
+  ImageOptions images;
   // Result directory (created). Default "results/search".
   std::string out_dir = "results/search";
 
@@ -126,6 +139,7 @@ struct TrainCommandOptions {
   std::string architecture;  // path: {"space", "choices"} or a reference network config
   std::string dataset = "fashion-mnist";
   std::string data_dir;
+  ImageOptions images;
   std::string out_dir = "results/train";
   int epochs = 6;
   int batch_size = defaults::kBatchSize;

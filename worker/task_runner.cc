@@ -16,7 +16,7 @@
 #include "core/json_fields.h"
 #include "core/param_names.h"
 #include "core/status_macros.h"
-#include "worker/folder_data.h"
+#include "worker/job_data.h"
 #include "worker/onnx_export.h"
 #include "worker/ops.h"
 #include "worker/profiler.h"
@@ -146,11 +146,32 @@ bool Asked(const std::function<bool()>& f) { return f && f(); }
 
 }  // namespace
 
-// The data of a job, as the single-process search builds it (worker/search.cc LoadData).
-struct TaskRunner::JobData {
-  DataSet train_full;  // after the subset, before the validation split (final training)
-  DataSplit split;     // the search's training and validation splits
-  DataSet test;
+// A job's data (worker/job_data.h) and the search's two sources, kept across tasks so that a
+// streamed folder's loaders keep decoding ahead (consecutive batches are served from their
+// prefetch queues).
+struct TaskRunner::DataEntry {
+  std::string key;
+  std::shared_ptr<const JobData> data;
+  std::string train_key, valid_key;  // the batch size, seed and augmentation of each source
+  std::unique_ptr<BatchSource> train, valid;
+
+  BatchSource& SearchTrain(const TaskData& d) {
+    std::string k = absl::StrCat(d.batch_size, "/", d.train_seed, "/", d.augment_pad, "/",
+                                 d.augment_hflip);
+    if (train == nullptr || k != train_key) {
+      train = data->SearchTrain(d.batch_size, d.train_seed, Augment{d.augment_pad, d.augment_hflip});
+      train_key = k;
+    }
+    return *train;
+  }
+  BatchSource& SearchValid(const TaskData& d) {
+    std::string k = absl::StrCat(d.batch_size, "/", d.valid_seed);
+    if (valid == nullptr || k != valid_key) {
+      valid = data->SearchValid(d.batch_size, d.valid_seed);
+      valid_key = k;
+    }
+    return *valid;
+  }
 };
 
 absl::StatusOr<std::unique_ptr<TaskRunner>> TaskRunner::Create(TaskRunnerOptions options) {
@@ -175,59 +196,47 @@ void TaskRunner::SyncDevice() const {
   if (device_.is_cuda()) torch::cuda::synchronize(device_.index());
 }
 
-absl::StatusOr<std::shared_ptr<const TaskRunner::JobData>> TaskRunner::Data(
+absl::StatusOr<std::shared_ptr<TaskRunner::DataEntry>> TaskRunner::Data(
     const TaskData& d, const SearchSpace& space) {
   std::string dir = o_.data_dir.empty() ? d.data_dir : o_.data_dir;
   if (o_.data_dir.empty() && !d.data_dir.empty()) {
     NAS_RETURN_IF_ERROR(CheckDataDir(d.data_dir, o_.data_roots));
   }
+  // The space's input size is part of the key: a folder is decoded at it.
   std::string key = absl::StrCat(d.dataset, "\n", dir, "\n", d.train_subset, "\n", d.test_subset,
-                                 "\n", d.valid_size, "\n", d.split_seed);
-  std::shared_ptr<const JobData> data;
+                                 "\n", d.valid_size, "\n", d.split_seed, "\n", d.stream_images,
+                                 "\n", d.skip_bad_files, "\n", space.input_height(), "x",
+                                 space.input_width(), "x", space.input_channels());
+  std::shared_ptr<DataEntry> entry;
   for (auto it = data_sets_.begin(); it != data_sets_.end(); ++it) {
-    if (it->first == key) {
-      data = it->second;
+    if ((*it)->key == key) {
+      entry = *it;
       data_sets_.splice(data_sets_.end(), data_sets_, it);
       break;
     }
   }
-  if (data == nullptr) {
+  if (entry == nullptr) {
     auto t0 = std::chrono::steady_clock::now();
-    auto loaded = std::make_shared<JobData>();
-    NAS_ASSIGN_OR_RETURN(loaded->train_full, LoadJobDataSet(d.dataset, dir, true, space));
-    NAS_ASSIGN_OR_RETURN(loaded->test, LoadJobDataSet(d.dataset, dir, false, space));
-    uint64_t seed = d.split_seed;
-    if (d.train_subset > 0) {
-      loaded->train_full = BalancedSubset(loaded->train_full, d.train_subset, seed);
-    }
-    if (d.test_subset > 0) {
-      loaded->test = BalancedSubset(loaded->test, d.test_subset, seed + 1);
-    }
-    if (d.valid_size > 0) {
-      NAS_ASSIGN_OR_RETURN(loaded->split, SplitValidation(loaded->train_full, d.valid_size, seed));
-    }
+    JobDataOptions jo;
+    jo.dataset = d.dataset;
+    jo.dir = dir;
+    jo.train_subset = d.train_subset;
+    jo.test_subset = d.test_subset;
+    jo.valid_size = d.valid_size;
+    jo.split_seed = d.split_seed;
+    jo.stream_images = d.stream_images;
+    jo.skip_bad_files = d.skip_bad_files;
+    jo.loader_threads = o_.loader_threads;
+    jo.log = o_.log;
+    entry = std::make_shared<DataEntry>();
+    entry->key = key;
+    NAS_ASSIGN_OR_RETURN(entry->data, JobData::Load(jo, space));
     Log(absl::StrCat("data: ", d.dataset, dir.empty() ? "" : absl::StrCat(" from ", dir), ": ",
-                     loaded->split.train.size(), " train / ", loaded->split.valid.size(),
-                     " valid / ", loaded->test.size(), " test (", loaded->train_full.size(),
-                     " for final training), loaded in ", SecondsSince(t0), " s"));
-    data = loaded;
-    data_sets_.emplace_back(key, data);
+                     entry->data->Describe(), ", loaded in ", SecondsSince(t0), " s"));
+    data_sets_.push_back(entry);
     while (static_cast<int>(data_sets_.size()) > o_.max_data_sets) data_sets_.pop_front();
   }
-  const DataSet& t = data->train_full;
-  if (t.channels() != space.input_channels() || t.height() != space.input_height() ||
-      t.width() != space.input_width()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("dataset: ", d.dataset, " images are ", t.height(), "x", t.width(), "x",
-                     t.channels(), " but space ", space.name(), " expects ", space.input_height(),
-                     "x", space.input_width(), "x", space.input_channels()));
-  }
-  if (t.num_classes > space.num_classes()) {
-    return absl::InvalidArgumentError(absl::StrCat("dataset: ", d.dataset, " has ", t.num_classes,
-                                                   " classes, space ", space.name(), " only ",
-                                                   space.num_classes()));
-  }
-  return data;
+  return entry;
 }
 
 // Loads the task's tensors into `net` (and momentum into `sgd` when given; arch tasks need
@@ -325,12 +334,12 @@ absl::Status TaskRunner::LoadTensors(const RunnerTask& t, torch::nn::Module& net
 absl::Status TaskRunner::RunInit(const RunnerTask& t, const InitSpec& s, const SearchSpace& space,
                                  RunnerResult* r) {
   NAS_RETURN_IF_ERROR(CheckSearchData(t.data));
-  NAS_ASSIGN_OR_RETURN(std::shared_ptr<const JobData> data, Data(t.data, space));
+  NAS_ASSIGN_OR_RETURN(std::shared_ptr<DataEntry> data, Data(t.data, space));
   // Built (and seeded) on the CPU: the same tensors whatever the worker's device.
   torch::manual_seed(s.seed);
   SuperNet net(space);
-  r->train_size = data->split.train.size();
-  r->valid_size = data->split.valid.size();
+  r->train_size = data->data->train_size();
+  r->valid_size = data->data->valid_size();
   for (auto& [name, tensor] : ModuleTensors(*net, true, true)) {
     r->stats.resident_bytes += TensorBytes(tensor);
     r->tensors.emplace_back(name, tensor);
@@ -350,7 +359,7 @@ absl::Status TaskRunner::RunWeight(const RunnerTask& t, const WeightChain& w,
         space, w.steps[i].path,
         i == 0 ? std::string("weight.path") : absl::StrCat("weight.chain[", i - 1, "].path")));
   }
-  NAS_ASSIGN_OR_RETURN(std::shared_ptr<const JobData> data, Data(t.data, space));
+  NAS_ASSIGN_OR_RETURN(std::shared_ptr<DataEntry> data, Data(t.data, space));
   const TaskData& d = t.data;
   const bool chained = w.steps.size() > 1;
   // The tensors as the steps so far left them (each step's modules, then its momentum), in
@@ -363,9 +372,8 @@ absl::Status TaskRunner::RunWeight(const RunnerTask& t, const WeightChain& w,
     NAS_RETURN_IF_ERROR(
         LoadTensors(t, *net, &sgd, source, &r->stats, chained ? &left : nullptr));
     if (Asked(control.abandoned)) return absl::AbortedError("abandoned");
-    Batcher train(data->split.train, d.batch_size, d.train_seed,
-                  Augment{d.augment_pad, d.augment_hflip});
-    WeightTaskResult result = RunWeightTask(net, sgd, train, w.steps[i], w.label_smoothing, device_);
+    WeightTaskResult result =
+        RunWeightTask(net, sgd, data->SearchTrain(d), w.steps[i], w.label_smoothing, device_);
     if (i == 0) {
       r->loss = result.loss;
       r->accuracy = result.accuracy;
@@ -417,15 +425,13 @@ absl::Status TaskRunner::RunArch(const RunnerTask& t, const ArchSpec& spec,
     NAS_RETURN_IF_ERROR(CheckChoices(space, active, "arch.active"));
     NAS_RETURN_IF_ERROR(CheckChoices(space, other, "arch.other"));
   }
-  NAS_ASSIGN_OR_RETURN(std::shared_ptr<const JobData> data, Data(t.data, space));
+  NAS_ASSIGN_OR_RETURN(std::shared_ptr<DataEntry> data, Data(t.data, space));
 
   SuperNet net(space, KeepForArchTask(space, spec));
   net->to(device_);
   NAS_RETURN_IF_ERROR(LoadTensors(t, *net, nullptr, source, &r->stats, nullptr));
   if (Asked(control.abandoned)) return absl::AbortedError("abandoned");
-  const TaskData& d = t.data;
-  Batcher valid(data->split.valid, d.batch_size, d.valid_seed, {});
-  ArchTaskResult result = RunArchTask(net, valid, spec, device_);
+  ArchTaskResult result = RunArchTask(net, data->SearchValid(t.data), spec, device_);
   r->loss = result.ce;
   r->accuracy = result.accuracy;
   for (const std::vector<double>& g : result.gate_grads) {
@@ -450,7 +456,8 @@ absl::Status TaskRunner::RunFinal(const RunnerTask& t, const FinalSpec& f,
   if (d.batch_size < 1) return absl::InvalidArgumentError("data.batch_size: must be >= 1");
   NAS_RETURN_IF_ERROR(CheckChoices(space, f.choices, "final.choices"));
   NAS_ASSIGN_OR_RETURN(NetworkConfig config, space.Derive(f.choices));
-  NAS_ASSIGN_OR_RETURN(std::shared_ptr<const JobData> data, Data(d, space));
+  NAS_ASSIGN_OR_RETURN(std::shared_ptr<DataEntry> entry, Data(d, space));
+  const JobData& data = *entry->data;
 
   auto t0 = std::chrono::steady_clock::now();
   torch::manual_seed(f.seed);
@@ -464,11 +471,12 @@ absl::Status TaskRunner::RunFinal(const RunnerTask& t, const FinalSpec& f,
   to.augment = Augment{d.augment_pad, d.augment_hflip};
   to.seed = f.seed;
   to.device = device_;
+  std::unique_ptr<BatchSource> train = data.FinalTrain(d.batch_size, f.seed, to.augment);
   int logged_epoch = -1;
   bool interrupted = false;
   absl::Status trained = TorchRun(
       [&] {
-        TrainNetwork(net, data->train_full, to, [&](const TrainProgress& p) {
+        TrainNetwork(net, *train, to, [&](const TrainProgress& p) {
           if (Asked(control.interrupt)) {
             interrupted = true;
             throw TaskInterrupted();
@@ -485,9 +493,9 @@ absl::Status TaskRunner::RunFinal(const RunnerTask& t, const FinalSpec& f,
   NAS_RETURN_IF_ERROR(trained);
   double train_seconds = SecondsSince(t0);
   const torch::Device dev = device_;
+  std::unique_ptr<BatchSource> test = data.Test(kEvalBatchSize);
   EvalResult ev = Evaluate(
-      [&](const torch::Tensor& x) { return net->forward(x.to(dev)).to(torch::kCPU); },
-      data->test);
+      [&](const torch::Tensor& x) { return net->forward(x.to(dev)).to(torch::kCPU); }, *test);
   // The latency of the derived network is measured on the CPU (the job's latency device is a
   // CPU table unless the profile options say otherwise).
   net->to(torch::kCPU);
@@ -520,8 +528,8 @@ absl::Status TaskRunner::RunFinal(const RunnerTask& t, const FinalSpec& f,
   OnnxExportOptions onnx;
   onnx.space = space.name();
   onnx.architecture = Architecture{space.name(), f.choices}.ToString(space);
-  onnx.input_mean = data->train_full.mean;
-  onnx.input_std = data->train_full.std;
+  onnx.input_mean = data.mean();
+  onnx.input_std = data.std();
   onnx.weights_source = f.label + ".pt";
   NAS_ASSIGN_OR_RETURN(std::string model, OnnxFromModule(config, *net, onnx));
   r->files.emplace_back(f.label + ".onnx", std::move(model));
@@ -542,13 +550,14 @@ absl::Status TaskRunner::RunEval(const RunnerTask& t, const EvalSpec& s,
   for (size_t i = 0; i < s.paths.size(); ++i) {
     NAS_RETURN_IF_ERROR(CheckChoices(space, s.paths[i], absl::StrCat("eval.paths[", i, "]")));
   }
-  NAS_ASSIGN_OR_RETURN(std::shared_ptr<const JobData> data, Data(t.data, space));
+  NAS_ASSIGN_OR_RETURN(std::shared_ptr<DataEntry> data, Data(t.data, space));
   SuperNet net(space, KeepForPaths(space, s.paths));
   net->to(device_);
   NAS_RETURN_IF_ERROR(LoadTensors(t, *net, nullptr, source, &r->stats, nullptr));
   if (Asked(control.abandoned)) return absl::AbortedError("abandoned");
-  r->path_accuracies = EvaluatePaths(net, s.paths, data->split.valid,
-                                     s.batch_size > 0 ? s.batch_size : t.data.batch_size, device_);
+  std::unique_ptr<BatchSource> valid =
+      data->data->ValidInOrder(s.batch_size > 0 ? s.batch_size : t.data.batch_size);
+  r->path_accuracies = EvaluatePaths(net, s.paths, *valid, device_);
   for (const auto& [name, tensor] : ModuleTensors(*net, true, true)) {
     r->stats.resident_bytes += TensorBytes(tensor);
   }

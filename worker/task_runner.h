@@ -70,6 +70,8 @@ struct TaskData {
   uint64_t valid_seed = 0;
   int augment_pad = 0;
   bool augment_hflip = false;
+  bool stream_images = false;  // folder: decode batches as tasks ask (worker/job_data.h)
+  bool skip_bad_files = false;  // folder: leave bad image files out (named in the log, counted)
 };
 
 // Build the supernet (torch seed = seed) and return every tensor; the split sizes.
@@ -188,6 +190,9 @@ struct TaskRunnerOptions {
   int threads = 1;
   // Data sets kept loaded (most recently used). Default 2.
   int max_data_sets = 2;
+  // Decoding threads of each image-folder loader (a streamed job has one for its training and
+  // one for its validation batches). Default 2.
+  int loader_threads = 2;
   // Progress lines (data loading, final training epochs). Default: none.
   std::function<void(const std::string&)> log;
 };
@@ -206,10 +211,10 @@ class TaskRunner {
   const torch::Device& device() const { return device_; }
 
  private:
-  struct JobData;
+  struct DataEntry;
   TaskRunner(TaskRunnerOptions options, torch::Device device)
       : o_(std::move(options)), device_(device) {}
-  absl::StatusOr<std::shared_ptr<const JobData>> Data(const TaskData& d, const SearchSpace& space);
+  absl::StatusOr<std::shared_ptr<DataEntry>> Data(const TaskData& d, const SearchSpace& space);
   absl::Status LoadTensors(const RunnerTask& t, torch::nn::Module& net, PathSgd* sgd,
                            TensorSource& source, RunnerStats* stats,
                            const std::map<std::string, torch::Tensor>* chain);
@@ -233,7 +238,7 @@ class TaskRunner {
 
   TaskRunnerOptions o_;
   torch::Device device_;
-  std::list<std::pair<std::string, std::shared_ptr<const JobData>>> data_sets_;
+  std::list<std::shared_ptr<DataEntry>> data_sets_;  // most recently used last
 };
 
 // Checks that `choices` has one valid candidate per edge of `space`; InvalidArgument naming

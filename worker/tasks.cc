@@ -54,10 +54,10 @@ std::vector<std::vector<bool>> KeepForArchTask(const SearchSpace& space, const A
 namespace {
 
 // Batch b of `epoch`, on `device` (pinned and non-blocking from the host on CUDA).
-void DeviceBatch(Batcher& batcher, int64_t epoch, int64_t b, const torch::Device& device,
+void DeviceBatch(BatchSource& batches, int64_t epoch, int64_t b, const torch::Device& device,
                  torch::Tensor* x, torch::Tensor* y, const char* what) {
-  TORCH_CHECK(batcher.Batch(epoch, b, x, y), what, ": batch ", b, " of epoch ", epoch,
-              " is outside the split");
+  absl::Status s = batches.Batch(epoch, b, x, y);
+  TORCH_CHECK(s.ok(), what, ": ", s.message());
   if (device.is_cpu()) return;
   *x = x->pin_memory().to(device, /*non_blocking=*/true);
   *y = y->pin_memory().to(device, /*non_blocking=*/true);
@@ -65,11 +65,12 @@ void DeviceBatch(Batcher& batcher, int64_t epoch, int64_t b, const torch::Device
 
 }  // namespace
 
-WeightTaskResult RunWeightTask(SuperNet& net, PathSgd& sgd, Batcher& train,
+WeightTaskResult RunWeightTask(SuperNet& net, PathSgd& sgd, BatchSource& train,
                                const WeightTaskSpec& task, double label_smoothing,
                                const torch::Device& device) {
   TORCH_CHECK(task.batches.size() == task.lrs.size() && !task.batches.empty(),
               "weight task: one learning rate per batch expected");
+  train.Expect(task.data_epoch, task.batches);
   WeightTaskResult r;
   torch::Tensor x, y;
   if (device.is_cpu()) {
@@ -104,9 +105,10 @@ WeightTaskResult RunWeightTask(SuperNet& net, PathSgd& sgd, Batcher& train,
   return r;
 }
 
-ArchTaskResult RunArchTask(SuperNet& net, Batcher& valid, const ArchTaskSpec& task,
+ArchTaskResult RunArchTask(SuperNet& net, BatchSource& valid, const ArchTaskSpec& task,
                            const torch::Device& device) {
   torch::Tensor x, y;
+  valid.Expect(task.valid_epoch, {task.valid_batch});
   DeviceBatch(valid, task.valid_epoch, task.valid_batch, device, &x, &y, "arch task");
   ArchTaskResult r;
   if (task.rl) {

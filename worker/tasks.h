@@ -28,12 +28,13 @@ std::vector<std::vector<bool>> KeepForArchTask(const SearchSpace& space, const A
 
 // k SGD steps on the task's path over the batches it names (epoch, index) of `train`.
 // `net` and `sgd`'s state live on `device`; batches are moved there (on CUDA the next batch is
-// prepared on a helper thread while the current step runs).
-WeightTaskResult RunWeightTask(SuperNet& net, PathSgd& sgd, Batcher& train,
+// prepared on a helper thread while the current step runs). A batch the source cannot give (a
+// bad image file, a batch outside the split) throws, naming it (TorchRun makes it a status).
+WeightTaskResult RunWeightTask(SuperNet& net, PathSgd& sgd, BatchSource& train,
                                const WeightTaskSpec& task, double label_smoothing,
                                const torch::Device& device = torch::kCPU);
 // The binary-gate arch step (or, for rl, the path's accuracy) on the task's validation batch.
-ArchTaskResult RunArchTask(SuperNet& net, Batcher& valid, const ArchTaskSpec& task,
+ArchTaskResult RunArchTask(SuperNet& net, BatchSource& valid, const ArchTaskSpec& task,
                            const torch::Device& device = torch::kCPU);
 
 }  // namespace nas

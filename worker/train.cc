@@ -111,12 +111,21 @@ double PathBatchAccuracy(SuperNet& net, const std::vector<int>& path, const torc
 
 EvalResult Evaluate(const std::function<torch::Tensor(const torch::Tensor&)>& forward,
                     const DataSet& data, int batch_size) {
-  torch::NoGradGuard no_grad;
   Batcher b(data, batch_size, 0, {}, /*shuffle=*/false, /*drop_last=*/false);
+  return Evaluate(forward, b);
+}
+
+EvalResult Evaluate(const std::function<torch::Tensor(const torch::Tensor&)>& forward,
+                    BatchSource& data) {
+  torch::NoGradGuard no_grad;
   torch::Tensor x, y;
   double loss = 0, correct = 0;
   int64_t count = 0;
-  while (b.Next(&x, &y)) {
+  const int64_t batches = data.batches_per_epoch();
+  data.Expect(0, {0});
+  for (int64_t b = 0; b < batches; ++b) {
+    absl::Status s = data.Batch(0, b, &x, &y);
+    TORCH_CHECK(s.ok(), "evaluation: ", s.message());
     torch::Tensor logits = forward(x);
     loss += torch::nn::functional::cross_entropy(
                 logits, y,
@@ -136,16 +145,25 @@ EvalResult Evaluate(const std::function<torch::Tensor(const torch::Tensor&)>& fo
 
 void TrainNetwork(Network& net, const DataSet& train, const TrainOptions& o,
                   const std::function<void(const TrainProgress&)>& progress) {
-  PathSgd sgd(o.sgd);
   Batcher b(train, o.batch_size, o.seed, o.augment);
-  int64_t per_epoch = b.batches_per_epoch();
+  TrainNetwork(net, b, o, progress);
+}
+
+void TrainNetwork(Network& net, BatchSource& train, const TrainOptions& o,
+                  const std::function<void(const TrainProgress&)>& progress) {
+  PathSgd sgd(o.sgd);
+  int64_t per_epoch = train.batches_per_epoch();
   int64_t total = per_epoch * o.epochs;
   int64_t step = 0;
   torch::Tensor x, y;
   for (int epoch = 0; epoch < o.epochs; ++epoch) {
     net->train();
-    b.Reset();
-    while (b.Next(&x, &y)) {
+    // Epoch e + 1 of the source: the order a Batcher's Reset() gave this loop from the start.
+    const int64_t source_epoch = epoch + 1;
+    train.Expect(source_epoch, {0});
+    for (int64_t b = 0; b < per_epoch; ++b) {
+      absl::Status s = train.Batch(source_epoch, b, &x, &y);
+      TORCH_CHECK(s.ok(), "training: ", s.message());
       if (!o.device.is_cpu()) {
         x = x.to(o.device);
         y = y.to(o.device);

@@ -81,9 +81,15 @@ struct EvalResult {
   double accuracy = 0;
   int64_t count = 0;
 };
+// The batch size of test-set evaluation.
+inline constexpr int kEvalBatchSize = 500;
 // Evaluates any module mapping images to logits over a whole data set (eval mode, no grad).
 EvalResult Evaluate(const std::function<torch::Tensor(const torch::Tensor&)>& forward,
-                    const DataSet& data, int batch_size = 500);
+                    const DataSet& data, int batch_size = kEvalBatchSize);
+// The same over every batch of epoch 0 of `data` (a sequential source that keeps the last
+// partial batch). A batch the source cannot give throws, naming it.
+EvalResult Evaluate(const std::function<torch::Tensor(const torch::Tensor&)>& forward,
+                    BatchSource& data);
 
 struct TrainOptions {
   int epochs = 5;
@@ -103,6 +109,10 @@ struct TrainProgress {
 };
 // Trains a network from its current weights with cosine LR per batch.
 void TrainNetwork(Network& net, const DataSet& train, const TrainOptions& o,
+                  const std::function<void(const TrainProgress&)>& progress);
+// The same on `train`'s batches (epochs 1..o.epochs of the source; o.batch_size, o.augment and
+// o.seed are the source's business). A batch the source cannot give throws, naming it.
+void TrainNetwork(Network& net, BatchSource& train, const TrainOptions& o,
                   const std::function<void(const TrainProgress&)>& progress);
 
 }  // namespace nas
