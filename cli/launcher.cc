@@ -291,6 +291,7 @@ absl::StatusOr<std::string> RunLocalService(const LaunchOptions& o) {
         Child::Start(
             {FindBinary(o.bin_dir, "worker", "nas_worker"), absl::StrCat("--coordinator=", ctarget),
              absl::StrCat("--threads=", threads), absl::StrCat("--name=local-", i),
+             absl::StrCat("--loader_threads=", o.loader_threads),
              absl::StrCat("--token_file=", worker_token_file),
              // This machine is the table's device: the final latency is measured here.
              absl::StrCat("--latency_device=", o.spec.device()),

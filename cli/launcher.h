@@ -27,6 +27,8 @@ struct LaunchOptions {
   // Local worker processes and intra-op threads each (0: cores / workers). Defaults 1, 0.
   int workers = 1;
   int threads_per_worker = 0;
+  // Each worker's image-loader threads (--loader_threads). Default 2.
+  int loader_threads = 2;
   // Directory holding coordinator/, worker/ and latency_service/ binaries; empty: found from
   // this executable's location in the build tree. Default "".
   std::string bin_dir;

@@ -84,6 +84,15 @@ ABSL_FLAG(int64_t, valid_size, nas::defaults::kValidSize,
 ABSL_FLAG(int64_t, train_subset, 0, "use only this many training images (0: all)");
 ABSL_FLAG(int64_t, test_subset, 0, "use only this many test images (0: all)");
 ABSL_FLAG(bool, baseline, true, "also train the largest network for comparison");
+ABSL_FLAG(bool, stream_images, false,
+          "search, train with --dataset folder: decode each batch as the steps ask for it "
+          "(random resized crop + flip for training) instead of every image once into memory "
+          "(bounded at 4 GiB of pixels); what a full ImageNet folder needs");
+ABSL_FLAG(bool, skip_bad_files, false,
+          "search, train with --dataset folder: leave corrupt or unreadable image files out "
+          "(named in the log, counted in report.json) instead of failing");
+ABSL_FLAG(int, loader_threads, 2,
+          "search, train with --dataset folder: decoding threads of each image loader (1..64)");
 ABSL_FLAG(int, threads, 0, "intra-op threads (0: all cores)");
 ABSL_FLAG(uint64_t, seed, 0, "random seed");
 ABSL_FLAG(bool, progress, true, "show a progress bar");
@@ -178,6 +187,14 @@ absl::StatusOr<std::string> TableFromService(const std::string& space_name,
 }
 
 // The same search as a job of the distributed service (cli/launcher.h).
+nas::ImageOptions ImageFlags() {
+  nas::ImageOptions images;
+  images.stream_images = absl::GetFlag(FLAGS_stream_images);
+  images.skip_bad_files = absl::GetFlag(FLAGS_skip_bad_files);
+  images.loader_threads = absl::GetFlag(FLAGS_loader_threads);
+  return images;
+}
+
 int DistributedSearch(const nas::SearchOptions& o) {
   nas::JobSpec spec;
   spec.set_space(o.space);
@@ -209,6 +226,8 @@ int DistributedSearch(const nas::SearchOptions& o) {
   spec.set_steps_per_task(absl::GetFlag(FLAGS_steps_per_task));
   spec.set_chain_steps(absl::GetFlag(FLAGS_chain_steps));
   spec.set_sampled_paths(o.sampled_paths);
+  spec.set_stream_images(o.images.stream_images);
+  spec.set_skip_bad_files(o.images.skip_bad_files);
   absl::StatusOr<std::string> md;
   std::string coordinator = absl::GetFlag(FLAGS_coordinator);
   if (coordinator.empty() && workers == 0) {
@@ -238,6 +257,7 @@ int DistributedSearch(const nas::SearchOptions& o) {
     lo.out_dir = o.out_dir;
     lo.workers = workers;
     lo.threads_per_worker = o.threads;
+    lo.loader_threads = o.images.loader_threads;
     lo.progress = o.progress;
     lo.sync = absl::GetFlag(FLAGS_checkpoint_sync);
     lo.pipelined_commits = absl::GetFlag(FLAGS_pipelined_commits);
@@ -283,6 +303,7 @@ int Search() {
   o.train_subset = absl::GetFlag(FLAGS_train_subset);
   o.test_subset = absl::GetFlag(FLAGS_test_subset);
   o.baseline = absl::GetFlag(FLAGS_baseline);
+  o.images = ImageFlags();
   if (absl::GetFlag(FLAGS_sampled_paths) != 0) o.sampled_paths = absl::GetFlag(FLAGS_sampled_paths);
   o.threads = absl::GetFlag(FLAGS_threads);
   o.seed = absl::GetFlag(FLAGS_seed);
@@ -317,6 +338,7 @@ int Train() {
   o.lr = absl::GetFlag(FLAGS_lr);
   o.train_subset = absl::GetFlag(FLAGS_train_subset);
   o.test_subset = absl::GetFlag(FLAGS_test_subset);
+  o.images = ImageFlags();
   o.threads = absl::GetFlag(FLAGS_threads);
   o.seed = absl::GetFlag(FLAGS_seed);
   o.progress = absl::GetFlag(FLAGS_progress);

@@ -97,6 +97,12 @@ ABSL_FLAG(int32_t, chain_steps, 0,
 ABSL_FLAG(int32_t, sampled_paths, 0,
           "submit: paths of the trained supernet evaluated with their inherited weights for the "
           "report's accuracy-latency view (0: the default, 16; -1: none)");
+ABSL_FLAG(bool, stream_images, false,
+          "submit with --dataset folder: the workers decode each batch as the steps ask for it "
+          "instead of every image once into memory (bounded at 4 GiB of pixels)");
+ABSL_FLAG(bool, skip_bad_files, false,
+          "submit with --dataset folder: leave bad image files out (named in the workers' logs) "
+          "instead of failing the job");
 
 namespace {
 

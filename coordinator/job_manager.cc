@@ -701,6 +701,8 @@ void FillData(const JobSpec& s, const SearchDriver* d, DataSpec* data) {
   data->set_batch_size(s.batch_size());
   data->set_augment_pad(2);
   data->set_augment_hflip(true);
+  data->set_stream_images(s.stream_images());
+  data->set_skip_bad_files(s.skip_bad_files());
   if (d != nullptr) {
     data->set_train_seed(d->train_seed());
     data->set_valid_seed(d->valid_seed());
@@ -1338,7 +1340,8 @@ absl::Status JobManager::FinishJob(Job& j) {
             {"valid_size", s.valid_size()},           {"train_subset", s.train_subset()},
             {"test_subset", s.test_subset()},         {"seed", s.seed()},
             {"parallel_tasks", s.parallel_tasks()},   {"steps_per_task", s.steps_per_task()},
-            {"chain_steps", s.chain_steps()},         {"label_smoothing", s.label_smoothing()}};
+            {"chain_steps", s.chain_steps()},         {"label_smoothing", s.label_smoothing()},
+            {"stream_images", s.stream_images()},     {"skip_bad_files", s.skip_bad_files()}};
     // clang-format on
   }
   res.set_spec_json(spec.dump(2));

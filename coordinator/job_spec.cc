@@ -103,6 +103,14 @@ absl::StatusOr<JobSpec> NormalizeJobSpec(JobSpec s) {
   if (s.dataset() == "folder" && s.data_dir().empty()) {
     return Bad("data_dir", "required with dataset folder (the image folder's path on the workers)");
   }
+  if (s.dataset() != "folder" && s.stream_images()) {
+    return Bad("stream_images", absl::StrCat("only for dataset folder (dataset is '",
+                                             Shown(s.dataset()), "')"));
+  }
+  if (s.dataset() != "folder" && s.skip_bad_files()) {
+    return Bad("skip_bad_files", absl::StrCat("only for dataset folder (dataset is '",
+                                              Shown(s.dataset()), "')"));
+  }
   if (s.device().empty()) {
     return Bad("device", "required (the latency-service device whose table the job uses)");
   }

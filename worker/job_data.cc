@@ -11,8 +11,6 @@ namespace nas {
 
 namespace {
 
-constexpr int kMaxLoaderThreads = 64;
-constexpr int kMaxPrefetchBatches = 64;
 // Bad files named one by one in the log at loading; the rest are counted.
 constexpr size_t kNamedBadFiles = 20;
 
@@ -41,13 +39,13 @@ absl::StatusOr<std::shared_ptr<const JobData>> JobData::Load(const JobDataOption
     return absl::InvalidArgumentError(absl::StrCat(
         "skip_bad_files: only for dataset \"folder\" (dataset is \"", o.dataset, "\")"));
   }
-  if (o.loader_threads < 1 || o.loader_threads > kMaxLoaderThreads) {
+  if (o.loader_threads < 1 || o.loader_threads > JobData::kMaxLoaderThreads) {
     return absl::InvalidArgumentError(absl::StrCat("loader_threads: ", o.loader_threads,
-                                                   " is outside 1..", kMaxLoaderThreads));
+                                                   " is outside 1..", JobData::kMaxLoaderThreads));
   }
-  if (o.prefetch_batches < 1 || o.prefetch_batches > kMaxPrefetchBatches) {
+  if (o.prefetch_batches < 1 || o.prefetch_batches > JobData::kMaxPrefetchBatches) {
     return absl::InvalidArgumentError(absl::StrCat("prefetch_batches: ", o.prefetch_batches,
-                                                   " is outside 1..", kMaxPrefetchBatches));
+                                                   " is outside 1..", JobData::kMaxPrefetchBatches));
   }
   if (folder && o.dir.empty()) {
     return absl::InvalidArgumentError(
@@ -108,6 +106,9 @@ absl::StatusOr<std::shared_ptr<const JobData>> JobData::Load(const JobDataOption
   }
 
   if (!d->streamed_) {
+    // The test images are normalised as the training images (not by their own statistics).
+    d->test_.mean = d->train_full_.mean;
+    d->test_.std = d->train_full_.std;
     if (o.train_subset > 0) d->train_full_ = BalancedSubset(d->train_full_, o.train_subset, seed);
     if (o.test_subset > 0) d->test_ = BalancedSubset(d->test_, o.test_subset, seed + 1);
     if (o.valid_size > 0) {
@@ -141,9 +142,11 @@ absl::StatusOr<std::shared_ptr<const JobData>> JobData::Load(const JobDataOption
     d->train_items_ = Pick(d->train_full_items_, split.train);
     d->valid_items_ = Pick(d->train_full_items_, split.valid);
   }
-  // The normalisation: from a class-balanced sample, decoded as the evaluation transform does.
+  // The normalisation: from a class-balanced sample of the training images (before the subset,
+  // as the in-memory statistics), decoded as the evaluation transform does.
   std::vector<int64_t> sample =
-      Pick(d->train_full_items_, BalancedSubsetIndices(full_labels, nc, kStatsSample, seed));
+      Pick(d->sets_.train, BalancedSubsetIndices(LabelsOf(train_folder, d->sets_.train), nc,
+                                                 kStatsSample, seed));
   std::vector<std::string> skipped;
   NAS_ASSIGN_OR_RETURN(
       DataSet stats,

@@ -61,6 +61,9 @@ class JobData {
  public:
   // Training images the streamed normalisation is estimated from.
   static constexpr int64_t kStatsSample = 1000;
+  // Bounds of JobDataOptions::loader_threads and prefetch_batches.
+  static constexpr int kMaxLoaderThreads = 64;
+  static constexpr int kMaxPrefetchBatches = 64;
 
   // Loads (in memory) or scans (streamed) the data; checks it against `space` (image size and
   // channels, classes). Errors name the field or file.

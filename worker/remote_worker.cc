@@ -91,6 +91,8 @@ absl::StatusOr<RunnerTask> TaskFromProto(const Task& t) {
   r.data.valid_seed = d.valid_seed();
   r.data.augment_pad = d.augment_pad();
   r.data.augment_hflip = d.augment_hflip();
+  r.data.stream_images = d.stream_images();
+  r.data.skip_bad_files = d.skip_bad_files();
   for (const TensorRef& ref : t.tensors()) r.tensors.push_back({ref.name(), ref.version()});
   switch (t.kind_case()) {
     case Task::kInit:
@@ -902,6 +904,7 @@ absl::StatusOr<std::unique_ptr<RemoteWorker>> RemoteWorker::Create(
   ro.device = o.device;
   ro.data_dir = o.data_dir;
   ro.data_roots = o.data_roots;
+  ro.loader_threads = o.loader_threads;
   ro.threads = impl->threads;
   ro.log = Log;
   NAS_ASSIGN_OR_RETURN(impl->runner, TaskRunner::Create(std::move(ro)));

@@ -82,6 +82,9 @@ struct RemoteWorkerOptions {
   // fails naming it. The data_dir option above is the operator's and is not checked. Default
   // {"/usr/share/datasets"} (where Debian's dataset packages install).
   std::vector<std::string> data_roots = {"/usr/share/datasets"};
+  // Decoding threads of each image-folder loader (a job with stream_images runs two: training
+  // and validation batches). Default 2.
+  int loader_threads = 2;
   // Long-poll budget of one AcquireTask. Default 5000.
   int acquire_wait_ms = 5000;
   // One round trip per task: the worker lists its cached tensors when it asks for a task, the

@@ -54,6 +54,9 @@ ABSL_FLAG(std::string, tls_ca, "",
 ABSL_FLAG(std::vector<std::string>, data_roots, {"/usr/share/datasets"},
           "comma-separated folders a job's data_dir may name (it or below, links followed); "
           "other data_dirs fail the task");
+ABSL_FLAG(int, loader_threads, 2,
+          "decoding threads of each image-folder loader (a job with stream_images has two: "
+          "training and validation batches), 1..64");
 ABSL_FLAG(int64_t, inline_limit_bytes, 4 << 20,
           "take a task's missing tensors inline (up to this many bytes) and the next task with "
           "each result: one round trip per task; 0: acquire, fetch and complete separately");
@@ -91,6 +94,7 @@ int main(int argc, char** argv) {
   o.max_tasks = absl::GetFlag(FLAGS_max_tasks);
   o.data_dir = absl::GetFlag(FLAGS_data_dir);
   o.data_roots = absl::GetFlag(FLAGS_data_roots);
+  o.loader_threads = absl::GetFlag(FLAGS_loader_threads);
   o.tls_ca = absl::GetFlag(FLAGS_tls_ca);
   if (const std::string f = absl::GetFlag(FLAGS_token_file); !f.empty()) {
     std::ifstream in(f);

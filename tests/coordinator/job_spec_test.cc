@@ -154,6 +154,24 @@ TEST(JobSpecTest, AnImageFolderNeedsItsPath) {
                       {"dataset", "folder"}));
 }
 
+TEST(JobSpecTest, StreamingAndSkippingAreForImageFoldersOnly) {
+  JobSpec s = Minimal();
+  s.set_dataset("folder");
+  s.set_data_dir("/data/datasets/imagenet");
+  s.set_stream_images(true);
+  s.set_skip_bad_files(true);
+  auto n = NormalizeJobSpec(s);
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_TRUE(n->stream_images());
+  EXPECT_TRUE(n->skip_bad_files());
+  s.set_dataset("cifar10");
+  EXPECT_TRUE(IsError(NormalizeJobSpec(s).status(), absl::StatusCode::kInvalidArgument,
+                      {"stream_images", "only for dataset folder", "cifar10"}));
+  s.set_stream_images(false);
+  EXPECT_TRUE(IsError(NormalizeJobSpec(s).status(), absl::StatusCode::kInvalidArgument,
+                      {"skip_bad_files", "only for dataset folder"}));
+}
+
 TEST(JobSpecTest, TheSpaceIsBuiltWithinItsLimits) {
   JobSpec s = Minimal();
   s.set_space_json(std::string(100, '[') + std::string(100, ']'));

@@ -3,7 +3,11 @@
 # one sub-folder per class) of real JPEG and PNG files from Fashion-MNIST test images - colour,
 # upscaled to 56x42, some grey - with Debian's python3-pil, then `nas search --dataset folder`
 # on the fashion-mnist space (28x28x1: every image decoded to luma, resized and centre-cropped).
-# Also: a corrupt file is an error naming it, and --dataset folder without --data_dir names it.
+# Then the same search streaming the folder (--stream_images: batches decoded as the steps ask,
+# the splits kept as file lists), in one process and through the distributed service (one
+# worker). Also: a corrupt file is an error naming it (in memory and streamed) or, with
+# --skip_bad_files, is left out, named in the log and counted in report.json; and --dataset
+# folder without --data_dir names it.
 # Usage: folder_search_test.sh NAS_BINARY      (skips with 77 without python3-pil or the data)
 set -u
 NAS=${1:?usage: folder_search_test.sh NAS_BINARY}
@@ -78,7 +82,34 @@ check "the search read 400 training (350 + 50 for validation) and 60 test images
   grep -q "folder: 350 train / 50 valid / 60 test" "$WORK/search.log"
 check "report.json says dataset folder" grep -q '"dataset": "folder"' "$WORK/run/report.json"
 
-# A corrupt file: the search stops with its name.
+check "report.json says the images were held in memory" grep -q '"streamed": false' "$WORK/run/report.json"
+
+# Streamed: the same splits (the same counts), batches decoded during the search.
+"$NAS" search --dataset folder --data_dir "$WORK/folder" --stream_images "${TINY[@]}" \
+  --out "$WORK/stream" >"$WORK/stream.log" 2>&1
+rc=$?
+check "nas search --stream_images exits 0" test $rc -eq 0
+[ $rc -eq 0 ] || tail -20 "$WORK/stream.log"
+for f in architecture.json derived.pt derived.onnx report.json report.html; do
+  check "the streamed search wrote $f" test -s "$WORK/stream/$f"
+done
+check "the streamed search drew the same splits" \
+  grep -q "folder: 350 train / 50 valid / 60 test (400 for final training), streamed" \
+  "$WORK/stream.log"
+check "report.json says streamed" grep -q '"streamed": true' "$WORK/stream/report.json"
+
+# Streamed through the distributed service: one local worker reads the folder the same way.
+"$NAS" search --dataset folder --data_dir "$WORK/folder" --stream_images "${TINY[@]}" \
+  --workers 1 --out "$WORK/dist" >"$WORK/dist.log" 2>&1
+rc=$?
+check "nas search --workers 1 --stream_images exits 0" test $rc -eq 0
+[ $rc -eq 0 ] || tail -20 "$WORK/dist.log"
+check "the distributed streamed search wrote derived.onnx" test -s "$WORK/dist/derived.onnx"
+check "its worker streamed the folder" \
+  grep -q "350 train / 50 valid / 60 test (400 for final training), streamed" \
+  "$WORK/dist/logs/worker-0.log"
+
+# A corrupt file: the search stops with its name, in memory and streamed.
 bad="$WORK/folder/train/bag/corrupt.jpg"
 head -c 300 "$(find "$WORK/folder/train/bag" -name '*.jpg' | head -1)" >"$bad"
 msg=$("$NAS" search --dataset folder --data_dir "$WORK/folder" "${TINY[@]}" \
@@ -86,6 +117,25 @@ msg=$("$NAS" search --dataset folder --data_dir "$WORK/folder" "${TINY[@]}" \
 rc=$?
 check "a corrupt file fails the search" test $rc -ne 0
 check "the error names the corrupt file" grep -q "corrupt.jpg" <<<"$msg"
+msg=$("$NAS" search --dataset folder --data_dir "$WORK/folder" --stream_images "${TINY[@]}" \
+  --out "$WORK/run4" 2>&1)
+rc=$?
+check "a corrupt file fails the streamed search" test $rc -ne 0
+check "the streamed error names the corrupt file" grep -q "corrupt.jpg" <<<"$msg"
+# --skip_bad_files: left out, named, counted.
+for mode in memory stream; do
+  extra=()
+  [ $mode = stream ] && extra=(--stream_images)
+  "$NAS" search --dataset folder --data_dir "$WORK/folder" --skip_bad_files "${extra[@]}" \
+    "${TINY[@]}" --out "$WORK/skip-$mode" >"$WORK/skip-$mode.log" 2>&1
+  rc=$?
+  check "--skip_bad_files ($mode): the search exits 0" test $rc -eq 0
+  [ $rc -eq 0 ] || tail -20 "$WORK/skip-$mode.log"
+  check "--skip_bad_files ($mode): the log names the skipped file" \
+    grep -q "skipped .*corrupt.jpg" "$WORK/skip-$mode.log"
+  check "--skip_bad_files ($mode): report.json counts it" \
+    grep -Eq '"bad_files_skipped": [1-9]' "$WORK/skip-$mode/report.json"
+done
 rm -f "$bad"
 
 msg=$("$NAS" search --dataset folder "${TINY[@]}" --out "$WORK/run3" 2>&1)

@@ -6,6 +6,10 @@
 
 #include <torch/torch.h>
 
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
 #include <map>
 #include <set>
 #include <string>
@@ -16,6 +20,7 @@
 #include "core/param_names.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
+#include "tests/worker/fashion_folder.h"
 #include "tests/worker/task_runner_fixture.h"
 #include "worker/ops.h"
 #include "worker/runtime.h"
@@ -329,6 +334,67 @@ TEST_F(TaskRunnerTest, AbandonedTaskStopsAfterLoading) {
   control.abandoned = [] { return true; };
   Run(WeightTaskOn(space_, SomePath(space_, 0), tensors_, 1), tensors_, &s, control);
   EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+}
+
+// A streamed image folder (stream_images): the tasks read batches decoded as they ask for them,
+// and two workers - runners with other decoding thread counts, one of which ran an earlier task
+// and so continues its prefetch - give the same results bit for bit.
+TEST_F(TaskRunnerTest, StreamedFolderTasksAreTheSameOnEveryWorker) {
+  char tmpl[] = "/tmp/nas_runner_folder_XXXXXX";
+  const std::string root = mkdtemp(tmpl);
+  absl::Status written = testing_folder::WriteFashionFolder(root, 200, 2);
+  ASSERT_TRUE(written.ok()) << written;
+  auto make = [](int threads) {
+    TaskRunnerOptions o;
+    o.data_roots = {"/tmp"};
+    o.loader_threads = threads;
+    absl::StatusOr<std::unique_ptr<TaskRunner>> r = TaskRunner::Create(o);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return std::move(*r);
+  };
+  std::unique_ptr<TaskRunner> a = make(1), b = make(3);
+  TaskData d = SmallJobData();
+  d.dataset = "folder";
+  d.data_dir = root;
+  d.stream_images = true;
+  d.train_subset = 0;
+  d.test_subset = 0;
+  d.valid_size = 40;
+  d.batch_size = 16;
+  auto run = [&](TaskRunner& runner, RunnerTask t) {
+    t.data = d;
+    MapTensorSource source(tensors_);
+    RunnerResult r;
+    absl::Status s = runner.Run(t, source, TaskControl{}, &r);
+    EXPECT_TRUE(s.ok()) << s;
+    return r;
+  };
+  RunnerTask init;
+  init.space_json = space_.ToJson();
+  init.spec = InitSpec{1};
+  RunnerResult sizes = run(*a, init);
+  EXPECT_EQ(sizes.train_size, 140);  // 200 images: a tenth is the test set, 40 validate
+  EXPECT_EQ(sizes.valid_size, 40);
+
+  RunnerTask w1 = WeightTaskOn(space_, SomePath(space_, 0), tensors_, 2, 0);
+  RunnerTask w2 = WeightTaskOn(space_, SomePath(space_, 1), tensors_, 2, 2);
+  RunnerResult a1 = run(*a, w1);
+  RunnerResult a2 = run(*a, w2);
+  RunnerResult b2 = run(*b, w2);
+  EXPECT_TRUE(std::isfinite(a1.loss));
+  EXPECT_EQ(a2.loss, b2.loss);
+  EXPECT_EQ(a2.accuracy, b2.accuracy);
+  std::map<std::string, torch::Tensor> ta = ByName(a2), tb = ByName(b2);
+  ASSERT_EQ(ta.size(), tb.size());
+  for (const auto& [name, t] : ta) {
+    ASSERT_EQ(tb.count(name), 1u) << name;
+    EXPECT_TRUE(torch::equal(t, tb.at(name))) << name;
+  }
+  RunnerResult aa = run(*a, ArchTaskOn(space_, 0));
+  RunnerResult ba = run(*b, ArchTaskOn(space_, 0));
+  EXPECT_EQ(aa.loss, ba.loss);
+  EXPECT_EQ(aa.gate_grads, ba.gate_grads);
+  std::filesystem::remove_all(root);
 }
 
 TEST(TaskRunnerDeviceTest, DevicesAreCheckedAtCreation) {
