@@ -243,6 +243,8 @@ if objs is not None:
           "components/datasets: workers mount nas-datasets read-only at /data/datasets")
     check("--data_roots=/usr/share/datasets,/data/datasets" in c.get("args", []),
           "components/datasets: workers' --data_roots include /data/datasets")
+    check("--loader_threads=8" in c.get("args", []),
+          "components/datasets: workers decode streamed folders on 8 threads per loader")
     check(len(mounts) >= 3, f"components/datasets: the base's mounts kept ({sorted(mounts)})")
 PY
 )
