@@ -10,15 +10,17 @@
 #include <fstream>
 #include <string>
 
-#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "worker/data.h"
 #include "worker/image_codec.h"
 
 namespace nas::testing_folder {
 
-// Writes `n` class-balanced images (BalancedSubset with `seed`) under `root` (created).
-inline absl::Status WriteFashionFolder(const std::string& root, int64_t n, uint64_t seed) {
+// Writes `n` class-balanced images (BalancedSubset with `seed`) under `root` (created), image i
+// as c<label>/<i, 4 digits>.png or .jpg; returns them (the file of image i holds row i).
+inline absl::StatusOr<DataSet> WriteFashionFolder(const std::string& root, int64_t n,
+                                                  uint64_t seed) {
   absl::StatusOr<DataSet> test = LoadDataSet("fashion-mnist", "", /*train=*/false);
   if (!test.ok()) return test.status();
   const DataSet source = BalancedSubset(*test, n, seed);
@@ -38,7 +40,7 @@ inline absl::Status WriteFashionFolder(const std::string& root, int64_t n, uint6
     if (!bytes.ok()) return bytes.status();
     std::ofstream(dir + name + (i % 2 == 0 ? ".png" : ".jpg"), std::ios::binary) << *bytes;
   }
-  return absl::OkStatus();
+  return source;
 }
 
 }  // namespace nas::testing_folder

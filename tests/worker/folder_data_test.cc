@@ -12,6 +12,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
+#include "tests/worker/fashion_folder.h"
 
 namespace nas {
 namespace {
@@ -23,24 +24,9 @@ class FolderDataTest : public ::testing::Test {
   static void SetUpTestSuite() {
     char tmpl[] = "/tmp/nas_folder_data_test_XXXXXX";
     root_ = new std::string(mkdtemp(tmpl));
-    auto test = LoadDataSet("fashion-mnist", "", /*train=*/false);
-    ASSERT_TRUE(test.ok()) << test.status();
-    source_ = new DataSet(BalancedSubset(*test, 80, 1));
-    for (int64_t i = 0; i < source_->size(); ++i) {
-      Image g;
-      g.width = g.height = 28;
-      g.channels = 1;
-      const uint8_t* p = source_->images[i].contiguous().data_ptr<uint8_t>();
-      g.pixels.assign(p, p + 28 * 28);
-      const int label = static_cast<int>(source_->labels[i].item<int64_t>());
-      // Class folders named so that sorted order is label order.
-      const std::string dir = *root_ + "/c" + std::to_string(label);
-      fs::create_directories(dir);
-      char name[32];
-      std::snprintf(name, sizeof(name), "/%03lld", static_cast<long long>(i));
-      std::string bytes = i % 2 == 0 ? *EncodePng(g) : *EncodeJpeg(g, 95);
-      std::ofstream(dir + name + (i % 2 == 0 ? ".png" : ".jpg"), std::ios::binary) << bytes;
-    }
+    absl::StatusOr<DataSet> written = testing_folder::WriteFashionFolder(*root_, 80, 1);
+    ASSERT_TRUE(written.ok()) << written.status();
+    source_ = new DataSet(*written);
   }
   static void TearDownTestSuite() {
     fs::remove_all(*root_);
@@ -69,7 +55,7 @@ TEST_F(FolderDataTest, InMemoryDataSetHoldsTheImagesAndLabels) {
   EXPECT_GT(d->std[0], 0.1f);
   for (int64_t i = 0; i < folder->size(); ++i) {
     const std::string& f = folder->files[i];
-    const int64_t src = std::stoll(f.substr(f.find('/') + 1, 3));
+    const int64_t src = std::stoll(f.substr(f.find('/') + 1, 4));
     EXPECT_EQ(d->labels[i].item<int64_t>(), source_->labels[src].item<int64_t>()) << f;
     if (f.find(".png") != std::string::npos) {
       EXPECT_TRUE(torch::equal(d->images[i], source_->images[src])) << f;
@@ -146,7 +132,7 @@ TEST_F(FolderDataTest, FolderDataSetLayouts) {
   const std::string dir = *root_ + "_imagenet";
   for (const char* c : {"train/a", "train/b", "train/c", "val/a", "val/c"}) {
     fs::create_directories(dir + "/" + c);
-    fs::copy_file(*root_ + "/c0/000.png", dir + "/" + c + "/x.png");
+    fs::copy_file(*root_ + "/c0/0000.png", dir + "/" + c + "/x.png");
   }
   auto val = LoadImageFolderDataSet(dir, false, 32, 32, 3);
   ASSERT_TRUE(val.ok()) << val.status();
@@ -154,7 +140,7 @@ TEST_F(FolderDataTest, FolderDataSetLayouts) {
   EXPECT_EQ(val->labels[1].item<int64_t>(), 2);  // val/c is class 2 of train/
   EXPECT_EQ(val->num_classes, 3);
   fs::create_directories(dir + "/val/d");
-  fs::copy_file(*root_ + "/c0/000.png", dir + "/val/d/x.png");
+  fs::copy_file(*root_ + "/c0/0000.png", dir + "/val/d/x.png");
   EXPECT_TRUE(IsError(LoadImageFolderDataSet(dir, false, 32, 32, 3).status(),
                       absl::StatusCode::kInvalidArgument, {dir + "/val/d", "has no folder"}));
   fs::remove_all(dir);

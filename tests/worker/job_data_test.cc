@@ -26,8 +26,8 @@ class JobDataTest : public ::testing::Test {
   static void SetUpTestSuite() {
     char tmpl[] = "/tmp/nas_job_data_test_XXXXXX";
     root_ = new std::string(mkdtemp(tmpl));
-    absl::Status s = testing_folder::WriteFashionFolder(*root_, 300, 3);
-    ASSERT_TRUE(s.ok()) << s;
+    absl::StatusOr<DataSet> written = testing_folder::WriteFashionFolder(*root_, 300, 3);
+    ASSERT_TRUE(written.ok()) << written.status();
     auto space = SearchSpace::Load("fashion-mnist");
     ASSERT_TRUE(space.ok()) << space.status();
     space_ = new SearchSpace(*space);

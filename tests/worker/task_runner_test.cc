@@ -342,8 +342,8 @@ TEST_F(TaskRunnerTest, AbandonedTaskStopsAfterLoading) {
 TEST_F(TaskRunnerTest, StreamedFolderTasksAreTheSameOnEveryWorker) {
   char tmpl[] = "/tmp/nas_runner_folder_XXXXXX";
   const std::string root = mkdtemp(tmpl);
-  absl::Status written = testing_folder::WriteFashionFolder(root, 200, 2);
-  ASSERT_TRUE(written.ok()) << written;
+  absl::StatusOr<DataSet> written = testing_folder::WriteFashionFolder(root, 200, 2);
+  ASSERT_TRUE(written.ok()) << written.status();
   auto make = [](int threads) {
     TaskRunnerOptions o;
     o.data_roots = {"/tmp"};
