@@ -85,14 +85,14 @@ ABSL_FLAG(int64_t, train_subset, 0, "use only this many training images (0: all)
 ABSL_FLAG(int64_t, test_subset, 0, "use only this many test images (0: all)");
 ABSL_FLAG(bool, baseline, true, "also train the largest network for comparison");
 ABSL_FLAG(bool, stream_images, false,
-          "search, train with --dataset folder: decode each batch as the steps ask for it "
+          "search, train, eval with --dataset folder: decode each batch as the steps ask for it "
           "(random resized crop + flip for training) instead of every image once into memory "
           "(bounded at 4 GiB of pixels); what a full ImageNet folder needs");
 ABSL_FLAG(bool, skip_bad_files, false,
-          "search, train with --dataset folder: leave corrupt or unreadable image files out "
+          "search, train, eval with --dataset folder: leave corrupt or unreadable image files out "
           "(named in the log, counted in report.json) instead of failing");
 ABSL_FLAG(int, loader_threads, 2,
-          "search, train with --dataset folder: decoding threads of each image loader (1..64)");
+          "search, train, eval with --dataset folder: decoding threads of each image loader (1..64)");
 ABSL_FLAG(int, threads, 0, "intra-op threads (0: all cores)");
 ABSL_FLAG(uint64_t, seed, 0, "random seed");
 ABSL_FLAG(bool, progress, true, "show a progress bar");
@@ -378,6 +378,7 @@ int Eval() {
   o.dataset = absl::GetFlag(FLAGS_dataset);
   o.data_dir = absl::GetFlag(FLAGS_data_dir);
   o.test_subset = absl::GetFlag(FLAGS_test_subset);
+  o.images = ImageFlags();
   o.threads = absl::GetFlag(FLAGS_threads);
   auto r = nas::RunEval(o);
   if (!r.ok()) return Fail(r.status());

@@ -77,6 +77,9 @@ class BatchSource {
   // A hint: the batches of `epoch` the caller asks for next, in this order (a task's). A
   // streaming source starts decoding them; the default does nothing.
   virtual void Expect(int64_t epoch, const std::vector<int64_t>& batches) {}
+  // Seconds Batch has spent waiting for batches to be decoded (a streaming source whose loader
+  // did not keep up with the steps); 0 for a source that computes its batches in the caller.
+  virtual double wait_seconds() const { return 0; }
 };
 
 // OutOfRange: "batch b of epoch e is outside the split (an epoch has n batches)".

@@ -1,6 +1,7 @@
 #include "worker/folder_data.h"
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <numeric>
 
@@ -158,26 +159,34 @@ int64_t FolderBatcher::batches_per_epoch() const {
 }
 
 const std::vector<BatchRequest>& FolderBatcher::EpochPlan(int64_t epoch) {
-  if (order_epoch_ != epoch) {
-    order_ = EpochBatches(items_, batch_size_, seed_, epoch, shuffle_, drop_last_);
-    order_epoch_ = epoch;
-  }
-  return order_;
+  auto it = orders_.find(epoch);
+  if (it != orders_.end()) return it->second;
+  while (orders_.size() >= 2) orders_.erase(orders_.begin()->first < epoch ? orders_.begin()
+                                                                         : std::prev(orders_.end()));
+  return orders_[epoch] = EpochBatches(items_, batch_size_, seed_, epoch, shuffle_, drop_last_);
 }
 
-void FolderBatcher::Start(int64_t epoch, std::vector<int64_t> first) {
+void FolderBatcher::Start(int64_t epoch, const std::vector<int64_t>& first) {
   loader_.reset();  // joins the old threads first
-  const std::vector<BatchRequest>& all = EpochPlan(epoch);
-  plan_ = std::move(first);
-  for (int64_t b = plan_.empty() ? 0 : plan_.back() + 1; b < static_cast<int64_t>(all.size());
-       ++b) {
-    plan_.push_back(b);
+  plan_.clear();
+  for (int64_t b : first) plan_.push_back({epoch, b});
+  // Then on through this epoch and the next, at most kPlanAhead batches (copying an ImageNet
+  // epoch's requests on every restart would cost 10 MB; running off the end of the plan is one
+  // more restart).
+  const int64_t per_epoch = batches_per_epoch();
+  Planned next = plan_.empty() ? Planned{epoch, 0} : Planned{epoch, plan_.back().batch + 1};
+  for (int64_t k = 0; k < kPlanAhead && next.epoch <= epoch + 1; ++k) {
+    if (next.batch >= per_epoch) {
+      next = {next.epoch + 1, 0};
+      if (next.epoch > epoch + 1 || per_epoch == 0) break;
+    }
+    plan_.push_back(next);
+    ++next.batch;
   }
   std::vector<BatchRequest> requests;
   requests.reserve(plan_.size());
-  for (int64_t b : plan_) requests.push_back(all[b]);
+  for (const Planned& p : plan_) requests.push_back(EpochPlan(p.epoch)[p.batch]);
   loader_ = std::make_unique<ImageFolderLoader>(folder_, options_, std::move(requests));
-  epoch_ = epoch;
   taken_ = 0;
   ++restarts_;
 }
@@ -188,21 +197,26 @@ void FolderBatcher::Expect(int64_t epoch, const std::vector<int64_t>& batches) {
     if (b >= 0 && b < batches_per_epoch()) wanted.push_back(b);
   }
   if (epoch < 0 || wanted.empty()) return;
-  if (loader_ != nullptr && epoch == epoch_ && plan_.size() - taken_ >= wanted.size() &&
-      std::equal(wanted.begin(), wanted.end(), plan_.begin() + static_cast<int64_t>(taken_))) {
-    return;
+  if (loader_ != nullptr && plan_.size() - taken_ >= wanted.size()) {
+    bool coming = true;
+    for (size_t k = 0; k < wanted.size() && coming; ++k) {
+      coming = plan_[taken_ + k] == Planned{epoch, wanted[k]};
+    }
+    if (coming) return;
   }
-  Start(epoch, std::move(wanted));
+  Start(epoch, wanted);
 }
 
 absl::Status FolderBatcher::Batch(int64_t epoch, int64_t b, torch::Tensor* x, torch::Tensor* y) {
   if (epoch < 0 || b < 0 || b >= batches_per_epoch()) {
     return BatchOutOfRange(epoch, b, batches_per_epoch());
   }
-  if (loader_ == nullptr || epoch != epoch_ || taken_ >= plan_.size() || plan_[taken_] != b) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (loader_ == nullptr || taken_ >= plan_.size() || !(plan_[taken_] == Planned{epoch, b})) {
     Start(epoch, {b});
   }
   absl::StatusOr<ImageBatch> batch = loader_->Next();
+  wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ++taken_;
   if (!batch.ok()) return batch.status();
   bad_files_ += static_cast<int64_t>(batch->skipped.size());

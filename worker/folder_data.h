@@ -21,6 +21,7 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -80,11 +81,14 @@ absl::StatusOr<DataSet> LoadJobDataSet(const std::string& name, const std::strin
 // Batches of `items` in the seeded order of worker/data.h's Batcher (epoch e shuffled by
 // Rng(MixSeed(seed, e)) when `shuffle`; the last partial batch dropped when `drop_last`), decoded
 // by an ImageFolderLoader that runs ahead. The loader follows a plan: the batches Expect named,
-// then the rest of the epoch in order. Asking for the planned next batch is served from the
+// then the rest of the epoch and the next epoch in order (at most kPlanAhead batches more), so
+// an epoch's first batch is decoded while the previous epoch's last step runs. Asking for the planned next batch is served from the
 // prefetch queue; asking for any other restarts the loader there (and on through the epoch).
 // Not thread-safe: one caller at a time. `folder` must outlive it.
 class FolderBatcher : public BatchSource {
  public:
+  static constexpr int64_t kPlanAhead = 256;
+
   FolderBatcher(const ImageFolder& folder, std::vector<int64_t> items, int batch_size,
                 uint64_t seed, LoaderOptions options, bool shuffle = true, bool drop_last = true);
   ~FolderBatcher() override;
@@ -99,13 +103,19 @@ class FolderBatcher : public BatchSource {
   // of the epoch after the last, unless the loader already has exactly these coming next.
   void Expect(int64_t epoch, const std::vector<int64_t>& batches) override;
   int64_t bad_files() const { return bad_files_; }
+  // Time in Batch spent starting the loader and waiting for its next batch.
+  double wait_seconds() const override { return wait_seconds_; }
   // Called with "path: why" for each bad file a batch left out (skip_bad_files).
   void set_on_skip(std::function<void(const std::string&)> f) { on_skip_ = std::move(f); }
   // How many times the loader was (re)started (sequential use: once per epoch).
   int64_t restarts() const { return restarts_; }
 
  private:
-  void Start(int64_t epoch, std::vector<int64_t> first);
+  struct Planned {
+    int64_t epoch, batch;
+    bool operator==(const Planned& o) const { return epoch == o.epoch && batch == o.batch; }
+  };
+  void Start(int64_t epoch, const std::vector<int64_t>& first);
   const std::vector<BatchRequest>& EpochPlan(int64_t epoch);
 
   const ImageFolder& folder_;
@@ -115,12 +125,13 @@ class FolderBatcher : public BatchSource {
   const LoaderOptions options_;
   const bool shuffle_, drop_last_;
   std::unique_ptr<ImageFolderLoader> loader_;
-  int64_t epoch_ = -1;          // the epoch loader_ decodes
-  std::vector<int64_t> plan_;   // the batches loader_ returns, in order
-  size_t taken_ = 0;            // how many of plan_ were returned
-  int64_t order_epoch_ = -1;    // the epoch order_ holds
-  std::vector<BatchRequest> order_;
+  std::vector<Planned> plan_;  // the batches loader_ returns, in order
+  size_t taken_ = 0;           // how many of plan_ were returned
+  // The batches of the last two epochs planned (an ImageNet epoch's order costs a shuffle of
+  // 1.28 million items).
+  std::map<int64_t, std::vector<BatchRequest>> orders_;
   int64_t bad_files_ = 0, restarts_ = 0;
+  double wait_seconds_ = 0;
   std::function<void(const std::string&)> on_skip_;
 };
 

@@ -594,6 +594,7 @@ struct RemoteWorker::Impl {
       f.outcome = outcome.substr(0, outcome.find(':'));
       f.acquire_seconds = stats.acquire_seconds;
       f.load_seconds = stats.run.load_seconds;
+      f.data_seconds = stats.run.data_wait_seconds;
       f.run_seconds = stats.run_seconds;
       f.send_seconds = stats.send_seconds;
       f.fetched_bytes = stats.run.fetched_bytes;
@@ -623,6 +624,7 @@ struct RemoteWorker::Impl {
                  {"seconds", seconds},
                  {"acquire_seconds", stats.acquire_seconds},
                  {"load_seconds", stats.run.load_seconds},
+                 {"data_seconds", stats.run.data_wait_seconds},
                  {"run_seconds", stats.run_seconds},
                  {"send_seconds", stats.send_seconds},
                  {"outcome", outcome}};
@@ -699,7 +701,8 @@ struct RemoteWorker::Impl {
     RunnerResult result;
     absl::Status s = RunTask(t, &result);
     stats.run = result.stats;
-    stats.run_seconds = std::max(0.0, SecondsSince(t0) - stats.run.load_seconds);
+    stats.run_seconds = std::max(
+        0.0, SecondsSince(t0) - stats.run.load_seconds - stats.run.data_wait_seconds);
     std::vector<std::string> used;
     for (const TensorRef& r : t.tensors()) used.push_back(r.name());
     cache.Trim(used, o.cache_bytes);

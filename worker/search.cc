@@ -307,6 +307,7 @@ absl::StatusOr<SearchReport> RunSearch(const SearchOptions& o) {
   auto t_search = std::chrono::steady_clock::now();
   std::vector<SampledPath> sampled;  // evaluated with inherited weights (report.html)
   std::vector<double> sampled_accuracy;
+  double data_wait_seconds = 0;  // the search's steps waiting for a streamed folder's batches
   absl::Status search_status = TorchRun(
       [&] {
         SuperNet net(space);
@@ -367,6 +368,7 @@ absl::StatusOr<SearchReport> RunSearch(const SearchOptions& o) {
         // The search's time ends here (as the distributed search's ends with its last round):
         // evaluating the sampled paths is the report's, not the search's.
         report.search_seconds = Seconds(t_search);
+        data_wait_seconds = train_batches->wait_seconds() + valid_batches->wait_seconds();
         if (o.sampled_paths >= 0) {
           sampled = PathsToEvaluate(space, driver.alpha(), o.sampled_paths, o.seed);
           std::vector<std::vector<int>> choices;
@@ -451,7 +453,7 @@ absl::StatusOr<SearchReport> RunSearch(const SearchOptions& o) {
              {"epochs", {{"warmup", o.warmup_epochs}, {"search", o.search_epochs},
                          {"train", o.train_epochs}}},
              {"seconds", {{"profile", report.profile_seconds}, {"search", report.search_seconds},
-                          {"total", report.total_seconds}}},
+                          {"total", report.total_seconds}, {"data_wait", data_wait_seconds}}},
              {"derived", NetworkJson(report.derived)}};
   if (report.has_baseline) rj["baseline"] = NetworkJson(report.baseline);
   rj["data"] = {{"train", data->train_size()},
@@ -540,15 +542,19 @@ absl::StatusOr<NetworkReport> RunEval(const EvalCommandOptions& o) {
   NAS_ASSIGN_OR_RETURN(SearchSpace space, SearchSpace::Load(o.space));
   NAS_ASSIGN_OR_RETURN(auto loaded, LoadArchitecture(space, o.architecture));
   SetThreads(o.threads);
-  NAS_ASSIGN_OR_RETURN(DataSet test, LoadJobDataSet(o.dataset, o.data_dir, false, space));
-  if (o.test_subset > 0) test = BalancedSubset(test, o.test_subset, 1);
+  ProgressBar bar(false);
+  // The test set normalised as the network's training data was (search.cc's LoadData).
+  NAS_ASSIGN_OR_RETURN(std::shared_ptr<const JobData> data,
+                       LoadData(o.dataset, o.data_dir, 0, o.test_subset, 0, 0, o.images, space,
+                                bar));
   Network net(loaded.first);
   NAS_RETURN_IF_ERROR(LoadModule(*net, o.weights));
   NetworkReport r;
   NAS_RETURN_IF_ERROR(TorchRun(
       [&] {
         net->eval();
-        EvalResult ev = Evaluate([&](const torch::Tensor& x) { return net->forward(x); }, test);
+        std::unique_ptr<BatchSource> test = data->Test(kEvalBatchSize);
+        EvalResult ev = Evaluate([&](const torch::Tensor& x) { return net->forward(x); }, *test);
         r.test_accuracy = ev.accuracy;
         r.test_loss = ev.loss;
         r.parameters = CountParameters(*net);

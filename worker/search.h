@@ -159,6 +159,9 @@ struct EvalCommandOptions {
   std::string weights;
   std::string dataset = "fashion-mnist";
   std::string data_dir;
+  // As the search or training read the folder: the test images are normalised with the training
+  // images' statistics, so those are loaded too (streamed: a 1,000-image sample).
+  ImageOptions images;
   int64_t test_subset = 0;
   int threads = 0;
 };

@@ -377,8 +377,10 @@ absl::Status TaskRunner::RunWeight(const RunnerTask& t, const WeightChain& w,
     NAS_RETURN_IF_ERROR(
         LoadTensors(t, *net, &sgd, source, &r->stats, chained ? &left : nullptr));
     if (Asked(control.abandoned)) return absl::AbortedError("abandoned");
-    WeightTaskResult result =
-        RunWeightTask(net, sgd, data->SearchTrain(d), w.steps[i], w.label_smoothing, device_);
+    BatchSource& train = data->SearchTrain(d);
+    const double waited = train.wait_seconds();
+    WeightTaskResult result = RunWeightTask(net, sgd, train, w.steps[i], w.label_smoothing, device_);
+    r->stats.data_wait_seconds += train.wait_seconds() - waited;
     if (i == 0) {
       r->loss = result.loss;
       r->accuracy = result.accuracy;
@@ -436,7 +438,10 @@ absl::Status TaskRunner::RunArch(const RunnerTask& t, const ArchSpec& spec,
   net->to(device_);
   NAS_RETURN_IF_ERROR(LoadTensors(t, *net, nullptr, source, &r->stats, nullptr));
   if (Asked(control.abandoned)) return absl::AbortedError("abandoned");
-  ArchTaskResult result = RunArchTask(net, data->SearchValid(t.data), spec, device_);
+  BatchSource& valid = data->SearchValid(t.data);
+  const double waited = valid.wait_seconds();
+  ArchTaskResult result = RunArchTask(net, valid, spec, device_);
+  r->stats.data_wait_seconds += valid.wait_seconds() - waited;
   r->loss = result.ce;
   r->accuracy = result.accuracy;
   for (const std::vector<double>& g : result.gate_grads) {
@@ -501,6 +506,7 @@ absl::Status TaskRunner::RunFinal(const RunnerTask& t, const FinalSpec& f,
   std::unique_ptr<BatchSource> test = data.Test(kEvalBatchSize);
   EvalResult ev = Evaluate(
       [&](const torch::Tensor& x) { return net->forward(x.to(dev)).to(torch::kCPU); }, *test);
+  r->stats.data_wait_seconds += train->wait_seconds() + test->wait_seconds();
   // The latency of the derived network is measured on the CPU (the job's latency device is a
   // CPU table unless the profile options say otherwise).
   net->to(torch::kCPU);
@@ -563,6 +569,7 @@ absl::Status TaskRunner::RunEval(const RunnerTask& t, const EvalSpec& s,
   std::unique_ptr<BatchSource> valid =
       data->data->ValidInOrder(s.batch_size > 0 ? s.batch_size : t.data.batch_size);
   r->path_accuracies = EvaluatePaths(net, s.paths, *valid, device_);
+  r->stats.data_wait_seconds += valid->wait_seconds();
   for (const auto& [name, tensor] : ModuleTensors(*net, true, true)) {
     r->stats.resident_bytes += TensorBytes(tensor);
   }

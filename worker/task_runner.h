@@ -128,6 +128,8 @@ struct RunnerStats {
   int64_t resident_bytes = 0;
   int64_t held_bytes = 0;
   double load_seconds = 0;  // fetching and loading input tensors
+  // Waiting for batches a streamed image folder had not decoded yet (BatchSource::wait_seconds).
+  double data_wait_seconds = 0;
 };
 
 // Where a task's input tensors come from: host tensors by name, at the versions the task lists.

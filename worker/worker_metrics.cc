@@ -28,8 +28,9 @@ struct WorkerMetrics::Impl {
         phase(prometheus::BuildCounter()
                   .Name("nas_worker_phase_seconds_total")
                   .Help("Where the worker's time went, by task kind and phase (acquire: waiting "
-                        "for the task; load: fetching and loading tensors; run; send: uploading "
-                        "the result)")
+                        "for the task; load: fetching and loading tensors; data: waiting for "
+                        "image batches a streamed folder had not decoded yet; run; send: "
+                        "uploading the result)")
                   .Register(r)),
         bytes(prometheus::BuildCounter()
                   .Name("nas_worker_tensor_bytes_total")
@@ -110,6 +111,7 @@ void WorkerMetrics::Task(const WorkerTaskFigures& f) {
   };
   add(m.phase.Add({{"kind", f.kind}, {"phase", "acquire"}}), f.acquire_seconds);
   add(m.phase.Add({{"kind", f.kind}, {"phase", "load"}}), f.load_seconds);
+  add(m.phase.Add({{"kind", f.kind}, {"phase", "data"}}), f.data_seconds);
   add(m.phase.Add({{"kind", f.kind}, {"phase", "run"}}), f.run_seconds);
   add(m.phase.Add({{"kind", f.kind}, {"phase", "send"}}), f.send_seconds);
   add(m.bytes.Add({{"direction", "fetched"}}), static_cast<double>(f.fetched_bytes));

@@ -1,6 +1,6 @@
 // The worker's Prometheus metrics (prometheus-cpp, pulled from an exposer on nas_worker
-// --metrics_port): tasks by kind and outcome, where a task's time goes (acquire, load, run,
-// send), tensor bytes fetched and uploaded, tensor-cache hits and size, and memory (the host's
+// --metrics_port): tasks by kind and outcome, where a task's time goes (acquire, load, data,
+// run, send), tensor bytes fetched and uploaded, tensor-cache hits and size, and memory (the host's
 // resident set; the device's allocator where it is a GPU). Names begin with nas_worker_;
 // deploy/grafana's "Workers" row uses only these. No LibTorch, no gRPC.
 //
@@ -27,7 +27,10 @@ namespace nas {
 struct WorkerTaskFigures {
   std::string kind;     // init, weight, arch, final, eval
   std::string outcome;  // ok, failed, refused, abandoned, ...
-  double acquire_seconds = 0, load_seconds = 0, run_seconds = 0, send_seconds = 0;
+  // load: fetching and loading tensors; data: waiting for image batches (a streamed folder);
+  // run: the rest of the task on the device.
+  double acquire_seconds = 0, load_seconds = 0, data_seconds = 0, run_seconds = 0,
+         send_seconds = 0;
   int64_t fetched_bytes = 0;   // tensor bytes fetched for the task
   int64_t uploaded_bytes = 0;  // result bytes sent
   int64_t tensors_fetched = 0;

@@ -97,6 +97,7 @@ check "the streamed search drew the same splits" \
   grep -q "folder: 350 train / 50 valid / 60 test (400 for final training), streamed" \
   "$WORK/stream.log"
 check "report.json says streamed" grep -q '"streamed": true' "$WORK/stream/report.json"
+check "report.json times the steps' wait for batches" grep -q '"data_wait":' "$WORK/stream/report.json"
 
 # Streamed through the distributed service: one local worker reads the folder the same way.
 "$NAS" search --dataset folder --data_dir "$WORK/folder" --stream_images "${TINY[@]}" \

@@ -96,6 +96,11 @@ TEST_F(FolderDataTest, BatcherAddressesBatchesLikeBatcherAndPrefetchesSequential
     xs.push_back(x);
   }
   EXPECT_EQ(a.restarts(), 1);  // one loader for the whole epoch
+  {
+    torch::Tensor x, y;
+    ASSERT_TRUE(a.Batch(1, 0, &x, &y).ok());
+    EXPECT_EQ(a.restarts(), 1);  // and on into the next: its first batch was decoded ahead
+  }
   // Another batcher (another worker) jumping to batch 2 gets the same batch.
   o.threads = 1;
   FolderBatcher b(*folder, split->train, 16, 5, o);
@@ -108,6 +113,18 @@ TEST_F(FolderDataTest, BatcherAddressesBatchesLikeBatcherAndPrefetchesSequential
   ASSERT_TRUE(b.Batch(1, 0, &x, &y).ok());  // a new epoch: another order and other crops
   EXPECT_FALSE(torch::equal(x, xs[0]));
   EXPECT_TRUE(absl::IsOutOfRange(b.Batch(0, 3, &x, &y)));
+  // A task's hint: the loader decodes the named batches in that order, then the epoch after the
+  // last; a hint that names what is already coming next changes nothing.
+  FolderBatcher c(*folder, split->train, 16, 5, o);
+  c.Expect(0, {2, 0});
+  c.Expect(0, {2});
+  for (int64_t k : {2, 0, 1}) {
+    ASSERT_TRUE(c.Batch(0, k, &x, &y).ok());
+    EXPECT_TRUE(torch::equal(x, xs[k])) << k;
+  }
+  EXPECT_EQ(c.restarts(), 1);
+  c.Expect(0, {7, -1});  // outside the epoch: ignored
+  EXPECT_EQ(c.restarts(), 1);
   // One channel, float: the tensor owns its memory (the loader's buffers are reused).
   o.transform = TrainTransform(28, 28, 1, {0.5f}, {0.25f});
   FolderBatcher g(*folder, split->train, 8, 5, o);

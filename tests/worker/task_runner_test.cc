@@ -113,6 +113,7 @@ TEST_F(TaskRunnerTest, WeightTaskEqualsTheExistingCodePath) {
   Reference ref = ReferenceWeightTask(space_, t, tensors_);
   EXPECT_EQ(r.loss, ref.result.loss);
   EXPECT_EQ(r.accuracy, ref.result.accuracy);
+  EXPECT_EQ(r.stats.data_wait_seconds, 0);  // in memory: batches are computed, not waited for
   std::map<std::string, torch::Tensor> got = ByName(r);
   ASSERT_EQ(got.size(), ref.tensors.size());
   for (const auto& [name, want] : ref.tensors) {
@@ -382,6 +383,8 @@ TEST_F(TaskRunnerTest, StreamedFolderTasksAreTheSameOnEveryWorker) {
   RunnerResult a2 = run(*a, w2);
   RunnerResult b2 = run(*b, w2);
   EXPECT_TRUE(std::isfinite(a1.loss));
+  // Worker b's loader started with the task: its first batch was waited for.
+  EXPECT_GT(b2.stats.data_wait_seconds, 0);
   EXPECT_EQ(a2.loss, b2.loss);
   EXPECT_EQ(a2.accuracy, b2.accuracy);
   std::map<std::string, torch::Tensor> ta = ByName(a2), tb = ByName(b2);
