@@ -1,5 +1,9 @@
 #include "worker/image_folder.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -449,6 +453,10 @@ ImageFolderLoader::ImageFolderLoader(const ImageFolder& folder, LoaderOptions op
     invalid_ = absl::InvalidArgumentError(
         absl::StrCat("threads: ", options_.threads, " is outside 1..256"));
   }
+  if (invalid_.ok() && (options_.nice < 0 || options_.nice > 19)) {
+    invalid_ = absl::InvalidArgumentError(
+        absl::StrCat("nice: ", options_.nice, " is outside 0..19"));
+  }
   if (invalid_.ok() && (options_.queue_depth < 1 || options_.queue_depth > 4096)) {
     invalid_ = absl::InvalidArgumentError(
         absl::StrCat("queue_depth: ", options_.queue_depth, " is outside 1..4096"));
@@ -490,6 +498,11 @@ int64_t ImageFolderLoader::bad_files() const {
 }
 
 void ImageFolderLoader::Work() {
+  if (options_.nice > 0) {
+    // Best effort: a refusal (a container without the capability is not one: raising one's own
+    // niceness is always allowed) leaves the thread at the process's priority.
+    setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), options_.nice);
+  }
   const int64_t total = batches();
   while (true) {
     int64_t b;

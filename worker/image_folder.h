@@ -186,6 +186,10 @@ struct LoaderOptions {
   // true: a bad file is left out of its batch (and reported); false: the batch is an error
   // naming it. Default false.
   bool skip_bad_files = false;
+  // The decoding threads' niceness (Linux: per thread, setpriority on the thread id), 0..19:
+  // above 0 they take the cores the consumer leaves idle rather than preempting its compute
+  // threads (a preempted OpenMP thread stalls its partners at the next barrier). Default 10.
+  int nice = 10;
   ImageFolderLimits limits;
 };
 

@@ -773,6 +773,10 @@ TEST_F(ImageFolderTest, InvalidLoaderOptionsAreAnErrorFromNext) {
   EXPECT_TRUE(IsError(ImageFolderLoader(*f, o, {}).Next().status(),
                       absl::StatusCode::kInvalidArgument, {"queue_depth"}));
   o = {};
+  o.nice = 20;
+  EXPECT_TRUE(IsError(ImageFolderLoader(*f, o, {}).Next().status(),
+                      absl::StatusCode::kInvalidArgument, {"nice: 20", "0..19"}));
+  o = {};
   EXPECT_TRUE(IsError(ImageFolderLoader(*f, o, {BatchRequest{0, {0, 100000}}}).Next().status(),
                       absl::StatusCode::kInvalidArgument, {"index 100000"}));
 }
