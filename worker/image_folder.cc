@@ -238,6 +238,12 @@ absl::StatusOr<ImageFolderSplit> BalancedValidationSplit(const std::vector<int32
     return absl::InvalidArgumentError(
         absl::StrCat("valid_size: ", valid_size, " must be in (0, ", n, ")"));
   }
+  for (int64_t i = 0; i < n; ++i) {
+    if (labels[i] < 0 || labels[i] >= num_classes) {
+      return absl::InvalidArgumentError(absl::StrCat("labels[", i, "]: ", labels[i],
+                                                     " is outside 0..", num_classes - 1));
+    }
+  }
   Rng rng(seed);
   std::vector<std::vector<int64_t>> by_class = ShuffledByClass(labels, num_classes, rng);
   const int64_t per_class = valid_size / num_classes, extra = valid_size % num_classes;

@@ -757,6 +757,28 @@ TEST_F(ImageFolderTest, LoaderDeliversInOrderTheSameBatchesForAnyThreadCount) {
   }
 }
 
+TEST(BalancedDrawTest, SplitAndSubsetAreClassBalancedAndLabelsAreChecked) {
+  const std::vector<int32_t> labels = {0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2};
+  auto split = BalancedValidationSplit(labels, 3, 4, 7);
+  ASSERT_TRUE(split.ok()) << split.status();
+  ASSERT_EQ(split->valid.size(), 4u);
+  EXPECT_EQ(split->train.size(), 8u);
+  std::vector<int> per_class(3, 0);
+  for (int64_t i : split->valid) ++per_class[labels[i]];
+  EXPECT_EQ(per_class, (std::vector<int>{2, 1, 1}));  // the first valid_size % 3 classes one more
+  std::vector<int64_t> subset = BalancedSubsetIndices(labels, 3, 6, 7);
+  ASSERT_EQ(subset.size(), 6u);
+  EXPECT_TRUE(std::is_sorted(subset.begin(), subset.end()));
+  per_class.assign(3, 0);
+  for (int64_t i : subset) ++per_class[labels[i]];
+  EXPECT_EQ(per_class, (std::vector<int>{2, 2, 2}));
+  EXPECT_EQ(BalancedSubsetIndices(labels, 3, 100, 7).size(), labels.size());
+  EXPECT_TRUE(IsError(BalancedValidationSplit({0, 1, 3, 1}, 3, 2, 7).status(),
+                      absl::StatusCode::kInvalidArgument, {"labels[2]: 3", "0..2"}));
+  EXPECT_TRUE(IsError(BalancedValidationSplit({0, -1, 2, 1}, 3, 2, 7).status(),
+                      absl::StatusCode::kInvalidArgument, {"labels[1]: -1"}));
+}
+
 TEST_F(ImageFolderTest, InvalidLoaderOptionsAreAnErrorFromNext) {
   auto f = ScanImageFolder(Folder());
   ASSERT_TRUE(f.ok());
