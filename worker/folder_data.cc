@@ -161,8 +161,7 @@ int64_t FolderBatcher::batches_per_epoch() const {
 const std::vector<BatchRequest>& FolderBatcher::EpochPlan(int64_t epoch) {
   auto it = orders_.find(epoch);
   if (it != orders_.end()) return it->second;
-  while (orders_.size() >= 2) orders_.erase(orders_.begin()->first < epoch ? orders_.begin()
-                                                                         : std::prev(orders_.end()));
+  if (orders_.size() >= 2) orders_.erase(orders_.begin());  // plans span two epochs at most
   return orders_[epoch] = EpochBatches(items_, batch_size_, seed_, epoch, shuffle_, drop_last_);
 }
 

@@ -27,7 +27,6 @@ std::vector<double> EvaluatePaths(SuperNet& net, const std::vector<std::vector<i
   torch::Tensor x, y;
   net->train();
   const int64_t n = batches.batches_per_epoch();
-  batches.Expect(0, {0});
   for (int64_t b = 0; b < n; ++b) {
     absl::Status s = batches.Batch(0, b, &x, &y);
     TORCH_CHECK(s.ok(), "path evaluation: ", s.message());

@@ -122,7 +122,6 @@ EvalResult Evaluate(const std::function<torch::Tensor(const torch::Tensor&)>& fo
   double loss = 0, correct = 0;
   int64_t count = 0;
   const int64_t batches = data.batches_per_epoch();
-  data.Expect(0, {0});
   for (int64_t b = 0; b < batches; ++b) {
     absl::Status s = data.Batch(0, b, &x, &y);
     TORCH_CHECK(s.ok(), "evaluation: ", s.message());
@@ -160,7 +159,6 @@ void TrainNetwork(Network& net, BatchSource& train, const TrainOptions& o,
     net->train();
     // Epoch e + 1 of the source: the order a Batcher's Reset() gave this loop from the start.
     const int64_t source_epoch = epoch + 1;
-    train.Expect(source_epoch, {0});
     for (int64_t b = 0; b < per_epoch; ++b) {
       absl::Status s = train.Batch(source_epoch, b, &x, &y);
       TORCH_CHECK(s.ok(), "training: ", s.message());

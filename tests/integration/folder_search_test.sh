@@ -22,21 +22,8 @@ if [ ! -f "$SRC/t10k-images-idx3-ubyte.gz" ]; then
   echo "SKIP: $SRC is missing (dataset-fashion-mnist)"
   exit 77
 fi
-WORK=$(mktemp -d /tmp/nas_folder_search.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-pass=0
-fail=0
-check() {
-  local name=$1
-  shift
-  if "$@"; then
-    pass=$((pass + 1))
-    echo "ok   $name"
-  else
-    fail=$((fail + 1))
-    echo "FAIL $name"
-  fi
-}
+# WORK (removed at exit), pass/fail and check.
+source "$(dirname "$0")/lib.sh"
 
 # 40 training and 6 validation images per class; classes named so that sorted order differs
 # from label order.
