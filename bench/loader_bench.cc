@@ -4,17 +4,27 @@
 //
 //   loader_bench --make_folder /tmp/folder [--count 2000 --width 400 --height 300]
 //   loader_bench --folder /tmp/folder --size 96 --threads 2 [--eval] [--batch 64]
+//   loader_bench --folder /tmp/folder --restarts 40 [--task_batches 3]
 //
 // --make_folder writes `count` JPEGs (quality 90) in 10 class folders from Fashion-MNIST's
 // training images (Debian's dataset-fashion-mnist): three images as the red, green and blue
 // planes, upscaled (bilinear) to width x height. A run prints one JSON line: images, seconds,
 // images_per_s, bad_files, and a checksum of the pixels.
+//
+// --restarts N measures what a distributed worker's task pays instead: N times, the loader is
+// dropped (joining its threads, mid-prefetch) and started at another batch of the epoch with the
+// rest of the epoch planned after it (as FolderBatcher::Start does when a task's batches are not
+// the ones coming), and `task_batches` batches are taken. It prints the median and mean time
+// from dropping the old loader to the new one's first batch (restart_ms), and the images/s of
+// the whole run.
 #include <zlib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -37,6 +47,8 @@ ABSL_FLAG(int, queue_depth, 4, "batches decoded ahead");
 ABSL_FLAG(int, batch, 64, "batch size");
 ABSL_FLAG(uint64_t, seed, 1, "seed of the order and the crops");
 ABSL_FLAG(bool, scaled_decode, true, "libjpeg-turbo scaled decoding");
+ABSL_FLAG(int, restarts, 0, "measure restarts: this many, at scattered batches");
+ABSL_FLAG(int, task_batches, 3, "--restarts: batches taken after each restart");
 
 namespace nas {
 namespace {
@@ -97,6 +109,50 @@ int MakeFolder(const std::string& dir, int count, int width, int height) {
   return 0;
 }
 
+int Restarts(const ImageFolder& folder, const LoaderOptions& o, const std::vector<int64_t>& all) {
+  const std::vector<BatchRequest> epoch =
+      EpochBatches(all, absl::GetFlag(FLAGS_batch), o.seed, 0, /*shuffle=*/true,
+                   /*drop_last=*/true);
+  const int64_t per_epoch = static_cast<int64_t>(epoch.size());
+  const int restarts = absl::GetFlag(FLAGS_restarts);
+  const int task = std::max(1, absl::GetFlag(FLAGS_task_batches));
+  if (per_epoch < 1) return 1;
+  std::unique_ptr<ImageFolderLoader> loader;
+  std::vector<double> ms;
+  int64_t images = 0;
+  double checksum = 0;
+  const auto t0 = Clock::now();
+  for (int r = 0; r < restarts; ++r) {
+    const int64_t at = (int64_t{r} * 7919) % per_epoch;  // scattered, the same in every run
+    const auto start = Clock::now();
+    loader.reset();
+    loader = std::make_unique<ImageFolderLoader>(
+        folder, o, std::vector<BatchRequest>(epoch.begin() + at, epoch.end()));
+    for (int k = 0; k < task && k < per_epoch - at; ++k) {
+      auto b = loader->Next();
+      if (!b.ok()) {
+        std::fprintf(stderr, "%s\n", std::string(b.status().message()).c_str());
+        return 1;
+      }
+      if (k == 0) {
+        ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+      }
+      images += b->n;
+      checksum += b->f32[b->f32.size() / 2];
+      loader->Recycle(std::move(*b));
+    }
+  }
+  loader.reset();
+  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  const double mean = std::accumulate(ms.begin(), ms.end(), 0.0) / ms.size();
+  std::sort(ms.begin(), ms.end());
+  std::printf(
+      "{\"restarts\": %d, \"restart_ms_median\": %.2f, \"restart_ms_mean\": %.2f, "
+      "\"images\": %lld, \"seconds\": %.4f, \"images_per_s\": %.1f, \"checksum\": %.4f}\n",
+      restarts, ms[ms.size() / 2], mean, static_cast<long long>(images), s, images / s, checksum);
+  return 0;
+}
+
 int Run() {
   auto folder = ScanImageFolder(absl::GetFlag(FLAGS_folder));
   if (!folder.ok()) {
@@ -114,6 +170,7 @@ int Run() {
   o.transform.scaled_decode = absl::GetFlag(FLAGS_scaled_decode);
   std::vector<int64_t> all(folder->size());
   std::iota(all.begin(), all.end(), 0);
+  if (absl::GetFlag(FLAGS_restarts) > 0) return Restarts(*folder, o, all);
   const auto t0 = Clock::now();
   ImageFolderLoader loader(*folder, o,
                            EpochBatches(all, absl::GetFlag(FLAGS_batch), o.seed, 0,

@@ -241,9 +241,9 @@ TEST(CheckpointStoreTest, CommitReplacesTensorsByNameAndAppendsEventsAcrossReope
 }
 
 // Rounds that rewrite the same tensors: each overwrites the memtable's copy in place, so the
-// store holds one copy of each in memory (not one per round), the write-ahead log stays within
-// max_wal_bytes (about twice that at most: flushes it triggers free the older files), and what
-// was written last reads back, before and after a reopen.
+// store holds one copy of each in memory (not one per round), the write-ahead log comes back
+// within about twice max_wal_bytes while writes go on (the flushes it triggers free the older
+// files), and what was written last reads back, before and after a reopen.
 TEST(CheckpointStoreTest, RewrittenTensorsKeepOneCopyInMemoryAndABoundedLog) {
   std::string dir = FreshDir("in_place");
   CheckpointStoreOptions options = Unsynced();
