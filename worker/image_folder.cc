@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <numeric>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -477,8 +478,7 @@ ImageFolderLoader::ImageFolderLoader(const ImageFolder& folder, LoaderOptions op
     }
   }
   if (!invalid_.ok()) return;
-  const int n = std::min(options_.threads, options_.queue_depth);
-  for (int i = 0; i < n; ++i) threads_.emplace_back([this] { Work(); });
+  for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { Work(); });
 }
 
 ImageFolderLoader::~ImageFolderLoader() {
@@ -511,7 +511,8 @@ void ImageFolderLoader::Work() {
   }
   const int64_t total = batches();
   while (true) {
-    int64_t b;
+    int64_t b, begin, end;
+    Pending* p;
     {
       absl::MutexLock l(&mu_);
       while (!stop_ && next_to_start_ < total &&
@@ -519,9 +520,40 @@ void ImageFolderLoader::Work() {
         can_start_.Wait(&mu_);
       }
       if (stop_ || next_to_start_ >= total) return;
-      b = next_to_start_++;
+      b = next_to_start_;
+      const int64_t size = static_cast<int64_t>(batches_[b].indices.size());
+      // Chunks of about a (2 x threads)th of the batch: every thread gets a share of the first
+      // batch, and a slow file holds up at most a chunk's worth of the others.
+      const int64_t parts = 2 * int64_t{options_.threads};
+      const int64_t chunk = std::max<int64_t>(1, (size + parts - 1) / parts);
+      p = &pending_[b];
+      begin = p->claimed;
+      end = std::min(size, begin + chunk);
+      p->claimed = end;
+      if (end == size) ++next_to_start_;
     }
-    absl::StatusOr<ImageBatch> r = Decode(b);
+    if (begin == 0) Allocate(p, b);  // the others wait for it below
+    bool go;
+    {
+      absl::MutexLock l(&mu_);
+      if (begin == 0) {
+        p->ready = true;
+        buffer_ready_.SignalAll();
+      }
+      while (!p->ready) buffer_ready_.Wait(&mu_);
+      go = p->error.ok();
+    }
+    const absl::Status failed = go ? DecodeRange(p, b, begin, end) : absl::OkStatus();
+    std::optional<Pending> whole;
+    {
+      absl::MutexLock l(&mu_);
+      if (!failed.ok() && p->error.ok()) p->error = failed;
+      p->finished += end - begin;
+      if (p->finished < static_cast<int64_t>(batches_[b].indices.size())) continue;
+      // This thread did the batch's last images: it assembles the batch.
+      whole = std::move(pending_.extract(b).mapped());
+    }
+    absl::StatusOr<ImageBatch> r = Finish(b, std::move(*whole));
     absl::MutexLock l(&mu_);
     if (r.ok()) bad_files_ += static_cast<int64_t>(r->skipped.size());
     done_.emplace(b, std::move(r));
@@ -529,43 +561,76 @@ void ImageFolderLoader::Work() {
   }
 }
 
-absl::StatusOr<ImageBatch> ImageFolderLoader::Decode(int64_t b) {
+void ImageFolderLoader::Allocate(Pending* p, int64_t b) {
+  const TransformOptions& t = options_.transform;
+  const size_t n = batches_[b].indices.size();
+  ImageBatch& out = p->out;
+  out.channels = t.channels;
+  out.height = t.out_height;
+  out.width = t.out_width;
+  {
+    absl::MutexLock l(&mu_);
+    if (options_.float_output && !free_f32_.empty()) {
+      out.f32 = std::move(free_f32_.back());
+      free_f32_.pop_back();
+    } else if (!options_.float_output && !free_u8_.empty()) {
+      out.u8 = std::move(free_u8_.back());
+      free_u8_.pop_back();
+    }
+  }
+  try {
+    const size_t sample = static_cast<size_t>(t.channels) * t.out_height * t.out_width;
+    if (options_.float_output) {
+      out.f32.resize(sample * n);
+    } else {
+      out.u8.resize(sample * n);
+    }
+    p->status.resize(n);
+  } catch (const std::exception& e) {
+    p->error = absl::ResourceExhaustedError(absl::StrCat("batch ", b, ": ", e.what()));
+  }
+}
+
+absl::Status ImageFolderLoader::DecodeRange(Pending* p, int64_t b, int64_t begin, int64_t end) {
   try {
     const TransformOptions& t = options_.transform;
     const BatchRequest& req = batches_[b];
-    ImageBatch out;
-    out.channels = t.channels;
-    out.height = t.out_height;
-    out.width = t.out_width;
     const size_t sample = static_cast<size_t>(t.channels) * t.out_height * t.out_width;
-    {
-      absl::MutexLock l(&mu_);
-      if (options_.float_output && !free_f32_.empty()) {
-        out.f32 = std::move(free_f32_.back());
-        free_f32_.pop_back();
-      } else if (!options_.float_output && !free_u8_.empty()) {
-        out.u8 = std::move(free_u8_.back());
-        free_u8_.pop_back();
-      }
+    for (int64_t k = begin; k < end && !stop_.load(std::memory_order_relaxed); ++k) {
+      float* f = options_.float_output ? p->out.f32.data() + k * sample : nullptr;
+      uint8_t* u = options_.float_output ? nullptr : p->out.u8.data() + k * sample;
+      p->status[k] =
+          LoadSample(folder_, req.indices[k], req.epoch, options_.seed, t, options_.limits, f, u);
     }
-    if (options_.float_output) {
-      out.f32.resize(sample * req.indices.size());
-    } else {
-      out.u8.resize(sample * req.indices.size());
-    }
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return absl::ResourceExhaustedError(absl::StrCat("batch ", b, ": ", e.what()));
+  }
+}
+
+absl::StatusOr<ImageBatch> ImageFolderLoader::Finish(int64_t b, Pending p) const {
+  if (!p.error.ok()) return p.error;
+  try {
+    const TransformOptions& t = options_.transform;
+    const BatchRequest& req = batches_[b];
+    const size_t sample = static_cast<size_t>(t.channels) * t.out_height * t.out_width;
+    ImageBatch& out = p.out;
     int64_t k = 0;
-    for (int64_t index : req.indices) {
-      float* f = options_.float_output ? out.f32.data() + k * sample : nullptr;
-      uint8_t* u = options_.float_output ? nullptr : out.u8.data() + k * sample;
-      absl::Status s =
-          LoadSample(folder_, index, req.epoch, options_.seed, t, options_.limits, f, u);
-      if (!s.ok()) {
-        if (!options_.skip_bad_files) return s;
-        out.skipped.push_back(std::string(s.message()));
+    for (size_t i = 0; i < req.indices.size(); ++i) {
+      if (!p.status[i].ok()) {
+        if (!options_.skip_bad_files) return p.status[i];
+        out.skipped.push_back(std::string(p.status[i].message()));
         continue;
       }
-      out.labels.push_back(folder_.labels[index]);
-      out.indices.push_back(index);
+      if (static_cast<size_t>(k) != i) {  // close the gap a skipped file left
+        if (options_.float_output) {
+          std::copy_n(out.f32.data() + i * sample, sample, out.f32.data() + k * sample);
+        } else {
+          std::copy_n(out.u8.data() + i * sample, sample, out.u8.data() + k * sample);
+        }
+      }
+      out.labels.push_back(folder_.labels[req.indices[i]]);
+      out.indices.push_back(req.indices[i]);
       ++k;
     }
     out.n = k;
@@ -574,7 +639,7 @@ absl::StatusOr<ImageBatch> ImageFolderLoader::Decode(int64_t b) {
     } else {
       out.u8.resize(sample * k);
     }
-    return out;
+    return std::move(out);
   } catch (const std::exception& e) {
     return absl::ResourceExhaustedError(absl::StrCat("batch ", b, ": ", e.what()));
   }

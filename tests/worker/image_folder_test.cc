@@ -21,6 +21,7 @@
 #include <tuple>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 #include "worker/dataset_format.h"
@@ -681,27 +682,53 @@ TEST_F(ImageFolderTest, HostileFilesAreNamedOrSkippedAndCounted) {
 
   std::vector<int64_t> all(f->size());
   std::iota(all.begin(), all.end(), 0);
-  // Without skip_bad_files: the batch is the first bad file's error.
-  LoaderOptions o;
-  o.transform = t;
-  {
-    ImageFolderLoader loader(*f, o, {BatchRequest{0, all}});
-    auto b = loader.Next();
-    EXPECT_FALSE(b.ok());
-    EXPECT_NE(std::string(b.status().message()).find(dir + "/bad/"), std::string::npos);
+  // What each file gives alone, in the batch's order: the first bad file's error, the bad
+  // files' messages, the good files and their pixels.
+  std::vector<int64_t> order = all;
+  std::reverse(order.begin(), order.end());  // the good files are neither first nor last
+  absl::Status first_bad;
+  std::vector<std::string> messages;
+  std::vector<int64_t> good_files;
+  std::vector<float> good_pixels;
+  for (int64_t i : order) {
+    absl::Status s = LoadSample(*f, i, 1, 0, t, {}, x.data(), nullptr);
+    if (s.ok()) {
+      good_files.push_back(i);
+      good_pixels.insert(good_pixels.end(), x.begin(), x.end());
+    } else {
+      if (first_bad.ok()) first_bad = s;
+      messages.push_back(std::string(s.message()));
+    }
   }
-  // With it: the good files are delivered, each bad one named in the batch and counted.
-  o.skip_bad_files = true;
-  ImageFolderLoader loader(*f, o, {BatchRequest{0, all}, BatchRequest{1, all}});
-  for (int e = 0; e < 2; ++e) {
-    auto b = loader.Next();
-    ASSERT_TRUE(b.ok()) << b.status();
-    EXPECT_EQ(b->n, 2);
-    EXPECT_EQ(b->f32.size(), 2u * 3 * 32 * 32);
-    EXPECT_EQ(b->skipped.size(), bad.size());
+  ASSERT_EQ(good_files.size(), 2u);
+  // Each batch's images are shared out among the threads: the result is the same for any count.
+  for (int threads : {1, 2, 5}) {
+    SCOPED_TRACE(absl::StrCat(threads, " threads"));
+    // Without skip_bad_files: the batch is the first bad file's error.
+    LoaderOptions o;
+    o.transform = t;
+    o.threads = threads;
+    {
+      ImageFolderLoader loader(*f, o, {BatchRequest{1, order}});
+      auto b = loader.Next();
+      EXPECT_EQ(b.status(), first_bad);
+      EXPECT_NE(std::string(b.status().message()).find(dir + "/bad/"), std::string::npos);
+    }
+    // With it: the good files are delivered, each bad one named in the batch and counted.
+    o.skip_bad_files = true;
+    ImageFolderLoader loader(*f, o, {BatchRequest{1, order}, BatchRequest{1, order}});
+    for (int e = 0; e < 2; ++e) {
+      auto b = loader.Next();
+      ASSERT_TRUE(b.ok()) << b.status();
+      EXPECT_EQ(b->n, 2);
+      EXPECT_EQ(b->indices, good_files);
+      EXPECT_EQ(b->f32, good_pixels);
+      EXPECT_EQ(b->skipped, messages);
+      loader.Recycle(std::move(*b));
+    }
+    EXPECT_EQ(loader.bad_files(), 2 * static_cast<int64_t>(bad.size()));
+    EXPECT_TRUE(absl::IsOutOfRange(loader.Next().status()));
   }
-  EXPECT_EQ(loader.bad_files(), 2 * static_cast<int64_t>(bad.size()));
-  EXPECT_TRUE(absl::IsOutOfRange(loader.Next().status()));
   // A tighter pixel bound refuses an ordinary image, naming the limit.
   ImageFolderLimits tight;
   tight.image.max_pixels = 100;
@@ -748,12 +775,25 @@ TEST_F(ImageFolderTest, LoaderDeliversInOrderTheSameBatchesForAnyThreadCount) {
     EXPECT_TRUE(absl::IsOutOfRange(loader.Next().status()));
     EXPECT_EQ(loader.bad_files(), 0);
   }
-  // A loader dropped early stops its threads.
+  // A loader dropped early stops its threads (mid-batch: more threads than a batch has images).
   {
     LoaderOptions o;
-    o.threads = 2;
+    o.threads = 20;
     ImageFolderLoader loader(*f, o, req);
     ASSERT_TRUE(loader.Next().ok());
+  }
+  // A batch of no images is an empty batch, between others.
+  {
+    LoaderOptions o;
+    o.threads = 3;
+    o.transform = TrainTransform(40, 40, 3, kImageNetMean, kImageNetStd);
+    ImageFolderLoader loader(*f, o, {req[0], BatchRequest{0, {}}, req[1]});
+    for (int64_t n : {16, 0, 16}) {
+      auto batch = loader.Next();
+      ASSERT_TRUE(batch.ok()) << batch.status();
+      EXPECT_EQ(batch->n, n);
+      EXPECT_EQ(batch->f32.size(), static_cast<size_t>(n) * 3 * 40 * 40);
+    }
   }
 }
 
