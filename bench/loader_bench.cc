@@ -14,7 +14,8 @@
 // --restarts N measures what a distributed worker's task pays instead: N times, the loader is
 // dropped (joining its threads, mid-prefetch) and started at another batch of the epoch with the
 // rest of the epoch planned after it (as FolderBatcher::Start does when a task's batches are not
-// the ones coming), and `task_batches` batches are taken. It prints the median and mean time
+// the ones coming, with one buffer pool for them all as FolderBatcher has), and `task_batches`
+// batches are taken. It prints the median and mean time
 // from dropping the old loader to the new one's first batch (restart_ms), and the images/s of
 // the whole run.
 #include <zlib.h>
@@ -118,6 +119,8 @@ int Restarts(const ImageFolder& folder, const LoaderOptions& o, const std::vecto
   const int task = std::max(1, absl::GetFlag(FLAGS_task_batches));
   if (per_epoch < 1) return 1;
   std::unique_ptr<ImageFolderLoader> loader;
+  LoaderOptions shared = o;  // as FolderBatcher does: one buffer pool for all its loaders
+  shared.buffers = std::make_shared<BatchBufferPool>(static_cast<size_t>(o.queue_depth) + 2);
   std::vector<double> ms;
   int64_t images = 0;
   double checksum = 0;
@@ -127,7 +130,7 @@ int Restarts(const ImageFolder& folder, const LoaderOptions& o, const std::vecto
     const auto start = Clock::now();
     loader.reset();
     loader = std::make_unique<ImageFolderLoader>(
-        folder, o, std::vector<BatchRequest>(epoch.begin() + at, epoch.end()));
+        folder, shared, std::vector<BatchRequest>(epoch.begin() + at, epoch.end()));
     for (int k = 0; k < task && k < per_epoch - at; ++k) {
       auto b = loader->Next();
       if (!b.ok()) {

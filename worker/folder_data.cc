@@ -141,13 +141,27 @@ absl::StatusOr<DataSet> LoadJobDataSet(const std::string& name, const std::strin
                                 space.input_channels(), threads);
 }
 
+namespace {
+
+// One buffer pool for every loader a batcher starts, so that a restart reuses the buffers of the
+// loader it drops (including the batches that loader decoded ahead) instead of faulting in new.
+LoaderOptions WithBufferPool(LoaderOptions o) {
+  if (o.buffers == nullptr) {
+    o.buffers =
+        std::make_shared<BatchBufferPool>(static_cast<size_t>(std::max(o.queue_depth, 0)) + 2);
+  }
+  return o;
+}
+
+}  // namespace
+
 FolderBatcher::FolderBatcher(const ImageFolder& folder, std::vector<int64_t> items, int batch_size,
                              uint64_t seed, LoaderOptions options, bool shuffle, bool drop_last)
     : folder_(folder),
       items_(std::move(items)),
       batch_size_(std::max(1, batch_size)),
       seed_(seed),
-      options_(std::move(options)),
+      options_(WithBufferPool(std::move(options))),
       shuffle_(shuffle),
       drop_last_(drop_last) {}
 

@@ -452,9 +452,42 @@ std::vector<BatchRequest> EpochBatches(const std::vector<int64_t>& items, int ba
   return out;
 }
 
+std::vector<float> BatchBufferPool::TakeF32() {
+  absl::MutexLock l(&mu_);
+  if (f32_.empty()) return {};
+  std::vector<float> v = std::move(f32_.back());
+  f32_.pop_back();
+  return v;
+}
+
+std::vector<uint8_t> BatchBufferPool::TakeU8() {
+  absl::MutexLock l(&mu_);
+  if (u8_.empty()) return {};
+  std::vector<uint8_t> v = std::move(u8_.back());
+  u8_.pop_back();
+  return v;
+}
+
+void BatchBufferPool::Give(ImageBatch&& batch) {
+  absl::MutexLock l(&mu_);
+  if (batch.f32.capacity() > 0 && f32_.size() < keep_) f32_.push_back(std::move(batch.f32));
+  if (batch.u8.capacity() > 0 && u8_.size() < keep_) u8_.push_back(std::move(batch.u8));
+}
+
+size_t BatchBufferPool::size() const {
+  absl::MutexLock l(&mu_);
+  return f32_.size() + u8_.size();
+}
+
 ImageFolderLoader::ImageFolderLoader(const ImageFolder& folder, LoaderOptions options,
                                      std::vector<BatchRequest> batches)
-    : folder_(folder), options_(std::move(options)), batches_(std::move(batches)) {
+    : folder_(folder),
+      options_(std::move(options)),
+      batches_(std::move(batches)),
+      buffers_(options_.buffers != nullptr
+                   ? options_.buffers
+                   : std::make_shared<BatchBufferPool>(
+                         static_cast<size_t>(std::max(options_.queue_depth, 0)) + 1)) {
   invalid_ = CheckTransform(options_.transform);
   if (invalid_.ok() && (options_.threads < 1 || options_.threads > 256)) {
     invalid_ = absl::InvalidArgumentError(
@@ -488,15 +521,15 @@ ImageFolderLoader::~ImageFolderLoader() {
     can_start_.SignalAll();
   }
   for (auto& t : threads_) t.join();
+  // What was decoded ahead and never taken goes back to the pool, for the next loader.
+  absl::MutexLock l(&mu_);
+  for (auto& [b, batch] : done_) {
+    if (batch.ok()) buffers_->Give(std::move(*batch));
+  }
+  for (auto& [b, pending] : pending_) buffers_->Give(std::move(pending.out));
 }
 
-void ImageFolderLoader::Recycle(ImageBatch&& batch) {
-  absl::MutexLock l(&mu_);
-  const size_t keep = static_cast<size_t>(options_.queue_depth) + 1;
-  if (batch.f32.capacity() > 0 && free_f32_.size() < keep)
-    free_f32_.push_back(std::move(batch.f32));
-  if (batch.u8.capacity() > 0 && free_u8_.size() < keep) free_u8_.push_back(std::move(batch.u8));
-}
+void ImageFolderLoader::Recycle(ImageBatch&& batch) { buffers_->Give(std::move(batch)); }
 
 int64_t ImageFolderLoader::bad_files() const {
   absl::MutexLock l(&mu_);
@@ -568,17 +601,12 @@ void ImageFolderLoader::Allocate(Pending* p, int64_t b) {
   out.channels = t.channels;
   out.height = t.out_height;
   out.width = t.out_width;
-  {
-    absl::MutexLock l(&mu_);
-    if (options_.float_output && !free_f32_.empty()) {
-      out.f32 = std::move(free_f32_.back());
-      free_f32_.pop_back();
-    } else if (!options_.float_output && !free_u8_.empty()) {
-      out.u8 = std::move(free_u8_.back());
-      free_u8_.pop_back();
-    }
-  }
   try {
+    if (options_.float_output) {
+      out.f32 = buffers_->TakeF32();
+    } else {
+      out.u8 = buffers_->TakeU8();
+    }
     const size_t sample = static_cast<size_t>(t.channels) * t.out_height * t.out_width;
     if (options_.float_output) {
       out.f32.resize(sample * n);

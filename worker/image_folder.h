@@ -38,6 +38,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -173,6 +174,29 @@ std::vector<BatchRequest> EpochBatches(const std::vector<int64_t>& items, int ba
                                        uint64_t seed, int64_t epoch, bool shuffle = true,
                                        bool drop_last = true);
 
+struct ImageBatch;
+
+// Batch buffers handed back (ImageFolderLoader::Recycle, and the batches a dropped loader had
+// decoded but not delivered) for later batches to reuse, by the same loader or by the next one
+// given the same pool: a float batch of 64x3x224x224 is 38 MB, and fresh memory costs a page
+// fault per 4 KB on first touch and a fill (on this project's VMs two thirds of a restart's time
+// at 224x224 went to them). Keeps at most `keep` buffers of each kind; thread-safe.
+class BatchBufferPool {
+ public:
+  explicit BatchBufferPool(size_t keep) : keep_(keep) {}
+  // A buffer handed back earlier, or an empty one.
+  std::vector<float> TakeF32();
+  std::vector<uint8_t> TakeU8();
+  void Give(ImageBatch&& batch);
+  size_t size() const;  // buffers held, both kinds
+
+ private:
+  const size_t keep_;
+  mutable absl::Mutex mu_;
+  std::vector<std::vector<float>> f32_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::vector<uint8_t>> u8_ ABSL_GUARDED_BY(mu_);
+};
+
 struct LoaderOptions {
   // Decoding threads. Default 2.
   int threads = 2;
@@ -192,6 +216,9 @@ struct LoaderOptions {
   // threads (a preempted OpenMP thread stalls its partners at the next barrier). Default 10.
   int nice = 10;
   ImageFolderLimits limits;
+  // Where batch buffers are recycled; loaders that share one (a FolderBatcher's, restart after
+  // restart) reuse each other's. Null: the loader's own, of queue_depth + 1 buffers.
+  std::shared_ptr<BatchBufferPool> buffers;
 };
 
 struct ImageBatch {
@@ -223,9 +250,7 @@ class ImageFolderLoader {
   // file) unless skip_bad_files; OutOfRange once every batch was returned. Invalid options are
   // returned as InvalidArgument by the first call.
   absl::StatusOr<ImageBatch> Next();
-  // Hands a batch's buffers back for a later batch to reuse (optional): a float batch of
-  // 64x3x224x224 is 38 MB, and fresh memory costs a page fault per 4 KB on first touch. Keeps at
-  // most queue_depth + 1 buffers.
+  // Hands a batch's buffers back for a later batch to reuse (optional; see BatchBufferPool).
   void Recycle(ImageBatch&& batch);
   // Files skipped so far (skip_bad_files), over every batch decoded.
   int64_t bad_files() const;
@@ -242,7 +267,7 @@ class ImageFolderLoader {
     std::vector<absl::Status> status;  // per image of the request
   };
   void Work();
-  // Sizes p's buffers (reusing a recycled one) and per-image statuses; outside mu_.
+  // Sizes p's buffers (reusing a pooled one) and per-image statuses; outside mu_.
   void Allocate(Pending* p, int64_t b);
   // Decodes images [begin, end) of batch b into p; stops early once the loader is stopping.
   absl::Status DecodeRange(Pending* p, int64_t b, int64_t begin, int64_t end);
@@ -264,8 +289,7 @@ class ImageFolderLoader {
   int64_t bad_files_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<int64_t, Pending> pending_ ABSL_GUARDED_BY(mu_);  // nodes stay put while decoded
   std::map<int64_t, absl::StatusOr<ImageBatch>> done_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::vector<float>> free_f32_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::vector<uint8_t>> free_u8_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<BatchBufferPool> buffers_;
   std::vector<std::thread> threads_;
 };
 

@@ -797,6 +797,50 @@ TEST_F(ImageFolderTest, LoaderDeliversInOrderTheSameBatchesForAnyThreadCount) {
   }
 }
 
+// Loaders given one pool reuse each other's buffers (a restart does not fault in new memory),
+// and a reused buffer changes no pixel.
+TEST_F(ImageFolderTest, LoadersSharingAPoolReuseItsBuffers) {
+  auto f = ScanImageFolder(Folder());
+  ASSERT_TRUE(f.ok());
+  std::vector<int64_t> all(f->size());
+  std::iota(all.begin(), all.end(), 0);
+  const std::vector<BatchRequest> req = EpochBatches(all, 16, 3, 0);
+  LoaderOptions o;
+  o.threads = 1;  // one thread: the first batch is the first to take a buffer from the pool
+  o.transform = TrainTransform(40, 40, 3, kImageNetMean, kImageNetStd);
+  std::vector<float> fresh;
+  {
+    ImageFolderLoader alone(*f, o, {req[1]});
+    auto b = alone.Next();
+    ASSERT_TRUE(b.ok()) << b.status();
+    fresh = b->f32;
+  }
+  o.buffers = std::make_shared<BatchBufferPool>(1);
+  const float* reused;
+  {
+    ImageFolderLoader first(*f, o, {req[0]});
+    auto b = first.Next();
+    ASSERT_TRUE(b.ok()) << b.status();
+    reused = b->f32.data();
+    first.Recycle(std::move(*b));
+    EXPECT_EQ(o.buffers->size(), 1u);
+  }
+  EXPECT_EQ(o.buffers->size(), 1u);
+  ImageFolderLoader second(*f, o, {req[1]});
+  auto b = second.Next();
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->f32.data(), reused);
+  EXPECT_EQ(b->f32, fresh);
+  EXPECT_EQ(o.buffers->size(), 0u);
+  // A dropped loader hands back what it had decoded ahead, within its queue's bound.
+  o.buffers = std::make_shared<BatchBufferPool>(8);
+  {
+    ImageFolderLoader ahead(*f, o, req);
+    ASSERT_TRUE(ahead.Next().ok());
+  }
+  EXPECT_LE(o.buffers->size(), static_cast<size_t>(o.queue_depth));
+}
+
 TEST(BalancedDrawTest, SplitAndSubsetAreClassBalancedAndLabelsAreChecked) {
   const std::vector<int32_t> labels = {0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2};
   auto split = BalancedValidationSplit(labels, 3, 4, 7);
