@@ -30,6 +30,7 @@
 #include "cli/latency_check.h"
 #include "cli/launcher.h"
 #include "coordinator/search_client.h"
+#include "core/malloc_tuning.h"
 #include "core/report_html.h"
 #include "core/search_defaults.h"
 #include "core/search_space.h"
@@ -468,6 +469,9 @@ int Spaces() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before any tensor: LibTorch's step buffers stay in the heap between steps
+  // (core/malloc_tuning.h; MALLOC_*_ or GLIBC_TUNABLES in the environment keep glibc's own).
+  nas::TuneMallocForTensors();
   absl::SetProgramUsageMessage(
       "nas <search|train|eval|export|profile|spaces> [flags]\n"
       "  search   profile, search, derive, train and report (the embedded default)\n"

@@ -25,6 +25,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
+#include "core/malloc_tuning.h"
 #include "prometheus/exposer.h"
 #include "worker/remote_worker.h"
 #include "worker/worker_metrics.h"
@@ -78,10 +79,13 @@ void OnStopSignal(int sig) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before any tensor (core/malloc_tuning.h); said once the flags are read.
+  const std::string allocator = nas::TuneMallocForTensors();
   absl::SetProgramUsageMessage(
       "nas_worker --coordinator=HOST:PORT [--threads=N] [--device=cpu|cuda|cuda:N] "
       "[--deterministic] [--stats_file=F]");
   absl::ParseCommandLine(argc, argv);
+  std::fprintf(stderr, "nas_worker: %s\n", allocator.c_str());
 
   nas::RemoteWorkerOptions o;
   o.coordinator = absl::GetFlag(FLAGS_coordinator);

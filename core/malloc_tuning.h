@@ -1,0 +1,29 @@
+// glibc's allocator, set for processes that run LibTorch steps on the CPU (`nas`, `nas_worker`).
+//
+// By default glibc serves every block above its mmap threshold (128 KiB, rising to at most
+// 32 MiB) with a fresh mmap and unmaps it when freed, and trims the heap's free top above 128 KiB.
+// A search step allocates and frees about a gigabyte of activations and gradients, many larger
+// than 32 MiB, so every step faulted all of it in again, a page at a time: 3.4-5.2 M minor page
+// faults and 32-48 s of system time in a 60 s search (bench/RESULTS.md, "glibc's allocator and
+// the search"). Here blocks come from the heap (M_MMAP_MAX 0) and freed memory stays in it for
+// the next step (no trimming; M_TOP_PAD 256 MiB): the same searches ran 1.8x (in memory) and 2.1x
+// (streamed) as fast, with 1.3 M faults, and the same peak resident set. The cost: the process
+// keeps its peak heap until it exits.
+//
+//   int main(...) { nas::TuneMallocForTensors(); ... }
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace nas {
+
+// What the environment says of glibc's allocator: "" when nothing, else the first variable that
+// sets it (MALLOC_..._ or GLIBC_TUNABLES with a glibc.malloc. tunable), e.g. "MALLOC_ARENA_MAX_".
+std::string MallocSetBy(const std::vector<std::string>& environment);
+
+// Sets the allocator as above, unless the process's environment sets it (the user's choice
+// wins). Returns a line for the log saying which. Call first thing in main.
+std::string TuneMallocForTensors();
+
+}  // namespace nas
