@@ -452,20 +452,26 @@ std::vector<BatchRequest> EpochBatches(const std::vector<int64_t>& items, int ba
   return out;
 }
 
+namespace {
+
+template <typename T>
+std::vector<T> PopOrEmpty(std::vector<std::vector<T>>& stack) {
+  if (stack.empty()) return {};
+  std::vector<T> v = std::move(stack.back());
+  stack.pop_back();
+  return v;
+}
+
+}  // namespace
+
 std::vector<float> BatchBufferPool::TakeF32() {
   absl::MutexLock l(&mu_);
-  if (f32_.empty()) return {};
-  std::vector<float> v = std::move(f32_.back());
-  f32_.pop_back();
-  return v;
+  return PopOrEmpty(f32_);
 }
 
 std::vector<uint8_t> BatchBufferPool::TakeU8() {
   absl::MutexLock l(&mu_);
-  if (u8_.empty()) return {};
-  std::vector<uint8_t> v = std::move(u8_.back());
-  u8_.pop_back();
-  return v;
+  return PopOrEmpty(u8_);
 }
 
 void BatchBufferPool::Give(ImageBatch&& batch) {
