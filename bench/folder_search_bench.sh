@@ -18,9 +18,14 @@
 # The folder (made when missing): `loader_bench --make_folder`, 2,000 JPEGs of 400x300 (quality
 # 90, 10 class folders), as RESULTS.md's loader benchmark. The space: the cifar10 preset with a
 # 96x96 input and a stride-2 stem (README: "a small space at 96x96").
+#
+# VARIANTS="A B a b" adds the same two modes run on glibc's default allocator (a: in memory, b:
+# streamed; GLIBC_TUNABLES=glibc.malloc.tcache_count=7, glibc's default value, which makes `nas`
+# leave glibc as it is instead of keeping its blocks in the heap, core/malloc_tuning.h), and
+# reports A/a and B/b too. The variants run in the listed order in odd pairs, reversed in even.
 # Usage: bench/folder_search_bench.sh BUILD_DIR OUT_DIR [PAIRS (default 3)]
 #   env: THREADS (2), LOADER_THREADS (2), FOLDER (OUT_DIR/folder), TRAIN_SUBSET (512),
-#        VALID_SIZE (64), ARCH_EVERY (2), ARCH_LR (1e-9), SEED (1)
+#        VALID_SIZE (64), ARCH_EVERY (2), ARCH_LR (1e-9), SEED (1), VARIANTS ("A B")
 # ARCH_LR: the arch steps run (forward, backward, their validation batches decoded) but move
 # alpha by ~1e-9, so that both modes sample the same paths: at the search's own arch_lr
 # (ARCH_LR=0.015) the two modes' different pixels (random resized crops against centre crops)
@@ -38,6 +43,10 @@ VALID_SIZE=${VALID_SIZE:-64}
 SEED=${SEED:-1}
 ARCH_EVERY=${ARCH_EVERY:-2}
 ARCH_LR=${ARCH_LR:-1e-9}
+read -r -a VARIANT_LIST <<<"${VARIANTS:-A B}"
+for v in "${VARIANT_LIST[@]}"; do
+  case "$v" in A | B | a | b) ;; *) echo "VARIANTS: '$v' is not A, B, a or b" >&2; exit 2 ;; esac
+done
 BATCH=64
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
@@ -75,18 +84,19 @@ HZ=$(getconf CLK_TCK)
 RUNS="$OUT/runs.tsv"
 : >"$RUNS"
 N=0
-run() {  # run A|B PAIR
+run() {  # run A|B|a|b PAIR
   local mode=$1 pair=$2 dir load0 load1 b0 b1 t0 t1 cpu
   N=$((N + 1))
   dir="$OUT/run$N-$mode"
   rm -rf "$dir"
-  local flags=()
-  [ "$mode" = B ] && flags=(--stream_images)
+  local flags=() envs=()
+  [ "$mode" = B ] || [ "$mode" = b ] && flags=(--stream_images)
+  [ "$mode" = a ] || [ "$mode" = b ] && envs=(GLIBC_TUNABLES=glibc.malloc.tcache_count=7)
   load0=$(cut -d' ' -f1 /proc/loadavg)
   b0=$(busy)
   t0=$(date +%s.%N)
   TIMEFORMAT='%U %S'
-  cpu=$( { time "$BIN/cli/nas" search --out "$dir" "${COMMON[@]}" "${flags[@]}" \
+  cpu=$( { time env "${envs[@]}" "$BIN/cli/nas" search --out "$dir" "${COMMON[@]}" "${flags[@]}" \
              >"$dir.log" 2>&1; } 2>&1 ) || { cat "$dir.log"; exit 1; }
   t1=$(date +%s.%N)
   b1=$(busy)
@@ -101,15 +111,17 @@ s = r["seconds"]["search"]
 wall = float(t1) - float(t0)
 mine = sum(float(x) for x in cpu.split())
 others = max(0.0, ((int(b1) - int(b0)) / int(hz) - mine) / wall)
-assert r["data"]["streamed"] == (mode == "B"), r["data"]
+assert r["data"]["streamed"] == (mode in "Bb"), r["data"]
 print("\t".join(str(x) for x in [pair, mode, r["weight_steps"], r["arch_steps"], f"{s:.1f}",
                                  f"{steps * int(batch) / s:.2f}", l0, l1, f"{others:.2f}",
                                  r["data"]["train"], r["data"]["valid"], f"{mine:.0f}",
                                  f"{wall:.0f}"]))
 PY
   tail -1 "$RUNS" | awk -F'\t' '{
+    m = ($2 == "A" || $2 == "a") ? "in memory" : "streamed"
+    if ($2 == "a" || $2 == "b") m = m " (glibc defaults)"
     printf "| %s | %s | %s/%s | %s+%s | %s | %s | %s / %s | %s | %s / %s |\n", $1,
-      ($2 == "A" ? "in memory" : "streamed"), $10, $11, $3, $4, $5, $6, $7, $8, $9, $12, $13}'
+      m, $10, $11, $3, $4, $5, $6, $7, $8, $9, $12, $13}'
 }
 
 echo "threads $THREADS, loader threads $LOADER_THREADS, arch_lr $ARCH_LR, folder $FOLDER," \
@@ -120,7 +132,11 @@ echo "| pair | mode | train/valid images | weight+arch steps | search s | images
   "load avg before / after | others' cores | run's CPU s / wall s |"
 echo "|---|---|---|---|---:|---:|---|---:|---|"
 for p in $(seq 1 "$PAIRS"); do
-  if [ $((p % 2)) -eq 1 ]; then run A "$p"; run B "$p"; else run B "$p"; run A "$p"; fi
+  if [ $((p % 2)) -eq 1 ]; then
+    for v in "${VARIANT_LIST[@]}"; do run "$v" "$p"; done
+  else
+    for ((i = ${#VARIANT_LIST[@]} - 1; i >= 0; i--)); do run "${VARIANT_LIST[$i]}" "$p"; done
+  fi
 done
 echo
 "$PY" - "$RUNS" <<'PY'
@@ -129,17 +145,23 @@ rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 pairs = {}
 for r in rows:
     pairs.setdefault(r[0], {})[r[1]] = r
-ratios = []
-print("| pair | in memory images/s | streamed images/s | ratio B/A |")
-print("|---|---:|---:|---:|")
-for p, m in pairs.items():
-    a, b = m["A"], m["B"]
-    if (a[2], a[3]) != (b[2], b[3]):
-        sys.exit(f"pair {p}: the modes ran different steps: {a[2]}+{a[3]} vs {b[2]}+{b[3]}")
-    ratio = float(b[5]) / float(a[5])
-    ratios.append(ratio)
-    print(f"| {p} | {a[5]} | {b[5]} | {ratio:.3f} |")
-print()
-print(f"median B/A {statistics.median(ratios):.3f} over {len(ratios)} pairs "
-      f"(range {min(ratios):.3f}-{max(ratios):.3f}); same weight and arch steps in every pair")
+NAMES = {"A": "in memory", "B": "streamed", "a": "in memory, glibc defaults",
+         "b": "streamed, glibc defaults"}
+for x, y in [("A", "B"), ("a", "b"), ("a", "A"), ("b", "B")]:
+    both = [(p, m[x], m[y]) for p, m in pairs.items() if x in m and y in m]
+    if not both:
+        continue
+    ratios = []
+    print(f"| pair | {NAMES[x]} images/s | {NAMES[y]} images/s | ratio {y}/{x} |")
+    print("|---|---:|---:|---:|")
+    for p, a, b in both:
+        if (a[2], a[3]) != (b[2], b[3]):
+            sys.exit(f"pair {p}: {x} and {y} ran different steps: {a[2]}+{a[3]} vs {b[2]}+{b[3]}")
+        ratio = float(b[5]) / float(a[5])
+        ratios.append(ratio)
+        print(f"| {p} | {a[5]} | {b[5]} | {ratio:.3f} |")
+    print()
+    print(f"median {y}/{x} {statistics.median(ratios):.3f} over {len(ratios)} pairs "
+          f"(range {min(ratios):.3f}-{max(ratios):.3f}); same weight and arch steps in every pair")
+    print()
 PY
