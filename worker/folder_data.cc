@@ -238,9 +238,11 @@ absl::Status FolderBatcher::Batch(int64_t epoch, int64_t b, torch::Tensor* x, to
   }
   const int64_t n = batch->n;
   if (n == 0) {
-    return absl::DataLossError(absl::StrCat("batch ", b, " of epoch ", epoch,
-                                            ": every file was bad: ",
-                                            absl::StrJoin(batch->skipped, "; ")));
+    absl::Status lost = absl::DataLossError(absl::StrCat(
+        "batch ", b, " of epoch ", epoch, ": every file was bad: ",
+        absl::StrJoin(batch->skipped, "; ")));
+    loader_->Recycle(std::move(*batch));
+    return lost;
   }
   const TransformOptions& t = options_.transform;
   if (options_.float_output) {

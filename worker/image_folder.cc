@@ -10,6 +10,7 @@
 #include <numeric>
 #include <optional>
 #include <unordered_map>
+#include <system_error>
 #include <unordered_set>
 
 #include "absl/strings/str_cat.h"
@@ -517,7 +518,19 @@ ImageFolderLoader::ImageFolderLoader(const ImageFolder& folder, LoaderOptions op
     }
   }
   if (!invalid_.ok()) return;
-  for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { Work(); });
+  try {
+    for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { Work(); });
+  } catch (const std::system_error& e) {  // no more threads: stop those started, say so
+    {
+      absl::MutexLock l(&mu_);
+      stop_ = true;
+      can_start_.SignalAll();
+    }
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+    invalid_ = absl::ResourceExhaustedError(
+        absl::StrCat("image loader: cannot start ", options_.threads, " threads: ", e.what()));
+  }
 }
 
 ImageFolderLoader::~ImageFolderLoader() {
@@ -582,11 +595,11 @@ void ImageFolderLoader::Work() {
       while (!p->ready) buffer_ready_.Wait(&mu_);
       go = p->error.ok();
     }
-    const absl::Status failed = go ? DecodeRange(p, b, begin, end) : absl::OkStatus();
+    const int64_t threw = go ? DecodeRange(p, b, begin, end) : -1;
     std::optional<Pending> whole;
     {
       absl::MutexLock l(&mu_);
-      if (!failed.ok() && p->error.ok()) p->error = failed;
+      if (threw >= 0 && (p->fatal_at < 0 || threw < p->fatal_at)) p->fatal_at = threw;
       p->finished += end - begin;
       if (p->finished < static_cast<int64_t>(batches_[b].indices.size())) continue;
       // This thread did the batch's last images: it assembles the batch.
@@ -608,6 +621,7 @@ void ImageFolderLoader::Allocate(Pending* p, int64_t b) {
   out.height = t.out_height;
   out.width = t.out_width;
   try {
+    if (n == 0) return;  // an empty batch needs no buffer
     if (options_.float_output) {
       out.f32 = buffers_->TakeF32();
     } else {
@@ -625,25 +639,32 @@ void ImageFolderLoader::Allocate(Pending* p, int64_t b) {
   }
 }
 
-absl::Status ImageFolderLoader::DecodeRange(Pending* p, int64_t b, int64_t begin, int64_t end) {
+int64_t ImageFolderLoader::DecodeRange(Pending* p, int64_t b, int64_t begin, int64_t end) {
+  const TransformOptions& t = options_.transform;
+  const BatchRequest& req = batches_[b];
+  const size_t sample = static_cast<size_t>(t.channels) * t.out_height * t.out_width;
+  int64_t k = begin;
   try {
-    const TransformOptions& t = options_.transform;
-    const BatchRequest& req = batches_[b];
-    const size_t sample = static_cast<size_t>(t.channels) * t.out_height * t.out_width;
-    for (int64_t k = begin; k < end && !stop_.load(std::memory_order_relaxed); ++k) {
+    for (; k < end && !stop_.load(std::memory_order_relaxed); ++k) {
       float* f = options_.float_output ? p->out.f32.data() + k * sample : nullptr;
       uint8_t* u = options_.float_output ? nullptr : p->out.u8.data() + k * sample;
       p->status[k] =
           LoadSample(folder_, req.indices[k], req.epoch, options_.seed, t, options_.limits, f, u);
     }
-    return absl::OkStatus();
+    return -1;
   } catch (const std::exception& e) {
-    return absl::ResourceExhaustedError(absl::StrCat("batch ", b, ": ", e.what()));
+    p->status[k] = absl::ResourceExhaustedError(
+        absl::StrCat("batch ", b, ": ", folder_.path(req.indices[k]), ": ", e.what()));
+    return k;
   }
 }
 
 absl::StatusOr<ImageBatch> ImageFolderLoader::Finish(int64_t b, Pending p) const {
-  if (!p.error.ok()) return p.error;
+  auto fail = [&](absl::Status s) {
+    buffers_->Give(std::move(p.out));
+    return s;
+  };
+  if (!p.error.ok()) return fail(p.error);
   try {
     const TransformOptions& t = options_.transform;
     const BatchRequest& req = batches_[b];
@@ -652,7 +673,10 @@ absl::StatusOr<ImageBatch> ImageFolderLoader::Finish(int64_t b, Pending p) const
     int64_t k = 0;
     for (size_t i = 0; i < req.indices.size(); ++i) {
       if (!p.status[i].ok()) {
-        if (!options_.skip_bad_files) return p.status[i];
+        // A file's error, in the request's order; a failure to decode (memory) is never skipped.
+        if (!options_.skip_bad_files || static_cast<int64_t>(i) == p.fatal_at) {
+          return fail(p.status[i]);
+        }
         out.skipped.push_back(std::string(p.status[i].message()));
         continue;
       }

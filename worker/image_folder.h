@@ -262,7 +262,8 @@ class ImageFolderLoader {
     int64_t claimed = 0;   // images handed to threads
     int64_t finished = 0;  // images those threads are done with
     bool ready = false;    // out's buffers and `status` are sized (by the first chunk's thread)
-    absl::Status error;    // a failure of the batch itself (memory), not of a file
+    absl::Status error;    // the buffers could not be had (memory): the batch's error
+    int64_t fatal_at = -1;  // the first image whose decoding threw (memory): an error there
     ImageBatch out;
     std::vector<absl::Status> status;  // per image of the request
   };
@@ -270,9 +271,11 @@ class ImageFolderLoader {
   // Sizes p's buffers (reusing a pooled one) and per-image statuses; outside mu_.
   void Allocate(Pending* p, int64_t b);
   // Decodes images [begin, end) of batch b into p; stops early once the loader is stopping.
-  absl::Status DecodeRange(Pending* p, int64_t b, int64_t begin, int64_t end);
-  // The finished batch: the first bad file's error, or the images that decoded moved together
-  // (the bad ones named in `skipped`) with their labels.
+  // Returns the image whose decoding threw (its status says why), or -1.
+  int64_t DecodeRange(Pending* p, int64_t b, int64_t begin, int64_t end);
+  // The finished batch: the first bad file's error (or failure to decode), or the images that
+  // decoded moved together (the bad ones named in `skipped`) with their labels. An error gives
+  // the buffers back to the pool.
   absl::StatusOr<ImageBatch> Finish(int64_t b, Pending p) const;
 
   const ImageFolder& folder_;

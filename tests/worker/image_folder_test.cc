@@ -832,6 +832,12 @@ TEST_F(ImageFolderTest, LoadersSharingAPoolReuseItsBuffers) {
   EXPECT_EQ(b->f32.data(), reused);
   EXPECT_EQ(b->f32, fresh);
   EXPECT_EQ(o.buffers->size(), 0u);
+  second.Recycle(std::move(*b));
+  {  // an empty batch takes no buffer from the pool
+    ImageFolderLoader empty(*f, o, {BatchRequest{0, {}}});
+    ASSERT_TRUE(empty.Next().ok());
+    EXPECT_EQ(o.buffers->size(), 1u);
+  }
   // A dropped loader hands back what it had decoded ahead, within its queue's bound.
   o.buffers = std::make_shared<BatchBufferPool>(8);
   {
