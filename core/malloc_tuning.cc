@@ -12,7 +12,8 @@ namespace nas {
 std::string MallocSetBy(const std::vector<std::string>& environment) {
   for (const std::string& e : environment) {
     const std::string name = e.substr(0, e.find('='));
-    if (absl::StartsWith(name, "MALLOC_") && absl::EndsWith(name, "_")) return name;
+    // glibc reads MALLOC_ARENA_MAX and MALLOC_ARENA_TEST, and MALLOC_..._ for the others.
+    if (absl::StartsWith(name, "MALLOC_")) return name;
     if (name == "GLIBC_TUNABLES" && absl::StrContains(e, "glibc.malloc.")) return name;
   }
   return "";
@@ -30,5 +31,7 @@ std::string TuneMallocForTensors() {
   return ok ? "allocator: glibc, blocks kept in the heap for reuse (no mmap, no trimming)"
             : "allocator: glibc's defaults (mallopt refused the settings)";
 }
+
+bool ReleaseFreeHeap() { return malloc_trim(0) == 1; }
 
 }  // namespace nas
