@@ -18,6 +18,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "core/json_fields.h"
+#include "core/malloc_tuning.h"
 #include "core/status_macros.h"
 #include "nas/common.pb.h"
 #include "nas/worker.pb.h"
@@ -186,6 +187,7 @@ struct RemoteWorker::Impl {
   std::unique_ptr<TaskRunner> runner;
   int threads = 1;  // effective intra-op threads
   std::atomic<int64_t> tasks_done{0};
+  std::atomic<int64_t> heap_releases{0};
   std::thread heartbeat_thread;
 
   absl::Mutex mu;
@@ -804,6 +806,10 @@ struct RemoteWorker::Impl {
     heartbeat_thread = std::thread([this] { HeartbeatLoop(); });
     Backoff backoff(o.backoff_initial, o.backoff_max);
     std::optional<Task> next;  // the task the last CompleteTask reply carried
+    // Since when the coordinator has had no task for this worker, and whether the free heap
+    // went back to the system in this idle stretch.
+    std::optional<absl::Time> idle_since;
+    bool released = false;
     while (o.max_tasks <= 0 || tasks_done.load() < o.max_tasks) {
       if (next.has_value()) {
         Task t = std::move(*next);
@@ -835,7 +841,22 @@ struct RemoteWorker::Impl {
       if (s.ok()) {
         NoteCall(true, "AcquireTask", s);
         backoff.Reset();
-        if (reply.idle() || !reply.has_task()) continue;
+        if (reply.idle() || !reply.has_task()) {
+          const absl::Time now = absl::Now();
+          if (!idle_since.has_value()) idle_since = now;
+          if (!released && now - *idle_since >= o.release_heap_after_idle) {
+            const int64_t before = ProcessResidentBytes();
+            ReleaseFreeHeap();
+            released = true;
+            heap_releases.fetch_add(1);
+            Log(absl::StrCat("idle for ", absl::FormatDuration(now - *idle_since),
+                             ": gave free heap back, resident ", before >> 20, " -> ",
+                             ProcessResidentBytes() >> 20, " MiB"));
+          }
+          continue;
+        }
+        idle_since.reset();
+        released = false;
         HandleTask(std::move(*reply.mutable_task()), SecondsSince(asked_at), &next);
         tasks_done.fetch_add(1);
         continue;
@@ -925,5 +946,6 @@ absl::Status RemoteWorker::Run() { return impl_->Run(); }
 void RemoteWorker::Stop() { impl_->Stop(); }
 
 int64_t RemoteWorker::tasks_done() const { return impl_->tasks_done.load(); }
+int64_t RemoteWorker::heap_releases() const { return impl_->heap_releases.load(); }
 
 }  // namespace nas

@@ -106,6 +106,10 @@ struct RemoteWorkerOptions {
   // Reconnect backoff: first delay, doubling up to the max. Defaults 100 ms and 2 s.
   absl::Duration backoff_initial = absl::Milliseconds(100);
   absl::Duration backoff_max = absl::Seconds(2);
+  // The worker keeps the memory its steps free for the next step (core/malloc_tuning.h); once it
+  // has had no task for this long it gives the free part back to the system, once per idle
+  // stretch. Default 60 s.
+  absl::Duration release_heap_after_idle = absl::Seconds(60);
 };
 
 // OK when `dir` resolves (symbolic links followed, ".." removed) to one of `roots` or below;
@@ -136,6 +140,8 @@ class RemoteWorker {
   void Stop();
   // Tasks handled so far (any outcome).
   int64_t tasks_done() const;
+  // Idle stretches in which the worker gave its free heap back (release_heap_after_idle).
+  int64_t heap_releases() const;
 
  private:
   struct Impl;

@@ -7,10 +7,13 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "proto/tensor_codec.h"
 #include "tests/worker/task_runner_fixture.h"
@@ -77,8 +80,10 @@ class WorkerLoopTest : public ::testing::Test {
     tensors_ = InitialTensors(space_, 3);
   }
 
-  std::unique_ptr<RemoteWorker> Worker(FakeGatewayClient* fake, int64_t max_tasks) {
+  std::unique_ptr<RemoteWorker> Worker(FakeGatewayClient* fake, int64_t max_tasks,
+                                       absl::Duration release_heap_after_idle = absl::Seconds(60)) {
     RemoteWorkerOptions o;
+    o.release_heap_after_idle = release_heap_after_idle;
     o.coordinator = "fake";
     o.threads = 2;
     o.max_tasks = max_tasks;
@@ -130,6 +135,28 @@ TEST_F(WorkerLoopTest, AcquiresRunsAndCompletesWhatTheRunnerComputes) {
     ASSERT_TRUE(back.ok());
     EXPECT_TRUE(torch::equal(*back, t)) << name;
   }
+}
+
+TEST_F(WorkerLoopTest, AnIdleWorkerGivesItsFreeHeapBackOncePerIdleStretch) {
+  auto* fake = new FakeGatewayClient;
+  for (const auto& [name, t] : tensors_) fake->SetBlobs(name, Chunks(name, t));
+  std::unique_ptr<RemoteWorker> worker = Worker(fake, 0, absl::ZeroDuration());
+  std::thread run([&] { EXPECT_TRUE(worker->Run().ok()); });
+  auto eventually = [](const std::function<bool()>& done) {
+    for (int i = 0; i < 3000 && !done(); ++i) absl::SleepFor(absl::Milliseconds(10));
+    return done();
+  };
+  // The first idle reply starts a stretch and (after 0 s) releases; later ones in it do not.
+  EXPECT_TRUE(eventually([&] { return worker->heap_releases() == 1; }));
+  absl::SleepFor(absl::Milliseconds(300));  // about 6 more idle replies of 50 ms
+  EXPECT_EQ(worker->heap_releases(), 1);
+  // A task ends the stretch; the next idle reply starts another.
+  fake->AddTask(ProtoTask(WeightTaskOn(space_, SomePath(space_, 1), tensors_, 1), "L1"));
+  EXPECT_TRUE(eventually([&] { return worker->tasks_done() == 1; }));
+  EXPECT_TRUE(eventually([&] { return worker->heap_releases() == 2; }));
+  worker->Stop();
+  run.join();
+  EXPECT_EQ(fake->completions().size(), 1u);
 }
 
 TEST_F(WorkerLoopTest, ARefusedFetchAbandonsTheTaskAndATaskWithoutKindFails) {
