@@ -82,8 +82,9 @@ absl::StatusOr<DataSet> LoadJobDataSet(const std::string& name, const std::strin
 // Rng(MixSeed(seed, e)) when `shuffle`; the last partial batch dropped when `drop_last`), decoded
 // by an ImageFolderLoader that runs ahead. The loader follows a plan: the batches Expect named,
 // then the rest of the epoch and the next epoch in order (at most kPlanAhead batches more), so
-// an epoch's first batch is decoded while the previous epoch's last step runs. Asking for the planned next batch is served from the
-// prefetch queue; asking for any other restarts the loader there (and on through the epoch).
+// an epoch's first batch is decoded while the previous epoch's last step runs. Asking for the
+// planned next batch is served from the prefetch queue; asking for any other restarts the loader
+// there (and on through the epoch). Every loader it starts shares one BatchBufferPool.
 // Not thread-safe: one caller at a time. `folder` must outlive it.
 class FolderBatcher : public BatchSource {
  public:

@@ -28,6 +28,12 @@ std::vector<int64_t> Pick(const std::vector<int64_t>& items, const std::vector<i
 
 }  // namespace
 
+absl::Status JobData::CheckLoaderThreads(int loader_threads) {
+  if (loader_threads >= 1 && loader_threads <= kMaxLoaderThreads) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("loader_threads: ", loader_threads, " is outside 1..", kMaxLoaderThreads));
+}
+
 absl::StatusOr<std::shared_ptr<const JobData>> JobData::Load(const JobDataOptions& o,
                                                              const SearchSpace& space) {
   const bool folder = o.dataset == "folder";
@@ -39,10 +45,7 @@ absl::StatusOr<std::shared_ptr<const JobData>> JobData::Load(const JobDataOption
     return absl::InvalidArgumentError(absl::StrCat(
         "skip_bad_files: only for dataset \"folder\" (dataset is \"", o.dataset, "\")"));
   }
-  if (o.loader_threads < 1 || o.loader_threads > JobData::kMaxLoaderThreads) {
-    return absl::InvalidArgumentError(absl::StrCat("loader_threads: ", o.loader_threads,
-                                                   " is outside 1..", JobData::kMaxLoaderThreads));
-  }
+  NAS_RETURN_IF_ERROR(CheckLoaderThreads(o.loader_threads));
   if (o.prefetch_batches < 1 || o.prefetch_batches > JobData::kMaxPrefetchBatches) {
     return absl::InvalidArgumentError(absl::StrCat("prefetch_batches: ", o.prefetch_batches,
                                                    " is outside 1..", JobData::kMaxPrefetchBatches));

@@ -64,6 +64,9 @@ class JobData {
   // Bounds of JobDataOptions::loader_threads and prefetch_batches.
   static constexpr int kMaxLoaderThreads = 64;
   static constexpr int kMaxPrefetchBatches = 64;
+  // InvalidArgument naming loader_threads unless it is 1..kMaxLoaderThreads (Load checks it; a
+  // worker checks its flag at start-up).
+  static absl::Status CheckLoaderThreads(int loader_threads);
 
   // Loads (in memory) or scans (streamed) the data; checks it against `space` (image size and
   // channels, classes). Errors name the field or file.

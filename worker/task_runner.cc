@@ -179,11 +179,7 @@ absl::StatusOr<std::unique_ptr<TaskRunner>> TaskRunner::Create(TaskRunnerOptions
   if (options.max_data_sets < 1) {
     return absl::InvalidArgumentError("max_data_sets: must be >= 1");
   }
-  if (options.loader_threads < 1 || options.loader_threads > JobData::kMaxLoaderThreads) {
-    return absl::InvalidArgumentError(absl::StrCat("loader_threads: ", options.loader_threads,
-                                                   " is outside 1..",
-                                                   JobData::kMaxLoaderThreads));
-  }
+  NAS_RETURN_IF_ERROR(JobData::CheckLoaderThreads(options.loader_threads));
   if (options.threads < 1) options.threads = 1;
   return std::unique_ptr<TaskRunner>(new TaskRunner(std::move(options), device));
 }
