@@ -3,6 +3,7 @@
 // order), even-numbered images as PNG and odd ones as JPEG (quality 95).
 #pragma once
 
+#include <stdlib.h>
 #include <torch/torch.h>
 
 #include <cstdio>
@@ -16,6 +17,12 @@
 #include "worker/image_codec.h"
 
 namespace nas::testing_folder {
+
+// A fresh directory /tmp/<prefix>_XXXXXX for a test suite's files; "" if none could be made.
+inline std::string MakeScratchDir(const std::string& prefix) {
+  std::string tmpl = "/tmp/" + prefix + "_XXXXXX";
+  return mkdtemp(tmpl.data()) == nullptr ? "" : tmpl;
+}
 
 // Writes `n` class-balanced images (BalancedSubset with `seed`) under `root` (created), image i
 // as c<label>/<i, 4 digits>.png or .jpg; returns them (the file of image i holds row i).

@@ -22,8 +22,8 @@ namespace fs = std::filesystem;
 class FolderDataTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/nas_folder_data_test_XXXXXX";
-    root_ = new std::string(mkdtemp(tmpl));
+    root_ = new std::string(testing_folder::MakeScratchDir("nas_folder_data_test"));
+    ASSERT_FALSE(root_->empty()) << "mkdtemp in /tmp failed";
     absl::StatusOr<DataSet> written = testing_folder::WriteFashionFolder(*root_, 80, 1);
     ASSERT_TRUE(written.ok()) << written.status();
     source_ = new DataSet(*written);

@@ -24,8 +24,8 @@ namespace fs = std::filesystem;
 class JobDataTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/nas_job_data_test_XXXXXX";
-    root_ = new std::string(mkdtemp(tmpl));
+    root_ = new std::string(testing_folder::MakeScratchDir("nas_job_data_test"));
+    ASSERT_FALSE(root_->empty()) << "mkdtemp in /tmp failed";
     absl::StatusOr<DataSet> written = testing_folder::WriteFashionFolder(*root_, 300, 3);
     ASSERT_TRUE(written.ok()) << written.status();
     auto space = SearchSpace::Load("fashion-mnist");
